@@ -1,0 +1,3 @@
+"""Alliance-outcome models: within/between decomposition, lagged models, therapist effects."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Reliable and clinically significant change; sudden gains and losses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Reliability estimates: Cronbach's alpha, McDonald's omega, item statistics."""
+
+__all__: list[str] = []

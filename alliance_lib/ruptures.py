@@ -1,0 +1,3 @@
+"""Alliance ruptures and repairs from session-by-session scores."""
+
+__all__: list[str] = []

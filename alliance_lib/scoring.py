@@ -1,0 +1,3 @@
+"""Scoring questionnaires by their instrument definitions."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Simulated alliance studies with known true values."""
+
+__all__: list[str] = []
