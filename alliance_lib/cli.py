@@ -1,0 +1,185 @@
+"""The ``alliance`` command: a thin wrapper over the Python API (flags mirror keyword arguments).
+
+alliance report STUDY.yaml --wave N [--out DIR]     run the study report for one wave
+alliance report STUDY.yaml --all-waves              ... for every wave
+alliance score FILE --instrument ID [-o OUT]        score a data file
+alliance validate FILE --instrument ID [-o OUT]     list rows that cannot be scored, and why
+alliance instruments [--folder DIR]                 list the known instruments
+alliance simulate -o OUT.csv [--n-clients N]        simulate a study (or --demo-study DIR)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _codes(values: list[str] | None) -> tuple[float, ...]:
+    out = []
+    for v in values or []:
+        try:
+            out.append(int(v))
+        except ValueError:
+            out.append(float(v))
+    return tuple(out)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from alliance_lib.report import run_report
+
+    result = run_report(
+        args.study_yaml, args.wave, args.out, all_waves=args.all_waves, quiet=args.quiet
+    )
+    for path in result if isinstance(result, list) else [result]:
+        print(path)
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from alliance_lib.io import read_table
+    from alliance_lib.scoring import score
+
+    df = read_table(args.file)
+    for inst in args.instrument:
+        df = score(
+            df,
+            inst,
+            metric=args.metric,
+            missing_codes=_codes(args.missing_codes),
+            errors=args.errors,
+        )
+    if args.output:
+        df.to_csv(args.output, index=False)
+        print(f"{len(df)} rows scored -> {args.output}")
+    else:
+        df.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from alliance_lib.io import read_table
+    from alliance_lib.validate import validate
+
+    df = read_table(args.file)
+    result = validate(
+        df, list(args.instrument), missing_codes=_codes(args.missing_codes), source=str(args.file)
+    )
+    print(
+        f"{args.file}: {result.n_in} rows read, {result.n_clean} clean, "
+        f"{result.n_quarantined} quarantined"
+    )
+    if len(result.summary):
+        print(result.summary.to_string(index=False))
+    if args.output:
+        result.quarantined.to_csv(args.output)
+        print(f"quarantined rows -> {args.output}")
+    return 0 if result.n_quarantined == 0 or not args.strict else 3
+
+
+def _cmd_instruments(args: argparse.Namespace) -> int:
+    from alliance_lib.registry import list_instruments
+
+    table = list_instruments(folder=args.folder)
+    print(table.to_string(index=False))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from alliance_lib.simulate import simulate_study, write_demo_study
+
+    if args.demo_study:
+        for path in write_demo_study(args.demo_study, seed=args.seed):
+            print(path)
+        return 0
+    if not args.output:
+        raise SystemExit("alliance simulate: give -o OUT.csv or --demo-study DIR")
+    df = simulate_study(
+        n_therapists=args.n_therapists,
+        n_clients=args.n_clients,
+        max_sessions=args.max_sessions,
+        seed=args.seed,
+        output=args.output_kind,
+    )
+    df.to_csv(args.output, index=False, lineterminator="\n")
+    print(f"{len(df)} rows -> {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from alliance_lib._version import __version__
+    from alliance_lib.simulate import DEMO_SEED
+
+    parser = argparse.ArgumentParser(prog="alliance", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"alliance_lib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("report", help="run the study report for a wave")
+    p.add_argument("study_yaml", type=Path)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--wave", type=int, default=None, help="wave number (default: latest)")
+    group.add_argument("--all-waves", action="store_true", help="report every wave")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default ./reports/...)")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    p.set_defaults(func=_cmd_report)
+
+    for name, func, helptext in (
+        ("score", _cmd_score, "score a data file"),
+        ("validate", _cmd_validate, "validate a data file"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("file", type=Path)
+        p.add_argument(
+            "--instrument",
+            "-i",
+            action="append",
+            required=True,
+            help="instrument id (repeat for several)",
+        )
+        p.add_argument("--missing-codes", nargs="*", default=None, help="e.g. -99 999")
+        p.add_argument("--output", "-o", type=Path, default=None)
+        if name == "score":
+            p.add_argument("--metric", choices=["mean", "sum", "mean_x10"], default=None)
+            p.add_argument("--errors", choices=["raise", "quarantine"], default="raise")
+        else:
+            p.add_argument(
+                "--strict",
+                action="store_true",
+                help="exit with status 3 when any row is quarantined",
+            )
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("instruments", help="list the known instruments")
+    p.add_argument("--folder", type=Path, default=None, help="also load definitions from here")
+    p.set_defaults(func=_cmd_instruments)
+
+    p = sub.add_parser("simulate", help="simulate a study with known true values")
+    p.add_argument("--output", "-o", type=Path, default=None)
+    p.add_argument("--demo-study", type=Path, default=None, help="write the demo study here")
+    p.add_argument("--n-clients", type=int, default=300)
+    p.add_argument("--n-therapists", type=int, default=20)
+    p.add_argument("--max-sessions", type=int, default=16)
+    p.add_argument("--seed", type=int, default=DEMO_SEED)
+    p.add_argument("--output-kind", choices=["items", "scores"], default="items")
+    p.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``alliance`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # StudyError, ReadError, ScoringError, ...
+        print(f"alliance {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # ReportError
+        print(f"alliance {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
