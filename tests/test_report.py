@@ -1,0 +1,122 @@
+"""The wave report through papermill: outputs, determinism, privacy, failure safety."""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from alliance_lib.report import TEMPLATE, ReportError, run_report
+from alliance_lib.simulate import simulate_study
+from alliance_lib.study import StudyError
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "study.yaml"
+OUTPUTS = {"report.ipynb", "report.html", "results.json", "provenance.json", "quarantine.csv"}
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def demo_wave1(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports") / "demo" / "wave-1"
+    return run_report(DEMO, 1, out, quiet=True)
+
+
+def test_writes_the_five_files(demo_wave1):
+    assert {p.name for p in demo_wave1.iterdir()} == OUTPUTS
+
+
+def test_html_has_figures_no_code_no_raw_ids(demo_wave1):
+    html = (demo_wave1 / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"data:image/png;base64", html)) >= 3
+    assert "prepare_wave(" not in html and "import alliance_lib" not in html
+    assert "jp-InputArea-editor" not in html
+    assert not re.search(r"CL-\d{4}", html), "raw client IDs in the HTML"
+    assert not re.search(r"TH-\d{2}", html), "raw therapist IDs in the HTML"
+
+
+def test_results_and_quarantine_are_consistent(demo_wave1):
+    results = json.loads((demo_wave1 / "results.json").read_text())
+    q = pd.read_csv(demo_wave1 / "quarantine.csv")
+    dq = results["data_quality"]
+    assert dq["rows_read"] == dq["rows_analysed"] + dq["rows_quarantined"]
+    assert dq["rows_quarantined"] == len(q) > 0
+    wave1 = pd.read_csv(DEMO.parent / "wave1.csv")
+    assert dq["rows_read"] == len(wave1)
+    assert not q["client_id"].astype(str).str.match(r"CL-\d").any()
+    assert q["reason"].str.contains("duplicate").sum() == 2  # both copies of the duplicated row
+    assert results["study"]["wave"] == 1
+
+
+def test_provenance_records_inputs_and_environment(demo_wave1):
+    prov = json.loads((demo_wave1 / "provenance.json").read_text())
+    assert prov["wave"] == 1
+    hashes = prov["inputs_sha256"]
+    assert any(k.endswith("wave1.csv") for k in hashes)
+    assert not any(k.endswith("wave2.csv") for k in hashes)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in hashes.values())
+    assert prov["package_versions"]["pandas"] == pd.__version__
+    assert prov["python_executable"] and prov["seed"] == 2026
+    assert prov["started_utc"] <= prov["finished_utc"]
+
+
+def test_same_inputs_same_results_bytes(demo_wave1, tmp_path):
+    again = run_report(DEMO, 1, tmp_path / "again", quiet=True)
+    assert (again / "results.json").read_bytes() == (demo_wave1 / "results.json").read_bytes()
+
+
+def test_report_without_therapists_or_outcome(tmp_path):
+    d = simulate_study(n_clients=40, n_therapists=4, seed=9, therapist_ratings=False)
+    d = d.drop(columns=["therapist_id", "date"] + [c for c in d if c.startswith("oq_")])
+    d = d[d["session"] >= 1]
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: Alliance only\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr}\n"
+    )
+    out = run_report(tmp_path / "study.yaml", 1, tmp_path / "report", quiet=True)
+    results = json.loads((out / "results.json").read_text())
+    assert results["early_alliance"]["skipped"] is True
+    assert results["sample"]["n_therapists"] is None
+    assert results["trajectory"]["n_clients"] == 40
+
+
+def _broken_template(tmp_path):
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')"))
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failed_run_keeps_previous_report(demo_wave1, tmp_path):
+    target = tmp_path / "demo" / "wave-1"
+    target.mkdir(parents=True)
+    for name in OUTPUTS:
+        (target / name).write_bytes((demo_wave1 / name).read_bytes())
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(ReportError) as err:
+        run_report(DEMO, 1, target, template=_broken_template(tmp_path), quiet=True)
+    message = str(err.value)
+    assert "RuntimeError: deliberate failure" in message and "cell" in message
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert err.value.failed_notebook.is_file()
+    assert not list(target.parent.glob(".wave-1.tmp-*")), "staging folder left behind"
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = "\n".join(
+        line for line in params.source.splitlines() if not line.startswith("seed")
+    )
+    path = tmp_path / "old.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(ReportError, match="unknown parameter.*seed"):
+        run_report(DEMO, 1, tmp_path / "out", template=path, quiet=True)
+
+
+def test_bad_study_input_is_a_clear_error(tmp_path):
+    with pytest.raises(StudyError, match="wave 7 is not defined"):
+        run_report(DEMO, 7, tmp_path / "x", quiet=True)
