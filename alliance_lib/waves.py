@@ -6,6 +6,7 @@ exploration notebook and the command line all start from :func:`prepare_wave`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,15 +140,14 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     scored["session"] = scored["session"].astype(int)
 
     q = checked.quarantined
+    q_ids = pseudonymise(q["client_id"], salt=study.salt, prefix="C") if "client_id" in q else None
     quarantine = pd.DataFrame(
         {
             "row": q.index.to_numpy(),
-            "client_id": pseudonymise(q["client_id"], salt=study.salt, prefix="C").to_numpy()
-            if "client_id" in q
-            else None,
+            "client_id": q_ids.to_numpy() if q_ids is not None else None,
             "session": q["session"].astype(object).to_numpy() if "session" in q else None,
             "rater": q["rater"].to_numpy() if "rater" in q else None,
-            "reason": q["reason"].to_numpy(),
+            "reason": _pseudonymise_text(q["reason"], q, study.salt).to_numpy(),
         }
     )
     if n_read != len(scored) + len(quarantine):
@@ -168,17 +168,30 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         scored=scored.reset_index(drop=True),
         quarantine=quarantine,
         quarantine_summary=checked.summary,
-        missing_codes=_missing_code_counts(checked),
+        missing_codes=checked.missing_codes.rename_axis("column").reset_index(name="n"),
         alliance=alliance.prefix,
         outcome=outcome,
     )
 
 
-def _missing_code_counts(checked) -> pd.DataFrame:
-    counts = getattr(checked, "missing_codes", None)
-    if isinstance(counts, pd.DataFrame):
-        return counts
-    return pd.DataFrame(columns=["column", "code", "n"])
+def _pseudonymise_text(text: pd.Series, rows: pd.DataFrame, salt: str) -> pd.Series:
+    """Replace raw client/therapist IDs quoted in reasons by their pseudonyms."""
+    out = text.astype(str)
+    for col, prefix in (("client_id", "C"), ("therapist_id", "T")):
+        if col not in rows or rows[col].isna().all():
+            continue
+        raw = pd.Series(pd.unique(rows[col].dropna().astype(str)))
+        raw = raw[raw.str.len() > 0]
+        if raw.empty:
+            continue
+        mapping = dict(zip(raw, pseudonymise(raw, salt=salt, prefix=prefix), strict=True))
+        pattern = "|".join(re.escape(r) for r in sorted(mapping, key=len, reverse=True))
+        out = out.str.replace(
+            f"(?<![\\w-])(?:{pattern})(?![\\w-])",
+            lambda m, table=mapping: table[m.group(0)],
+            regex=True,
+        )
+    return out
 
 
 def session_table(scored: pd.DataFrame, *, alliance: str, outcome: str | None) -> pd.DataFrame:
