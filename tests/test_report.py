@@ -31,7 +31,7 @@ def test_html_has_figures_no_code_no_raw_ids(demo_wave1):
     html = (demo_wave1 / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r"data:image/png;base64", html)) >= 3
     assert "prepare_wave(" not in html and "import alliance_lib" not in html
-    assert "jp-InputArea-editor" not in html
+    assert "class=\"highlight" not in html, "code cells in the HTML"
     assert not re.search(r"CL-\d{4}", html), "raw client IDs in the HTML"
     assert not re.search(r"TH-\d{2}", html), "raw therapist IDs in the HTML"
 

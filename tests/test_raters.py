@@ -1,0 +1,229 @@
+"""Tests for alliance_lib.raters.rater_agreement.
+
+Reference values: R 4.2.2 + psych 2.2.9 via tests/reference/psych_reference.R, saved in
+tests/reference/fixtures/psych_reference.json. ICCs are ``psych::ICC(x, lmer=FALSE)`` ICC2
+(= ICC(A,1)) and ICC3 (= ICC(C,1)); the Bland-Altman numbers, the per-client slopes (``lm``) and
+their correlation (``cor.test``) are computed in base R in the same script.
+
+Tolerances: ICCs 1e-6 and their CIs 1e-4 absolute (as agreed for the project); the Bland-Altman
+statistics, slopes and slope correlation are closed-form and compared at 1e-9.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from alliance_lib.raters import RaterAgreement, RaterAgreementError, rater_agreement
+
+FIXTURES = Path(__file__).parent / "reference" / "fixtures"
+REF = json.loads((FIXTURES / "psych_reference.json").read_text())
+R_REF = REF["raters"]
+TINY_REF = REF["tiny_raters"]
+DATA = pd.read_csv(FIXTURES / "rater_data.csv")
+
+ICC_TOL = 1e-6
+CI_TOL = 1e-4
+EXACT_TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def result() -> RaterAgreement:
+    return rater_agreement(DATA, "score")
+
+
+def tiny() -> pd.DataFrame:
+    """Two clients, three sessions, client and therapist ratings (the docstring example)."""
+    return pd.DataFrame(
+        {
+            "client_id": ["a"] * 6 + ["b"] * 6,
+            "session": [1, 1, 2, 2, 3, 3] * 2,
+            "rater": ["client", "therapist"] * 6,
+            "wai": [4.0, 3.5, 4.2, 3.9, 4.5, 4.1, 3.0, 3.2, 3.1, 3.0, 3.6, 3.3],
+        }
+    )
+
+
+def test_counts_match_r(result):
+    assert result.n_pairs == R_REF["n_pairs"] == 180
+    assert result.n_clients == R_REF["n_clients"] == 30
+    assert result.n_slope_clients == len(R_REF["slope_clients"]) == 28
+    assert result.raters == ("client", "therapist")
+
+
+def test_icc_matches_psych(result):
+    icc = result.icc
+    assert list(icc.index) == ["ICC(A,1)", "ICC(C,1)"]
+    # R: psych::ICC(wide, lmer=FALSE)$results["Single_random_raters", ] (ICC2)
+    assert icc.loc["ICC(A,1)", "icc"] == pytest.approx(R_REF["icc2"], abs=ICC_TOL)
+    assert icc.loc["ICC(A,1)", "ci_low"] == pytest.approx(R_REF["icc2_lower"], abs=CI_TOL)
+    assert icc.loc["ICC(A,1)", "ci_high"] == pytest.approx(R_REF["icc2_upper"], abs=CI_TOL)
+    # R: ... ["Single_fixed_raters", ] (ICC3)
+    assert icc.loc["ICC(C,1)", "icc"] == pytest.approx(R_REF["icc3"], abs=ICC_TOL)
+    assert icc.loc["ICC(C,1)", "ci_low"] == pytest.approx(R_REF["icc3_lower"], abs=CI_TOL)
+    assert icc.loc["ICC(C,1)", "ci_high"] == pytest.approx(R_REF["icc3_upper"], abs=CI_TOL)
+    assert icc.loc["ICC(C,1)", "F"] == pytest.approx(R_REF["F"], rel=1e-9)
+    assert (icc["df1"] == R_REF["df1"]).all() and (icc["df2"] == R_REF["df2"]).all()
+    assert icc.loc["ICC(C,1)", "p"] == pytest.approx(R_REF["p"], rel=1e-6)
+    # the therapist rates lower on average, so absolute agreement < consistency
+    assert icc.loc["ICC(A,1)", "icc"] < icc.loc["ICC(C,1)", "icc"]
+
+
+def test_bland_altman_matches_r(result):
+    assert result.mean_difference == pytest.approx(R_REF["mean_diff"], abs=EXACT_TOL)
+    assert result.sd_difference == pytest.approx(R_REF["sd_diff"], abs=EXACT_TOL)
+    assert_allclose(
+        result.mean_difference_ci, [R_REF["mean_diff_lower"], R_REF["mean_diff_upper"]], atol=1e-9
+    )
+    assert result.loa_low == pytest.approx(R_REF["loa_low"], abs=EXACT_TOL)
+    assert result.loa_high == pytest.approx(R_REF["loa_high"], abs=EXACT_TOL)
+    assert_allclose(result.loa_low_ci, [R_REF["loa_low_lower"], R_REF["loa_low_upper"]], atol=1e-9)
+    assert_allclose(
+        result.loa_high_ci, [R_REF["loa_high_lower"], R_REF["loa_high_upper"]], atol=1e-9
+    )
+
+
+def test_slopes_match_r(result):
+    slopes = result.slopes
+    assert list(slopes.index) == R_REF["slope_clients"]
+    # R: coef(lm(score ~ session)) per client over the sessions rated by both
+    assert_allclose(slopes["slope_client"], R_REF["slope_client"], atol=EXACT_TOL, rtol=0)
+    assert_allclose(slopes["slope_therapist"], R_REF["slope_therapist"], atol=EXACT_TOL, rtol=0)
+    # R: cor.test(slope_client, slope_therapist)
+    assert result.slope_r == pytest.approx(R_REF["slope_r"], abs=EXACT_TOL)
+    assert_allclose(result.slope_r_ci, [R_REF["slope_r_lower"], R_REF["slope_r_upper"]], atol=1e-9)
+    assert result.slope_p == pytest.approx(R_REF["slope_p"], rel=1e-6)
+    assert (slopes["n_sessions"] >= 2).all()
+
+
+def test_tiny_example_by_hand():
+    res = rater_agreement(tiny(), "wai")
+    # differences client - therapist: 0.5, 0.3, 0.4, -0.2, 0.1, 0.3
+    # mean 1.4 / 6 = 7/30; squared deviations (in tenths, x9): 64+4+25+169+16+4 = 282,
+    # so var = 282 / 900 / 5 = 282 / 4500
+    sd = math.sqrt(282 / 4500)
+    assert res.n_pairs == 6 and res.n_clients == 2
+    assert res.mean_difference == pytest.approx(7 / 30, abs=1e-12)
+    assert res.sd_difference == pytest.approx(sd, abs=1e-12)
+    z975 = 1.959963984540054  # qnorm(0.975)
+    t975_5 = 2.570581835636314  # qt(0.975, 5)
+    assert res.loa_low == pytest.approx(7 / 30 - z975 * sd, abs=1e-12)
+    assert res.loa_high == pytest.approx(7 / 30 + z975 * sd, abs=1e-12)
+    half = t975_5 * sd / math.sqrt(6)
+    assert_allclose(res.mean_difference_ci, [7 / 30 - half, 7 / 30 + half], atol=1e-12)
+    half_loa = t975_5 * math.sqrt(3 * sd**2 / 6)
+    assert_allclose(res.loa_high_ci, [res.loa_high - half_loa, res.loa_high + half_loa])
+    # slopes over sessions 1-3 are (last - first) / 2 for three equally spaced points
+    # a: client 4.0 -> 4.5, therapist 3.5 -> 4.1 (3.9 in between: OLS still (4.1 - 3.5) / 2)
+    # b: client 3.0 -> 3.6, therapist 3.2 -> 3.3
+    assert_allclose(res.slopes["slope_client"], [0.25, 0.30], atol=1e-12)
+    assert_allclose(res.slopes["slope_therapist"], [0.30, 0.05], atol=1e-12)
+    # two clients: no correlation
+    assert np.isnan(res.slope_r) and np.isnan(res.slope_r_ci[0])
+    # ICCs: R psych::ICC(lmer=FALSE) on the 6 x 2 table
+    assert res.icc.loc["ICC(A,1)", "icc"] == pytest.approx(TINY_REF["icc2"], abs=ICC_TOL)
+    assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx(TINY_REF["icc3"], abs=ICC_TOL)
+    assert res.icc.loc["ICC(A,1)", "ci_low"] == pytest.approx(TINY_REF["icc2_lower"], abs=CI_TOL)
+    assert res.icc.loc["ICC(A,1)", "ci_high"] == pytest.approx(TINY_REF["icc2_upper"], abs=CI_TOL)
+    assert res.icc.loc["ICC(C,1)", "ci_low"] == pytest.approx(TINY_REF["icc3_lower"], abs=CI_TOL)
+    assert res.icc.loc["ICC(C,1)", "ci_high"] == pytest.approx(TINY_REF["icc3_upper"], abs=CI_TOL)
+    # ICC(C,1) and F by hand from the two-way mean squares (k = 2, n = 6):
+    # row means 3.75, 4.05, 4.30, 3.10, 3.05, 3.45 (grand mean 21.7 / 6);
+    # MSR = 2 * sum((row mean - grand)^2) / 5 = 2 * 1.288333 / 5 = 0.515333;
+    # for two raters the residual SS is sum((d - mean d)^2) / 2, so MSE = (282 / 900) / 2 / 5
+    row_means = np.array([3.75, 4.05, 4.30, 3.10, 3.05, 3.45])
+    msr = 2 * ((row_means - 21.7 / 6) ** 2).sum() / 5
+    mse = 282 / 900 / 2 / 5
+    assert msr == pytest.approx(0.5153333, abs=1e-6)
+    assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx((msr - mse) / (msr + mse), abs=1e-12)
+    assert res.icc.loc["ICC(C,1)", "F"] == pytest.approx(msr / mse, rel=1e-12)
+    assert res.icc.loc["ICC(C,1)", "F"] == pytest.approx(TINY_REF["F"], rel=1e-9)
+
+
+def test_swapping_raters_flips_differences_only(result):
+    swapped = rater_agreement(DATA, "score", raters=("therapist", "client"))
+    assert swapped.mean_difference == pytest.approx(-result.mean_difference, abs=1e-12)
+    assert swapped.loa_low == pytest.approx(-result.loa_high, abs=1e-12)
+    assert_allclose(swapped.icc.to_numpy(), result.icc.to_numpy(), atol=1e-12)
+    assert swapped.slope_r == pytest.approx(result.slope_r, abs=1e-12)
+
+
+def test_other_raters_missing_scores_and_column_names():
+    df = DATA.rename(columns={"client_id": "pid", "session": "visit", "rater": "who"})
+    extra = df[df["who"] == "client"].assign(who="observer", score=1.0)
+    res = rater_agreement(
+        pd.concat([df, extra], ignore_index=True),
+        "score",
+        client="pid",
+        session="visit",
+        rater="who",
+    )
+    assert res.n_pairs == R_REF["n_pairs"]
+    assert res.icc.loc["ICC(A,1)", "icc"] == pytest.approx(R_REF["icc2"], abs=ICC_TOL)
+    assert list(res.pairs.columns[:4]) == ["pid", "visit", "client", "therapist"]
+
+
+def test_level_changes_intervals(result):
+    narrow = rater_agreement(DATA, "score", ci=0.80)
+    z90 = 1.2815515655446004  # qnorm(0.90)
+    assert narrow.loa_high == pytest.approx(
+        narrow.mean_difference + z90 * narrow.sd_difference, abs=1e-12
+    )
+    assert narrow.icc.loc["ICC(C,1)", "ci_low"] > result.icc.loc["ICC(C,1)", "ci_low"]
+    assert narrow.icc.loc["ICC(C,1)", "icc"] == result.icc.loc["ICC(C,1)", "icc"]
+
+
+def test_tidy_outputs(result):
+    frame = result.to_frame()
+    assert frame["statistic"].tolist() == [
+        "ICC(A,1)",
+        "ICC(C,1)",
+        "mean_difference",
+        "loa_low",
+        "loa_high",
+        "slope_r",
+    ]
+    assert frame.loc[5, "n"] == 28 and frame.loc[0, "n"] == 180
+    assert frame.loc[2, "estimate"] == result.mean_difference
+    d = result.to_dict()
+    assert d["raters"] == ["client", "therapist"] and d["icc"][0]["type"] == "ICC(A,1)"
+    json.dumps(d)  # JSON-ready
+    pairs = result.pairs
+    assert_allclose(pairs["difference"], pairs["client"] - pairs["therapist"])
+
+
+def test_errors():
+    dup = pd.concat([DATA, DATA.iloc[[4]]])
+    with pytest.raises(RaterAgreementError, match=r"share a client_id x session x rater.*C00"):
+        rater_agreement(dup, "score")
+    with pytest.raises(RaterAgreementError, match="'wai' not in the data") as exc:
+        rater_agreement(DATA, "wai")
+    assert exc.value.column == "wai"
+    with pytest.raises(RaterAgreementError, match="two different values"):
+        rater_agreement(DATA, "score", raters=("client", "client"))
+    text = DATA.astype({"score": object})
+    text.loc[10, "score"] = "n/a"
+    with pytest.raises(RaterAgreementError, match=r"'score', row 10: value 'n/a'"):
+        rater_agreement(text, "score")
+    with pytest.raises(RaterAgreementError, match="only 2 .* pair"):
+        rater_agreement(tiny().iloc[:4], "wai")
+
+
+def test_perfect_consistency_and_agreement():
+    df = tiny()
+    therapist = df["rater"] == "therapist"
+    shifted = df.copy()
+    shifted.loc[therapist, "wai"] = df.loc[~therapist, "wai"].to_numpy() - 0.5
+    res = rater_agreement(shifted, "wai")
+    # a constant offset: perfect consistency, imperfect absolute agreement
+    assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx(1.0)
+    assert res.icc.loc["ICC(A,1)", "icc"] < 1.0
+    assert res.sd_difference == pytest.approx(0.0, abs=1e-12)
+    assert res.mean_difference == pytest.approx(0.5)
+    assert_allclose(res.slopes["slope_client"], res.slopes["slope_therapist"], atol=1e-12)
