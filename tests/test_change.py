@@ -1,0 +1,701 @@
+"""Tests for alliance_lib.change: sudden gains/losses, reliable and clinically significant change.
+
+Independent references used here:
+
+* tests/reference/fixtures/sgdata_sudden_*.csv: written by tests/reference/sudden_gains_reference.R,
+  a base-R implementation of suddengains' identify_sg / identify_sl / create_bysg (R 4.2.2, see
+  sudden_gains_reference_info.txt), run on suddengains' own example data sgdata.
+* suddengains' own testthat expectations (tests/testthat/test-identify_sg.R, test-identify_sl.R,
+  test-create_bysg.R, test-create_byperson.R, test-count_intervals.R; milanwiedemann/suddengains,
+  MIT), transcribed below as numbers.
+* hand-computed cases at each criterion's boundary (the arithmetic is in the comments).
+* Jacobson & Truax (1991) worked example (SD 7.5, r .80 -> 9.30 points) and the cutoff values of
+  clinicalsignificance's test-calc_cutoff.R (M 40/60, SD 7.5 -> a 55/25, b 45/75, c 50).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import alliance_lib as al
+from alliance_lib.change import ChangeInputError
+
+HERE = Path(__file__).parent
+SGDATA = HERE / "data" / "sgdata.csv"
+FIXTURES = HERE / "reference" / "fixtures"
+
+
+def long_bdi(ids=None) -> pd.DataFrame:
+    """sgdata BDI sessions 1-12 as long data (absent rows for missing values)."""
+    wide = pd.read_csv(SGDATA)
+    if ids is not None:
+        wide = wide[wide["id"].isin(ids)]
+    cols = [f"bdi_s{i}" for i in range(1, 13)]
+    long = wide.melt(id_vars="id", value_vars=cols, var_name="s", value_name="bdi")
+    long["session"] = long["s"].str.removeprefix("bdi_s").astype(int)
+    long = long.dropna(subset=["bdi"]).rename(columns={"id": "client_id"})
+    return long[["client_id", "session", "bdi"]].reset_index(drop=True)
+
+
+def series(values, start=1, client="a", name="y") -> pd.DataFrame:
+    """Long data for one client; None/NaN values become absent rows."""
+    df = pd.DataFrame(
+        {"client_id": client, "session": np.arange(start, start + len(values)), name: values}
+    )
+    return df.dropna(subset=[name]).reset_index(drop=True)
+
+
+def gains_at(df, **kw):
+    kw.setdefault("cutoff", 7)
+    return al.sudden_gains(df, "y", **kw)["pre_session"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# sgdata against the base-R reference (exact up to floating point: rtol 1e-12)
+# ---------------------------------------------------------------------------------------------
+
+EVENT_COLS = [
+    "pre_session",
+    "post_session",
+    "n_events",
+    "score_n_minus_2",
+    "score_n_minus_1",
+    "score_n",
+    "score_n_plus_1",
+    "score_n_plus_2",
+    "score_n_plus_3",
+    "magnitude",
+    "tx_start_score",
+    "tx_end_score",
+    "tx_change",
+    "change_proportion",
+    "reversal_value",
+]
+
+
+@pytest.fixture(scope="module")
+def r_events():
+    return pd.read_csv(FIXTURES / "sgdata_sudden_events.csv")
+
+
+@pytest.fixture(scope="module")
+def r_intervals():
+    return pd.read_csv(FIXTURES / "sgdata_sudden_intervals.csv")
+
+
+@pytest.mark.parametrize("kind", ["gain", "loss"])
+def test_sgdata_events_match_r_reference(kind, r_events):
+    # R: tests/reference/sudden_gains_reference.R (suddengains defaults, BDI s1-s12)
+    func = al.sudden_gains if kind == "gain" else al.sudden_losses
+    ours = func(long_bdi(), "bdi", cutoff=7).sort_values(["client_id", "pre_session"])
+    ref = r_events[r_events["kind"] == kind].sort_values(["id", "pre_session"])
+    assert len(ours) == len(ref) == {"gain": 24, "loss": 3}[kind]
+    assert_array_equal(ours["client_id"].to_numpy(), ref["id"].to_numpy())
+    for col in EVENT_COLS:
+        assert_allclose(ours[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-12)
+    assert_array_equal(ours["reversal"].to_numpy(), ref["reversal"].to_numpy() == 1)
+
+
+def test_sgdata_loss_quirk_does_not_matter_on_sgdata(r_events):
+    # suddengains' identify_sl criterion 2 (pre - post <= .25 pre) gives the same 3 losses on
+    # sgdata as the corrected criterion (methods.md 1.2); our losses equal both sets.
+    key = ["id", "pre_session"]
+    loss = r_events[r_events["kind"] == "loss"][key].to_numpy()
+    quirk = r_events[r_events["kind"] == "loss_sg_quirk"][key].to_numpy()
+    assert_array_equal(loss, quirk)
+    # and create_bysg's off-by-one reversal window gives the same flags on sgdata
+    assert_array_equal(r_events["reversal"], r_events["reversal_sg_quirk"])
+
+
+@pytest.mark.parametrize("kind", ["gain", "loss"])
+def test_sgdata_interval_criteria_match_r_reference(kind, r_intervals):
+    ours = al.sudden_gain_intervals(long_bdi(), "bdi", cutoff=7, kind=kind)
+    # one row per client x tested interval: 43 clients x (12 - 3) intervals
+    assert len(ours) == len(r_intervals) == 43 * 9
+    ref = r_intervals.sort_values(["id", "pre_session"]).reset_index(drop=True)
+    ours = ours.sort_values(["client_id", "pre_session"]).reset_index(drop=True)
+    assert_array_equal(ours["pre_session"], ref["pre_session"])
+    for ours_col, ref_col in [
+        ("crit1", f"{kind}_crit1"),
+        ("crit2", f"{kind}_crit2"),
+        ("crit3", f"{kind}_crit3"),
+        ("event", kind),
+    ]:
+        got = ours[ours_col].astype("float").to_numpy()
+        assert_array_equal(np.isnan(got), ref[ref_col].isna().to_numpy(), err_msg=ours_col)
+        ok = ~np.isnan(got)
+        assert_array_equal(got[ok], ref[ref_col].to_numpy()[ok], err_msg=ours_col)
+    for col in ("n_pre", "n_post", "mean_pre", "mean_post", "t_crit"):
+        assert_allclose(ours[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-12)
+
+
+def test_sgdata_count_intervals_match_r_reference(r_intervals):
+    counts = al.count_intervals(long_bdi(), "bdi")
+    assert len(counts) == 43
+    assert counts["n_intervals"].sum() == 43 * 11
+    assert counts["n_tested"].sum() == 43 * 9
+    assert counts["n_analysable"].sum() == r_intervals["gain"].notna().sum()
+    assert counts["n_not_analysable"].sum() == r_intervals["gain"].isna().sum()
+
+
+# suddengains tests/testthat/test-create_bysg.R: the first 18 clients of sgdata, cutoff 7.
+# (id, N, magnitude, tx_change, change_proportion, reversal_value, reversal)
+SUDDENGAINS_BYSG = [
+    (1, 3, 11, 28, 0.39285714285714285, 28.5, 1),
+    (1, 7, 12, 28, 0.42857142857142855, 23, 0),
+    (3, 8, 9, 16, 0.5625, 30.5, 0),
+    (4, 3, 10, 3, 3.3333333333333335, 27, 1),
+    (5, 3, 10, 31, 0.3225806451612903, 31, 0),
+    (5, 8, 13, 31, 0.41935483870967744, 12.5, 0),
+    (9, 3, 9, 24, 0.375, 27.5, 0),
+    (10, 2, 10, 27, 0.37037037037037035, 30, 0),
+    (10, 4, 8, 27, 0.2962962962962963, 21, 0),
+    (12, 3, 8, 13, 0.6153846153846154, 27, 1),
+    (13, 3, 13, 25, 0.52, 29.5, 0),
+    (13, 8, 8, 25, 0.32, 14, 0),
+    (14, 2, 14, 25, 0.56, 30, 0),
+    (18, 3, 11, np.nan, np.nan, 29.5, 0),
+]
+
+
+def test_first_18_clients_match_suddengains_testthat():
+    ours = al.sudden_gains(long_bdi(range(1, 19)), "bdi", cutoff=7)
+    ours = ours.sort_values(["client_id", "pre_session"])
+    exp = pd.DataFrame(
+        SUDDENGAINS_BYSG, columns=["id", "n", "mag", "tx", "prop", "rev_value", "rev"]
+    )
+    assert_array_equal(ours["client_id"], exp["id"])
+    assert_array_equal(ours["pre_session"], exp["n"])
+    assert_allclose(ours["magnitude"], exp["mag"], rtol=1e-12)
+    assert_allclose(ours["tx_change"], exp["tx"], rtol=1e-12)
+    assert_allclose(ours["change_proportion"], exp["prop"], rtol=1e-12)
+    assert_allclose(ours["reversal_value"], exp["rev_value"], rtol=1e-12)
+    assert_array_equal(ours["reversal"], exp["rev"] == 1)
+
+
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [
+        # test-create_byperson.R: multiple_sg_select = "first" and "largest"
+        ("first", {1: 3, 3: 8, 4: 3, 5: 3, 9: 3, 10: 2, 12: 3, 13: 3, 14: 2, 18: 3}),
+        ("largest", {1: 7, 3: 8, 4: 3, 5: 8, 9: 3, 10: 2, 12: 3, 13: 3, 14: 2, 18: 3}),
+        # by hand from the list above
+        ("last", {1: 7, 3: 8, 4: 3, 5: 8, 9: 3, 10: 4, 12: 3, 13: 8, 14: 2, 18: 3}),
+        ("smallest", {1: 3, 3: 8, 4: 3, 5: 3, 9: 3, 10: 4, 12: 3, 13: 8, 14: 2, 18: 3}),
+    ],
+)
+def test_by_client_selection(select, expected):
+    out = al.sudden_gains_by_client(long_bdi(range(1, 19)), "bdi", cutoff=7, select=select)
+    assert out["client_id"].tolist() == list(range(1, 19))
+    with_gain = out[out["has_event"]]
+    assert dict(zip(with_gain["client_id"], with_gain["pre_session"], strict=True)) == expected
+    freq = {1: 2, 3: 1, 4: 1, 5: 2, 9: 1, 10: 2, 12: 1, 13: 2, 14: 1, 18: 1}
+    assert dict(zip(out["client_id"], out["n_events"], strict=True)) == {
+        i: freq.get(i, 0) for i in range(1, 19)
+    }
+    assert out.loc[~out["has_event"], "magnitude"].isna().all()
+
+
+# ---------------------------------------------------------------------------------------------
+# suddengains' own small test cases (test-identify_sg.R / test-identify_sl.R)
+# ---------------------------------------------------------------------------------------------
+
+NA = np.nan
+
+
+def wide_to_long(rows):
+    recs = [
+        (cid, pos + 1, v) for cid, vals in rows for pos, v in enumerate(vals) if not np.isnan(v)
+    ]
+    return pd.DataFrame(recs, columns=["client_id", "session", "y"])
+
+
+def interval_flags(df, **kw):
+    """{client: [event at 2->3, 3->4, 4->5]} with None for not analysable."""
+    t = al.sudden_gain_intervals(df, "y", cutoff=7, sessions=range(1, 7), **kw)
+    return {
+        c: [None if pd.isna(v) else int(v) for v in g["event"]] for c, g in t.groupby("client_id")
+    }
+
+
+def test_identify_sg_testthat_df1():
+    df1 = [
+        (1, [28, 19, 23, 12, 13, NA]),
+        (2, [28, 19, 23, 11, 12, NA]),
+        (3, [28, 19, NA, 12, 13, NA]),
+        (4, [28, 19, 23, 12, 13, NA]),
+        (5, [28, 19, 23, 12, 14, NA]),
+        (6, [28, 19, NA, 12, 13, NA]),
+        (7, [28, 19, 23, 11, 12, NA]),
+        (8, [28, 25, 28, 11, 12, NA]),
+        (9, [28, 26, 28, 11, 12, NA]),
+        (10, [NA, 26, 28, NA, 12, 11]),
+    ]
+    expected = {
+        1: [0, 0, None],
+        2: [0, 1, None],
+        3: [None, None, None],
+        4: [0, 0, None],
+        5: [0, 0, None],
+        6: [None, None, None],
+        7: [0, 1, None],
+        8: [0, 1, None],
+        9: [0, 1, None],
+        10: [None, None, None],
+    }
+    assert interval_flags(wide_to_long(df1)) == expected
+
+
+def test_identify_sg_and_sl_testthat_df2():
+    gains = [
+        (1, [35, 37, 23, 23, 24, 21]),
+        (2, [35, 37, 34, 24, 24, 21]),
+        (3, [35, 37, 34, 34, 24, 21]),
+        (4, [35, 37, 34, 37, 37, 37]),
+    ]
+    assert interval_flags(wide_to_long(gains)) == {
+        1: [1, 0, 0],
+        2: [0, 1, 0],
+        3: [0, 0, 1],
+        4: [0, 0, 0],
+    }
+    losses = [
+        (1, [10, 11, 12, 30, 28, 33]),
+        (2, [10, 11, 12, 10, 28, 33]),
+        (3, [10, 11, 30, 30, 28, 33]),
+        (4, [35, 37, 34, 23, 24, 21]),
+    ]
+    assert interval_flags(wide_to_long(losses), kind="loss") == {
+        1: [0, 1, 0],
+        2: [0, 0, 1],
+        3: [1, 0, 0],
+        4: [0, 0, 0],
+    }
+
+
+def test_count_intervals_testthat_case():
+    # test-count_intervals.R: 2 clients; its sg_var_list repeats bdi_s7, which dplyr::select
+    # drops, so identify_sg sees 8 columns: 6 analysable and 4 not-analysable intervals.
+    df = wide_to_long(
+        [(1, [33, 35, 37, 34, 10, 10, 35, 35]), (2, [26, 26, NA, 26, NA, 27, 31, 30])]
+    )
+    counts = al.count_intervals(df, "y", sessions=range(1, 9))
+    assert counts["n_analysable"].tolist() == [5, 1]
+    assert counts["n_not_analysable"].sum() == 4
+    assert counts["n_intervals"].tolist() == [7, 7]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-computed boundary cases
+# ---------------------------------------------------------------------------------------------
+
+
+def test_crit1_inclusive_boundary():
+    # 20 -> 13: d = 7 >= 7 (inclusive); 7 >= .25 * 20 = 5; windows 20,20,20 / 13,13,13 have
+    # s_p = 0 and 20 - 13 = 7 > 2.776 * 0.
+    df = series([20, 20, 20, 13, 13, 13])
+    assert gains_at(df, cutoff=7) == [3]
+    assert gains_at(df, cutoff=7.000001) == []
+
+
+def test_crit2_inclusive_boundary():
+    # 28 -> 21: d = 7 = .25 * 28 (inclusive) -> gain; 32 -> 25: d = 7 < .25 * 32 = 8 -> none
+    assert gains_at(series([28, 28, 28, 21, 21, 21])) == [3]
+    assert gains_at(series([32, 32, 32, 25, 25, 25])) == []
+    assert gains_at(series([32, 32, 32, 25, 25, 25]), pct=None) == [3]  # criterion 2 off
+
+
+def test_crit3_strict_boundary():
+    # windows 11,10,9 (mean 10, s 1) and 5,4,3 (mean 4, s 1): s_p = sqrt((2 + 2) / 4) = 1,
+    # mean difference 6. With a fixed critical value of 6: 6 > 6 is false (strict).
+    df = series([11, 10, 9, 5, 4, 3])
+    kw = dict(cutoff=4, adjust_crit3=False)
+    assert gains_at(df, critical_value=6, **kw) == []
+    assert gains_at(df, critical_value=5.999, **kw) == [3]
+    assert gains_at(df, crit3=False, cutoff=4) == [3]
+    # adjusted: t(.975, 4) = 2.776 * 1 < 6 -> gain
+    assert gains_at(df, cutoff=4) == [3]
+
+
+@pytest.mark.parametrize(
+    ("values", "t_expected"),
+    [
+        # Lutz et al. (2013) / suddengains docs: 2.776 (3+3), 3.182 (2+3 or 3+2), 4.303 (2+2)
+        ([30, 30, 30, 20, 20, 20, 20], 2.776),
+        ([30, NA, 30, 20, 20, 20, 20], 3.182),
+        ([30, 30, 30, 20, NA, 20, 20], 3.182),
+        ([30, NA, 30, 20, NA, 20, 20], 4.303),
+    ],
+)
+def test_adjusted_critical_values(values, t_expected):
+    t = al.sudden_gain_intervals(series(values), "y", cutoff=7)
+    row = t[t["pre_session"] == 3].iloc[0]
+    assert row["t_crit"] == pytest.approx(t_expected, abs=5e-4)
+    assert bool(row["event"]) is True
+
+
+def test_product_semantics_missing_criterion_makes_interval_not_analysable():
+    # 29 -> 28 fails criterion 1, but the pre window (NA, NA, 29) has one value, so criterion 3
+    # is NA and the interval is not analysable (NA * FALSE = NA in R).
+    df = series([NA, NA, 29, 28, 27, 26, 25])
+    t = al.sudden_gain_intervals(df, "y", cutoff=7, sessions=range(1, 8))
+    row = t[t["pre_session"] == 3].iloc[0]
+    assert row["crit1"] == False  # noqa: E712
+    assert pd.isna(row["crit3"]) and pd.isna(row["event"])
+    # with criterion 3 off the same interval is analysable (and not a gain)
+    t2 = al.sudden_gain_intervals(df, "y", cutoff=7, crit3=False, sessions=range(1, 8))
+    assert t2.loc[t2["pre_session"] == 3, "event"].iloc[0] == False  # noqa: E712
+
+
+def test_missing_pregain_or_postgain_value_is_not_analysable():
+    t = al.sudden_gain_intervals(series([30, 30, 30, NA, 20, 20, 20]), "y", cutoff=7)
+    assert t.set_index("pre_session")["event"].isna().loc[[3, 4]].all()
+
+
+def test_first_and_last_interval_never_tested():
+    # big drop at the last interval (5 -> 6 on a 6-session grid): never tested
+    assert gains_at(series([30, 30, 30, 30, 30, 10])) == []
+    # the same drop with one more session after it is tested (post window 2 values, t(3))
+    assert gains_at(series([30, 30, 30, 30, 30, 10, 10])) == [5]
+    # the first interval (1 -> 2) is not tested, even without criterion 3
+    assert gains_at(series([30, 10, 10, 10, 10, 10]), crit3=False) == []
+
+
+def test_absent_session_is_a_missing_value():
+    values = [30, 31, NA, 29, 18, 17, 16]
+    with_nan_row = pd.DataFrame({"client_id": "a", "session": range(1, 8), "y": values})
+    dropped = series(values)
+    assert 3 not in dropped["session"].tolist() and len(with_nan_row) == 7
+
+    def events(df):
+        t = al.sudden_gain_intervals(df, "y", cutoff=7)
+        return t["event"].astype("Float64").to_numpy(float, na_value=np.nan)
+
+    assert_array_equal(events(with_nan_row), events(dropped))
+    # 29 -> 18 at 4 -> 5: pre window (31, NA, 29) has 2 values: t(.975, 3) = 3.182;
+    # s_p = sqrt((2 + 2) / 3) = 1.1547, 30 - 17 = 13 > 3.674 -> gain
+    assert gains_at(dropped) == [4]
+
+
+def test_explicit_session_grid_extends_missing_edges():
+    # sessions=1..8 adds two absent sessions after the data: the drop at 5 -> 6 is no longer the
+    # last interval, and its post window (10, NA, NA) has one value -> not analysable.
+    df = series([30, 30, 30, 30, 30, 10])
+    assert gains_at(df, sessions=range(1, 9)) == []
+    t = al.sudden_gain_intervals(df, "y", cutoff=7, sessions=range(1, 9))
+    assert pd.isna(t.set_index("pre_session").loc[5, "event"])
+
+
+def test_higher_is_better_gain_is_an_increase():
+    df = series([10, 10, 10, 20, 20, 20])
+    assert gains_at(df, cutoff=5, higher_is_better=True) == [3]
+    assert gains_at(df, cutoff=5) == []
+    assert al.sudden_losses(df, "y", cutoff=5)["pre_session"].tolist() == [3]
+
+
+def test_loss_uses_pct_in_the_loss_direction():
+    # 40 -> 48: +8 >= 7 but 8 < .25 * 40 = 10. suddengains' identify_sl criterion 2
+    # (40 - 48 = -8 <= 10) would accept it; we do not.
+    df = series([40, 40, 40, 48, 48, 48])
+    assert al.sudden_losses(df, "y", cutoff=7)["pre_session"].tolist() == []
+    assert al.sudden_losses(df, "y", cutoff=7, pct=0.2)["pre_session"].tolist() == [3]
+
+
+def test_reversal_counts_from_the_session_after_postgain():
+    # 30,30,30 -> 20,26,20,20: gain at 3 -> 4 (post window mean 22, s_p = sqrt(24/4) = 2.449,
+    # 8 > 2.776 * 2.449 = 6.80). Reversal value 20 + 10/2 = 25; session 5 (N+2) scores 26 > 25.
+    # suddengains' create_bysg starts at N+3 and would report no reversal.
+    g = al.sudden_gains(series([30, 30, 30, 20, 26, 20, 20]), "y", cutoff=7)
+    assert g["pre_session"].tolist() == [3]
+    assert g["reversal_value"].iloc[0] == 25
+    assert bool(g["reversal"].iloc[0]) is True
+    # exactly at the reversal value is not a reversal (strict, as suddengains)
+    g2 = al.sudden_gains(series([30, 30, 30, 20, 25, 20, 20]), "y", cutoff=7)
+    assert bool(g2["reversal"].iloc[0]) is False
+
+
+def test_zero_treatment_change_gives_nan_proportion():
+    g = al.sudden_gains(series([20, 20, 20, 10, 10, 10, 20]), "y", cutoff=7)
+    assert g["tx_change"].iloc[0] == 0
+    assert np.isnan(g["change_proportion"].iloc[0])  # suddengains: +Inf
+
+
+def test_tx_start_and_end_sessions():
+    g = al.sudden_gains(series([20, 20, 20, 10, 10, 10, 20]), "y", cutoff=7, tx_end=6)
+    assert g["tx_change"].iloc[0] == 10 and g["change_proportion"].iloc[0] == 1.0
+    with pytest.raises(ValueError, match="not on the session grid"):
+        al.sudden_gains(series([20, 20, 20, 10, 10, 10, 20]), "y", cutoff=7, tx_end=99)
+
+
+def test_several_clients_in_one_call_match_single_calls():
+    a = series([30, 31, 29, 18, 17, 16, 8, 7], client="a")
+    b = series([20, 20, 20, 13, 13, 13, 13, 13], client="b")
+    both = al.sudden_gains(pd.concat([a, b]), "y", cutoff=7)
+    assert both["client_id"].tolist() == ["a", "a", "b"]
+    assert both["pre_session"].tolist() == [3, 6, 3]
+    assert both["n_events"].tolist() == [2, 2, 1]
+
+
+def test_bad_input_messages():
+    df = series([30, 31, 29, 18, 17, 16])
+    with pytest.raises(ChangeInputError, match="no score column 'bdi'"):
+        al.sudden_gains(df, "bdi", cutoff=7)
+    with pytest.raises(ValueError, match="positive number"):
+        al.sudden_gains(df, "y", cutoff=-7)
+    with pytest.raises(ValueError, match="switched off"):
+        al.sudden_gains(df, "y", cutoff=None, pct=None, crit3=False)
+    dup = pd.concat([df, df.iloc[[2]]])
+    with pytest.raises(ChangeInputError, match="more than one row for session 3"):
+        al.sudden_gains(dup, "y", cutoff=7)
+    bad = df.astype({"y": object})
+    bad.loc[4, "y"] = "n/a"
+    with pytest.raises(ChangeInputError) as err:
+        al.sudden_gains(bad, "y", cutoff=7)
+    assert (err.value.row, err.value.column, err.value.value) == (4, "y", "n/a")
+    frac = df.astype({"session": float})
+    frac.loc[1, "session"] = 2.5
+    with pytest.raises(ChangeInputError, match="whole numbers"):
+        al.sudden_gains(frac, "y", cutoff=7)
+
+
+def test_no_clients_with_enough_data_gives_empty_table():
+    g = al.sudden_gains(series([30, 20]), "y", cutoff=7)
+    assert g.empty and "magnitude" in g.columns
+
+
+# ---------------------------------------------------------------------------------------------
+# Reliable change (Jacobson & Truax 1991)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jacobson_truax_worked_example():
+    # SD 7.5, r .80: SE = 7.5 * sqrt(.2) = 3.354; S_diff = sqrt(2) * 3.354 = 4.743;
+    # threshold = 1.96 * 4.743 = 9.30 points (J&T 1991 as cited by CECPfuns).
+    df = pd.DataFrame({"pre": [30.0, 30.0, 30.0, 30.0], "post": [20.0, 21.0, 39.0, 40.0]})
+    out = al.reliable_change(
+        df, pre="pre", post="post", sd=7.5, reliability=0.8, higher_is_better=False
+    )
+    assert out["rc_threshold"].iloc[0] == pytest.approx(9.30, abs=0.005)
+    assert out["rci"].iloc[0] == pytest.approx(-10 / 4.743416, rel=1e-6)
+    assert out["category"].tolist() == ["improved", "unchanged", "unchanged", "deteriorated"]
+    assert out.columns[:2].tolist() == ["pre", "post"]  # input columns kept
+
+
+def test_reliable_change_strict_by_default_inclusive_on_request():
+    thr = 1.959963984540054 * 7.5 * np.sqrt(2) * np.sqrt(0.2)
+    df = pd.DataFrame({"pre": [30.0], "post": [30.0 - thr]})
+    kw = dict(pre="pre", post="post", sd=7.5, reliability=0.8, higher_is_better=False)
+    assert al.reliable_change(df, **kw)["rci"].iloc[0] == pytest.approx(-1.959964, abs=1e-6)
+    # exactly at the threshold (up to rounding in the subtraction) is not "improved" when strict
+    df2 = pd.DataFrame({"pre": [0.0], "post": [-9.0]})
+    assert al.reliable_change(df2, **kw)["category"].iloc[0] == "unchanged"
+    # 90 % confidence: z = 1.644854 -> 7.80 points
+    out = al.reliable_change(df2, confidence=0.90, **kw)
+    assert out["rc_threshold"].iloc[0] == pytest.approx(1.644854 * 4.743416, rel=1e-6)
+    assert out["category"].iloc[0] == "improved"
+
+
+def test_reliable_change_direction_and_missing():
+    df = pd.DataFrame({"pre": [3.0, 3.0, np.nan], "post": [5.0, 1.0, 4.0]})
+    out = al.reliable_change(
+        df, pre="pre", post="post", sd=1, reliability=0.8, higher_is_better=True
+    )
+    # threshold 1.96 * sqrt(2) * sqrt(.2) = 1.2396
+    assert out["category"].tolist()[:2] == ["improved", "deteriorated"]
+    assert pd.isna(out["category"].iloc[2]) and np.isnan(out["rci"].iloc[2])
+    with pytest.raises(ValueError, match="higher_is_better"):
+        al.reliable_change(df, pre="pre", post="post", sd=1, reliability=0.8)
+
+
+def test_reliable_change_default_sd_is_pre_sd_of_complete_pairs():
+    df = pd.DataFrame({"pre": [10.0, 20.0, 30.0, 99.0], "post": [5.0, 15.0, 40.0, np.nan]})
+    out = al.reliable_change(df, pre="pre", post="post", reliability=0.9, higher_is_better=False)
+    sd = 10.0  # SD of 10, 20, 30
+    assert out["rc_threshold"].iloc[0] == pytest.approx(1.959964 * sd * np.sqrt(2 * 0.1), rel=1e-6)
+
+
+def test_reliable_change_from_long_first_and_last_observed():
+    df = pd.DataFrame(
+        {
+            "client_id": ["a", "a", "a", "b", "c", "c"],
+            "session": [0, 3, 7, 2, 1, 4],
+            "y": [30.0, np.nan, 15.0, 20.0, 10.0, 25.0],
+        }
+    )
+    out = al.reliable_change_from_long(df, "y", sd=7.5, reliability=0.8, higher_is_better=False)
+    out = out.set_index("client_id")
+    assert out.loc["a", ["pre_session", "pre", "post_session", "post"]].tolist() == [0, 30, 7, 15]
+    assert out.loc["a", "category"] == "improved"
+    assert np.isnan(out.loc["b", "post"]) and pd.isna(out.loc["b", "category"])
+    assert out.loc["c", "category"] == "deteriorated"
+    fixed = al.reliable_change_from_long(
+        df, "y", first=0, last=7, sd=7.5, reliability=0.8, higher_is_better=False
+    ).set_index("client_id")
+    assert fixed.loc["a", "change"] == -15 and np.isnan(fixed.loc["c", "change"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Clinical significance
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("higher_is_better", "criterion", "expected"),
+    [
+        # clinicalsignificance tests/testthat/test-calc_cutoff.R: M_clin 40, M_func 60, SD 7.5
+        (True, "a", 55.0),
+        (False, "a", 25.0),
+        (True, "b", 45.0),
+        (False, "b", 75.0),
+        (True, "c", 50.0),
+        (False, "c", 50.0),
+    ],
+)
+def test_cutoffs_match_clinicalsignificance(higher_is_better, criterion, expected):
+    df = pd.DataFrame({"pre": [40.0, 41.0], "post": [60.0, 61.0]})
+    out = al.clinical_significance(
+        df, pre="pre", post="post", cutoff=criterion, clinical_mean=40, clinical_sd=7.5,
+        functional_mean=60, functional_sd=7.5, sd=7.5, reliability=0.8,
+        higher_is_better=higher_is_better,
+    )  # fmt: skip
+    assert out["cutoff"].iloc[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_cutoff_b_sd_choice_and_multiplier():
+    # lower is better; clinical 60 (SD 10), functional 40 (SD 5)
+    kw = dict(
+        pre="pre", post="post", clinical_mean=60, clinical_sd=10, functional_mean=40,
+        functional_sd=5, sd=10, reliability=0.8, higher_is_better=False,
+    )  # fmt: skip
+    df = pd.DataFrame({"pre": [60.0, 62.0], "post": [40.0, 45.0]})
+
+    def cut(**extra):
+        return al.clinical_significance(df, **kw, **extra)["cutoff"].iloc[0]
+
+    assert cut(cutoff="a") == pytest.approx(40.0)  # 60 - 2 * 10
+    assert cut(cutoff="b") == pytest.approx(50.0)  # 40 + 2 * 5 (J&T: functional SD)
+    assert cut(cutoff="b", b_sd="clinical") == pytest.approx(60.0)  # clinicalsignificance
+    assert cut(cutoff="c") == pytest.approx(700 / 15)  # (10 * 40 + 5 * 60) / 15
+    assert cut(cutoff="a", sd_multiplier=1.96) == pytest.approx(60 - 19.6)  # JTRCI
+    assert cut() == pytest.approx(700 / 15)  # default c when functional norms are given
+
+
+def test_clinical_significance_categories_by_hand():
+    # lower is better, cutoff 50, threshold 9.30 points
+    df = pd.DataFrame(
+        {
+            "pre": [60.0, 60.0, 60.0, 45.0, 45.0, 50.0, 60.0, np.nan],
+            "post": [40.0, 55.0, 58.0, 60.0, 30.0, 40.0, 50.0, 40.0],
+        }
+    )
+    out = al.clinical_significance(
+        df, pre="pre", post="post", cutoff=50, sd=7.5, reliability=0.8, higher_is_better=False
+    )
+    assert out["category"].tolist()[:7] == [
+        "recovered",  # -20, crosses 50
+        "unchanged",  # -5
+        "unchanged",
+        "deteriorated",  # +15
+        "improved",  # -15 but started functional (45 < 50): not "recovered"
+        "recovered",  # 50 is clinical (at the cutoff), 40 functional, -10 reliable
+        "improved",  # -10 reliable, but 50 is not functional
+    ]
+    assert pd.isna(out["category"].iloc[7])
+    # the reliable-change category is kept under its own name
+    assert out["reliable_change"].tolist()[:5] == [
+        "improved",
+        "unchanged",
+        "unchanged",
+        "deteriorated",
+        "improved",
+    ]
+    assert out["clinical_pre"].tolist()[:6] == [True, True, True, False, False, True]
+    assert out["functional_post"].tolist()[6] == False  # noqa: E712
+
+
+# ---------------------------------------------------------------------------------------------
+# Instrument norms (alliance_lib.registry; numbers from instruments.md sections 4, 5 and 8)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_oq45_reliable_change_is_14_points_or_more():
+    # OQ-45.2 scoring sheet: "changes by 14 points or more"; higher is worse
+    df = pd.DataFrame({"pre": [80.0, 80.0, 80.0, 80.0], "post": [66.0, 67.0, 94.0, 93.0]})
+    out = al.reliable_change(df, pre="pre", post="post", instrument="oq-45.2")
+    assert out["rc_threshold"].iloc[0] == 14
+    assert out["category"].tolist() == ["improved", "unchanged", "deteriorated", "unchanged"]
+    # RCI on the z scale: S_diff = 14 / 1.959964
+    assert out["rci"].iloc[0] == pytest.approx(-14 / (14 / 1.959963984540054), rel=1e-12)
+    strict = al.reliable_change(df, pre="pre", post="post", instrument="oq-45.2", inclusive=False)
+    assert strict["category"].iloc[0] == "unchanged"
+
+
+def test_core10_points_are_at_90_percent_and_ors_is_higher_better():
+    df = pd.DataFrame({"pre": [20.0], "post": [14.0]})
+    out = al.reliable_change(df, pre="pre", post="post", instrument="core-10")
+    assert out["rc_threshold"].iloc[0] == 6
+    assert out["rci"].iloc[0] == pytest.approx(-6 / (6 / 1.6448536269514722), rel=1e-12)
+    assert out["category"].iloc[0] == "improved"
+    ors = al.reliable_change(df, pre="pre", post="post", instrument="ors")
+    assert ors["category"].iloc[0] == "deteriorated"  # ORS: higher is better, 5 points
+
+
+def test_instrument_direction_with_sample_sd():
+    # sd and reliability override the published points; the direction still comes from the
+    # instrument (OQ-45.2: higher is worse)
+    df = pd.DataFrame({"pre": [80.0], "post": [70.0]})
+    out = al.reliable_change(
+        df, pre="pre", post="post", instrument="oq-45.2", sd=7.5, reliability=0.8
+    )
+    assert out["rc_threshold"].iloc[0] == pytest.approx(9.2969, abs=1e-4)  # 1.959964 * 4.743416
+    assert out["category"].iloc[0] == "improved"
+
+
+def test_clinical_significance_with_oq45_cutoff():
+    # OQ-45.2 total cutoff: 64 and above is clinical
+    df = pd.DataFrame({"pre": [80.0, 80.0, 64.0, 63.0], "post": [63.0, 64.0, 50.0, 80.0]})
+    out = al.clinical_significance(df, pre="pre", post="post", instrument="oq-45.2")
+    assert out["cutoff"].iloc[0] == 64
+    assert out["clinical_pre"].tolist() == [True, True, True, False]
+    assert out["functional_post"].tolist() == [True, False, True, False]
+    assert out["category"].tolist() == ["recovered", "improved", "recovered", "deteriorated"]
+
+
+def test_clinical_significance_uses_instrument_tie_rule():
+    # SRS: "below 36" is the concern range, so 36 itself is not clinical
+    df = pd.DataFrame({"pre": [30.0, 30.0], "post": [36.0, 35.9]})
+    out = al.clinical_significance(
+        df, pre="pre", post="post", instrument="srs", sd=4, reliability=0.8
+    )
+    assert out["cutoff"].iloc[0] == 36
+    assert out["functional_post"].tolist() == [True, False]
+    # threshold 1.96 * 4 * sqrt(.4) = 4.96: +6 improved and crosses; +5.9 improved only
+    assert out["category"].tolist() == ["recovered", "improved"]
+    ties_clinical = al.clinical_significance(
+        df, pre="pre", post="post", instrument="srs", sd=4, reliability=0.8, clinical_if="<="
+    )
+    assert ties_clinical["functional_post"].tolist() == [False, False]
+
+
+def test_unscored_rows_of_another_rater_do_not_count_as_duplicates():
+    client_rows = series([30, 31, 29, 18, 17, 16])
+    therapist_rows = client_rows.assign(y=np.nan)  # same sessions, no score
+    both = pd.concat([client_rows, therapist_rows], ignore_index=True)
+    assert gains_at(both) == gains_at(client_rows) == [3]
+    with pytest.raises(ChangeInputError, match="more than one row"):
+        al.sudden_gains(pd.concat([client_rows, client_rows]), "y", cutoff=7)
+
+
+def test_empty_and_degenerate_input():
+    empty = pd.DataFrame({"client_id": [], "session": [], "y": []})
+    assert al.sudden_gains(empty, "y", cutoff=7).empty
+    assert al.count_intervals(empty, "y").empty
+    assert al.sudden_gains(series([30, 20, 10]), "y", cutoff=7, sessions=[]).empty
+    all_missing = pd.DataFrame({"client_id": "a", "session": [1, 2, 3, 4, 5], "y": np.nan})
+    out = al.sudden_gains_by_client(all_missing, "y", cutoff=7)
+    assert out["has_event"].tolist() == [False] and out["n_events"].tolist() == [0]
