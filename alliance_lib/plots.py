@@ -21,6 +21,7 @@ __all__ = [
     "wave_plot",
     "event_timeline_plot",
     "shape_comparison_plot",
+    "jacobson_truax_plot",
 ]
 
 PALETTE = {"client": "#1b6ca8", "therapist": "#d1495b", "mean": "#111111", "band": "#8fb8de"}
@@ -339,5 +340,66 @@ def shape_comparison_plot(
     ax.set_xlabel("Session")
     ax.legend(frameon=False)
     ax.set_title(title or "Trajectory shapes compared")
+    sns.despine(fig)
+    return fig
+
+
+def jacobson_truax_plot(
+    table: pd.DataFrame,
+    *,
+    pre: str = "pre",
+    post: str = "post",
+    cutoff: float | None = None,
+    rc_points: float | None = None,
+    category: str = "category",
+    label: str = "score",
+    title: str | None = None,
+):
+    """Pre against post scores with the no-change line, the reliable-change band and the
+    clinical cutoff (Jacobson & Truax 1991), points coloured by outcome category.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"pre": [80.0, 70, 60], "post": [40.0, 68, 75],
+    ...                   "category": ["recovered", "unchanged", "deteriorated"]})
+    >>> jacobson_truax_plot(t, cutoff=64, rc_points=14).axes[0].get_xlabel()
+    'score at intake'
+    """
+    data = table.dropna(subset=[pre, post])
+    fig, ax = _fig(6.0, 5.6)
+    colours = {
+        "recovered": "#2a9d8f",
+        "improved": "#8ab17d",
+        "unchanged": "#9e9e9e",
+        "deteriorated": "#d1495b",
+    }
+    for cat, g in data.groupby(category, sort=True):
+        ax.scatter(
+            g[pre],
+            g[post],
+            s=14,
+            alpha=0.75,
+            color=colours.get(cat, "#1b6ca8"),
+            label=f"{cat} ({len(g)})",
+        )
+    lo = float(min(data[pre].min(), data[post].min()))
+    hi = float(max(data[pre].max(), data[post].max()))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+    if rc_points is not None:
+        for sign in (-1, 1):
+            ax.plot(
+                [lo, hi],
+                [lo + sign * rc_points, hi + sign * rc_points],
+                color="black",
+                lw=0.6,
+                ls="--",
+            )
+    if cutoff is not None:
+        ax.axhline(cutoff, color="#e9c46a", lw=1.2, label=f"cutoff {cutoff:g}")
+        ax.axvline(cutoff, color="#e9c46a", lw=1.2)
+    ax.set_xlabel(f"{label} at intake")
+    ax.set_ylabel(f"{label} at last session")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title or "Reliable and clinically significant change")
     sns.despine(fig)
     return fig

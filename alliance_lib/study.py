@@ -53,6 +53,9 @@ ANALYSIS_DEFAULTS = {
     "knot": None,
     "early_alliance_session": 3,
     "compare_shapes": list(SHAPES[:3]),
+    "rupture_preset": "stiles",
+    "rupture_min_drop": 0.5,
+    "sudden_gain_cutoff": None,
 }
 
 
@@ -287,6 +290,21 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         f"expected a list drawn from {', '.join(SHAPES)}",
     )
 
+    _expect(
+        analysis["rupture_preset"] in ("stiles", "strauss", "gumz"),
+        path,
+        "analysis.rupture_preset",
+        "expected stiles, strauss or gumz",
+    )
+    for key in ("rupture_min_drop", "sudden_gain_cutoff"):
+        value = analysis[key]
+        _expect(
+            value is None
+            or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0),
+            path,
+            f"analysis.{key}",
+            "expected a non-negative number (or leave it out)",
+        )
     privacy = raw.get("privacy") or {}
     _expect(isinstance(privacy, dict), path, "privacy", "expected {salt: ..., small_cell: ...}")
     salt = privacy.get("salt", slug)
