@@ -114,6 +114,24 @@ def _check_parameters(template: Path, parameters: dict) -> None:
         )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Remove staging folders left by killed runs (their process no longer exists)."""
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _failure_paragraph(exc: Exception, failed: Path) -> str:
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
@@ -237,6 +255,7 @@ def run_report(
     if not template.is_file():
         raise ReportError(f"{template}: report template not found")
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(target)
     staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

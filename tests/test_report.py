@@ -31,7 +31,7 @@ def test_html_has_figures_no_code_no_raw_ids(demo_wave1):
     html = (demo_wave1 / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r"data:image/png;base64", html)) >= 3
     assert "prepare_wave(" not in html and "import alliance_lib" not in html
-    assert "class=\"highlight" not in html, "code cells in the HTML"
+    assert 'class="highlight' not in html, "code cells in the HTML"
     assert not re.search(r"CL-\d{4}", html), "raw client IDs in the HTML"
     assert not re.search(r"TH-\d{2}", html), "raw therapist IDs in the HTML"
 
@@ -120,3 +120,45 @@ def test_unknown_parameter_is_an_error(tmp_path):
 def test_bad_study_input_is_a_clear_error(tmp_path):
     with pytest.raises(StudyError, match="wave 7 is not defined"):
         run_report(DEMO, 7, tmp_path / "x", quiet=True)
+
+
+def test_killed_run_leaves_previous_report_intact(demo_wave1, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "demo" / "wave-1"
+    target.mkdir(parents=True)
+    for name in OUTPUTS:
+        (target / name).write_bytes((demo_wave1 / name).read_bytes())
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    cmd = [
+        sys.executable,
+        "-m",
+        "alliance_lib.cli",
+        "report",
+        str(DEMO),
+        "--wave",
+        "1",
+        "--out",
+        str(target),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while not list(target.parent.glob(".wave-1.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    staging = list(target.parent.glob(".wave-1.tmp-*"))
+    assert staging, "the run never started staging"
+    time.sleep(1.0)  # mid-run: the kernel is executing the notebook
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    # the next run clears the dead run's staging folder and replaces the report
+    run_report(DEMO, 1, target, quiet=True)
+    assert not list(target.parent.glob(".wave-1.tmp-*"))
+    assert (target / "results.json").read_bytes() == before["results.json"]
