@@ -1,3 +1,687 @@
-"""Scoring questionnaires by their instrument definitions."""
+"""Scoring questionnaires by their instrument definitions.
 
-__all__: list[str] = []
+:func:`score` turns the item columns of a long table into scale scores, following the
+instrument's definition (``alliance_lib/instruments/*.yaml``): reverse keys, subscales, metric and
+missing-item limits. It never drops a row: a row that cannot be scored keeps NaN scores and the
+reason is written to ``{prefix}_problem``.
+
+Output columns (added to a copy of the input, which keeps every row and column)
+-------------------------------------------------------------------------------
+``{prefix}_total``, ``{prefix}_{subscale}``
+    Scores (float; NaN when not scored).
+``{prefix}_n_missing``
+    Number of missing item answers (blank cells and missing codes; invalid cells are not
+    counted here, they are reported in the problem column).
+``{prefix}_prorated``
+    True when at least one score of the row was computed with missing items (prorated or
+    imputed).
+``{prefix}_problem``
+    Text explaining every score of the row that is NaN (invalid cells, too many missing items,
+    not administered); missing (NaN) when every score was computed.
+
+Provenance is stored in ``result.attrs["scoring"][prefix]``: the instrument id, the metric, the
+missing-item limits used, the local (our own) rules the scores rely on, the columns whose score
+relies on a fact marked *uncertain* in the definition (for report footnotes), and the number of
+cells replaced per missing code column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from alliance_lib.registry import METRICS, Instrument, get_instrument
+
+__all__ = ["MissingColumnsError", "ScoringError", "reverse_items", "score"]
+
+_MAX_LISTED = 20
+
+
+class ScoringError(ValueError):
+    """Invalid item answers (out of range, non-integer on an integer scale, or text).
+
+    Attributes
+    ----------
+    cells : DataFrame
+        Every offending cell: ``row`` (the input row label), ``client``, ``session``,
+        ``column``, ``value`` and ``problem``.
+    instrument : str
+        The instrument id.
+    """
+
+    def __init__(self, cells: pd.DataFrame, instrument: str):
+        self.cells = cells
+        self.instrument = instrument
+        n = len(cells)
+        lines = [
+            f"row {r.row}, client {r.client!r}, session {r.session}: {r.problem}"
+            for r in cells.head(_MAX_LISTED).itertuples(index=False)
+        ]
+        more = f"\n  ... and {n - _MAX_LISTED} more" if n > _MAX_LISTED else ""
+        super().__init__(
+            f"{n} invalid item cell(s) for {instrument} in {cells['row'].nunique()} row(s); "
+            "fix them, declare missing codes with missing_codes=, or use "
+            "errors='quarantine' (or validate()) to keep those rows with NaN scores:\n  "
+            + "\n  ".join(lines)
+            + more
+        )
+
+
+class MissingColumnsError(ValueError):
+    """Item (or id) columns that the table lacks.
+
+    Attributes
+    ----------
+    missing : list of str
+        The absent columns.
+    suggestions : dict of str to str
+        Absent column to the closest existing column name (difflib), for near misses.
+    """
+
+    def __init__(self, missing: list[str], suggestions: dict[str, str], what: str):
+        self.missing = list(missing)
+        self.suggestions = dict(suggestions)
+        shown = ", ".join(missing[:12]) + (
+            f", ... ({len(missing)} in all)" if len(missing) > 12 else ""
+        )
+        hint = ""
+        if suggestions:
+            pairs = list(suggestions.items())[:6]
+            hint = " Did you mean " + ", ".join(f"{v!r} for {k!r}" for k, v in pairs) + "?"
+        super().__init__(f"{what}: column(s) not found: {shown}.{hint}")
+
+
+def _suggest(missing: Iterable[str], available: Iterable[str]) -> dict[str, str]:
+    available = [str(c) for c in available]
+    lower = {c.lower(): c for c in available}
+    out = {}
+    for col in missing:
+        hit = difflib.get_close_matches(col.lower(), list(lower), n=1, cutoff=0.75)
+        if hit:
+            out[col] = lower[hit[0]]
+    return out
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise :class:`MissingColumnsError` (with suggestions) if any column is absent."""
+    have = set(map(str, df.columns))
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise MissingColumnsError(missing, _suggest(missing, have - set(columns)), what)
+
+
+def _fmt_scale(x: float) -> str:
+    return f"{x:g}"
+
+
+def _fmt_values(values: np.ndarray) -> np.ndarray:
+    """Vectorised short text form of numbers: 7.0 -> '7', 2.5 -> '2.5'."""
+    values = np.asarray(values, dtype=float)
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
+    out = values.astype(str).astype(object)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ItemCheck:
+    """Result of checking the item cells of one instrument (internal; used by validate).
+
+    Attributes
+    ----------
+    values : ndarray of float, shape (n_rows, n_items)
+        Numeric answers; NaN where missing, where a missing code was given, or where invalid.
+    missing : ndarray of bool
+        Cells that are genuinely missing (blank or a missing code).
+    bad : ndarray of bool
+        Invalid cells.
+    cells : DataFrame
+        One row per invalid cell: ``pos`` (row position), ``column``, ``value``, ``kind``
+        (``outside scale``, ``not a whole number``, ``text``) and ``problem`` (a sentence).
+    missing_codes : dict of str to int
+        Column to the number of cells that held a missing code.
+    """
+
+    values: np.ndarray
+    missing: np.ndarray
+    bad: np.ndarray
+    cells: pd.DataFrame
+    missing_codes: dict
+
+
+def check_items(
+    df: pd.DataFrame, instrument: Instrument, *, missing_codes: Iterable = ()
+) -> ItemCheck:
+    """Convert and check the item columns of ``instrument`` (vectorised; loops over columns only).
+
+    A blank cell (NaN, None or a blank string) is missing. A value listed in ``missing_codes``
+    (numbers, or strings compared after stripping blanks) is missing and counted. Any other cell
+    must be a number within the instrument's scale, and a whole number on an integer scale.
+    Each column is screened with a few cheap passes while it is in cache (minimum, maximum,
+    whole numbers); cell-level masks and messages are built only for columns that fail.
+    """
+    require_columns(df, instrument.columns, f"instrument {instrument.id}")
+    codes = list(missing_codes) if missing_codes is not None else []
+    num_codes = [
+        float(c)
+        for c in codes
+        if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
+    ]
+    str_codes = [str(c).strip() for c in codes]
+    n, k = len(df), instrument.n_items
+    lo, hi = instrument.scale_min, instrument.scale_max
+    inner_codes = [c for c in num_codes if lo <= c <= hi]
+    outer_codes = np.array([c for c in num_codes if not lo <= c <= hi])
+    scale_txt = f"{_fmt_scale(lo)}-{_fmt_scale(hi)}"
+    x = np.empty((n, k), order="F")
+    miss = np.empty((n, k), dtype=bool, order="F")
+    bad = None
+    pieces = []
+    code_counts = {}
+    for j, col in enumerate(instrument.columns):
+        raw = df[col]
+        xj, mj = x[:, j], miss[:, j]
+        text = None
+        numeric = pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(
+            raw.dtype
+        )
+        out_range = frac = None
+        if numeric:
+            np.copyto(xj, raw.to_numpy(dtype=float, na_value=np.nan))
+            coded = None
+            for code in inner_codes:  # codes inside the scale need a full comparison
+                hit = xj == code
+                coded = hit if coded is None else coded | hit
+        else:
+            np.copyto(
+                xj, pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            )
+            stripped = raw.astype("str").str.strip()
+            isnull = raw.isna().to_numpy(dtype=bool)
+            blank = isnull | (stripped == "").to_numpy(dtype=bool, na_value=False)
+            coded = np.isin(xj, inner_codes) if inner_codes else np.zeros(n, dtype=bool)
+            if str_codes:
+                coded |= stripped.isin(str_codes).to_numpy(dtype=bool, na_value=False) & ~isnull
+            text = ~blank & ~coded & np.isnan(xj)
+        n_coded = 0
+        if coded is not None:
+            n_coded = np.count_nonzero(coded)
+            if n_coded:
+                xj[coded] = np.nan
+        # range screen; codes outside the scale are found among the out-of-range cells only
+        if n and not (np.fmin.reduce(xj) >= lo and np.fmax.reduce(xj) <= hi):
+            with np.errstate(invalid="ignore"):
+                opos = np.flatnonzero((xj < lo) | (xj > hi))
+            if outer_codes.size and len(opos):
+                is_code = np.isin(xj[opos], outer_codes)
+                xj[opos[is_code]] = np.nan
+                n_coded += int(is_code.sum())
+                opos = opos[~is_code]
+            if len(opos):
+                out_range = np.zeros(n, dtype=bool)
+                out_range[opos] = True
+        if n_coded:
+            code_counts[col] = int(n_coded)
+        np.isnan(xj, out=mj)
+        n_nan = np.count_nonzero(mj)
+        if n_nan < n and instrument.integer_scale and not pd.api.types.is_integer_dtype(raw.dtype):
+            uneven = np.rint(xj) != xj  # NaN != NaN: more inequalities than NaNs = fractions
+            if np.count_nonzero(uneven) > n_nan:
+                frac = uneven & ~np.isnan(xj)
+                if out_range is not None:
+                    frac &= ~out_range
+        found = [
+            (m, kind)
+            for m, kind in (
+                (text, "text"),
+                (out_range, "outside scale"),
+                (frac, "not a whole number"),
+            )
+            if m is not None and m.any()
+        ]
+        if not found:
+            continue
+        if bad is None:
+            bad = np.zeros((n, k), dtype=bool, order="F")
+        for mask, kind in found:
+            bad[:, j] |= mask
+            pos = np.flatnonzero(mask)
+            if kind == "text":
+                vals = raw.iloc[pos].astype(str).to_numpy(dtype=object)
+                msg = col + " = '" + vals + "' is text, not a number"
+                comma = pd.Series(vals).str.fullmatch(r"\s*-?\d+,\d+\s*").to_numpy(dtype=bool)
+                msg = np.where(comma, msg + " (decimal comma?)", msg)
+            elif kind == "outside scale":
+                msg = col + " = " + _fmt_values(xj[pos]) + f" is outside {scale_txt}"
+            else:
+                msg = (
+                    col
+                    + " = "
+                    + _fmt_values(xj[pos])
+                    + f" is not a whole number (the {scale_txt} scale has whole-number answers)"
+                )
+            pieces.append(
+                pd.DataFrame(
+                    {
+                        "pos": pos,
+                        "column": col,
+                        "value": raw.iloc[pos].to_numpy(dtype=object),
+                        "kind": kind,
+                        "problem": msg,
+                    }
+                )
+            )
+        xj[bad[:, j]] = np.nan
+        mj &= ~bad[:, j]  # invalid cells are reported, not counted as missing
+    if pieces:
+        cells = pd.concat(pieces, ignore_index=True).sort_values(["pos"], kind="stable")
+        cells = cells.reset_index(drop=True)
+    else:
+        cells = _empty_cells()
+    if bad is None:
+        bad = np.zeros((n, k), dtype=bool, order="F")
+    return ItemCheck(x, miss, bad, cells, code_counts)
+
+
+def _empty_cells() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "pos": np.array([], dtype=np.int64),
+            "column": pd.Series([], dtype=object),
+            "value": pd.Series([], dtype=object),
+            "kind": pd.Series([], dtype=object),
+            "problem": pd.Series([], dtype=object),
+        }
+    )
+
+
+def reverse_items(values: np.ndarray, instrument: Instrument) -> np.ndarray:
+    """Reverse-key the reverse items of an (n_rows, n_items) array: ``min + max - x``.
+
+    Parameters
+    ----------
+    values : array-like, shape (n_rows, n_items)
+        Item answers in item order 1 .. n_items (NaN allowed).
+    instrument : Instrument or str
+
+    Returns
+    -------
+    ndarray
+        A new float array; applying the function twice gives the input back.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 1, 1, 4, 1, 1, 1, 1, 1, 0, 1, 1]])
+    >>> reverse_items(x, "wai-s")[0, [3, 9]]
+    array([4., 8.])
+    """
+    instrument = get_instrument(instrument)
+    out = np.array(values, dtype=float, copy=True)
+    if instrument.reverse:
+        idx = np.asarray(instrument.reverse) - 1
+        out[:, idx] = (instrument.scale_min + instrument.scale_max) - out[:, idx]
+    return out
+
+
+def _limits(instrument: Instrument, prorate) -> dict[str, int]:
+    scales = instrument.scales
+    if prorate is None:
+        return dict(instrument.max_missing)
+    if isinstance(prorate, bool):
+        prorate = 0 if prorate is False else None
+        if prorate is None:
+            raise ValueError("prorate=True is ambiguous; give the number of items allowed missing")
+    if isinstance(prorate, Mapping):
+        unknown = set(prorate) - set(scales)
+        if unknown:
+            raise ValueError(
+                f"prorate names unknown scale(s) {sorted(unknown)}; scales: {list(scales)}"
+            )
+        lim = dict(instrument.max_missing)
+        lim.update({s: int(v) for s, v in prorate.items()})
+    else:
+        lim = {s: int(prorate) for s in scales}
+    for s, v in lim.items():
+        if v < 0:
+            raise ValueError(f"prorate for {s} must be >= 0, got {v}")
+        lim[s] = min(v, len(scales[s]) - 1)
+    return lim
+
+
+def _text_column(n: int, pos: np.ndarray, texts: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """A pandas ``str`` array of length n: ``texts`` at ``pos``, NaN elsewhere (one arrow take)."""
+    index = np.full(n, len(pos), dtype=np.int64)
+    index[pos] = np.arange(len(pos))
+    base = pa.array([*texts, None], type=pa.large_string())
+    taken = base.take(pa.array(index))
+    return pd.Series(pd.arrays.ArrowExtensionArray(taken), copy=False).astype("str").array
+
+
+def _join_by_pos(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Join text pieces per row position with '; ' (vectorised via groupby).
+
+    Returns the sorted distinct positions and the joined text of each.
+    """
+    pieces = [(p, t) for p, t in pieces if len(p)]
+    if not pieces:
+        return np.array([], dtype=np.int64), np.array([], dtype=object)
+    pos = np.concatenate([p for p, _ in pieces])
+    txt = np.concatenate([np.asarray(t, dtype=object) for _, t in pieces])
+    joined = pd.Series(txt).groupby(pos, sort=True).agg("; ".join)
+    return joined.index.to_numpy(), joined.to_numpy(dtype=object)
+
+
+def score(
+    df: pd.DataFrame,
+    instrument: str | Instrument,
+    *,
+    metric: str | None = None,
+    missing_codes: Iterable = (),
+    errors: str = "raise",
+    prorate: int | Mapping[str, int] | None = None,
+    client: str = "client_id",
+    session: str = "session",
+) -> pd.DataFrame:
+    """Score one instrument's items into total and subscale scores.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table with the item columns ``{prefix}_1 .. {prefix}_{n_items}``.
+    instrument : str or Instrument
+        Instrument id (e.g. ``"wai-sr"``, ``"oq-45.2"``) or definition.
+    metric : {'mean', 'sum', 'mean_x10'}, optional
+        Override the definition's metric (e.g. ``metric="sum"`` for WAI-SR sums 12-60).
+    missing_codes : iterable, optional
+        Values that mean "missing" (e.g. ``(-99, 999)``); they become NaN and are counted.
+    errors : {'raise', 'quarantine'}
+        With ``'raise'``, invalid cells raise :class:`ScoringError`. With ``'quarantine'`` the
+        rows are kept with NaN scores and the reason in ``{prefix}_problem``.
+    prorate : int or dict, optional
+        A *local* override of the missing-item limits: the number of items a scale may miss
+        (an int for every scale, or ``{scale: n}``), e.g. ``prorate=1`` for PHQ-9 (the
+        developers give no rule). Recorded in ``attrs["scoring"]``. ``None`` uses the definition.
+    client, session : str
+        Id columns used to name rows in error messages (optional in ``df``).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df`` (same rows, index and columns) plus ``{prefix}_total``,
+        ``{prefix}_{subscale}``, ``{prefix}_n_missing``, ``{prefix}_prorated`` and
+        ``{prefix}_problem`` (see the module docstring), with provenance in
+        ``attrs["scoring"][prefix]``.
+
+    Raises
+    ------
+    MissingColumnsError
+        If item columns are absent (with "did you mean" suggestions).
+    ScoringError
+        With ``errors="raise"``, listing every invalid cell (the first 20 in the message).
+
+    Notes
+    -----
+    Reverse-keyed item *i* is scored :math:`x'_i = \\min + \\max - x_i`. For a scale with
+    :math:`n` items of which :math:`m` are answered, :math:`\\bar x` is the mean of the answered
+    (reversed) items. The scale is scored only if :math:`n - m` is within its limit, as
+
+    * ``mean``: :math:`\\bar x`;
+    * ``sum``: :math:`\\sum x'_i` when complete, else the prorated sum :math:`n \\bar x`
+      (e.g. CORE-10 with one missing item: 10 x mean of the nine);
+    * ``mean_x10``: :math:`10 \\bar x` (CORE clinical score).
+
+    With the ``impute_subscale_mean`` rule (OQ-45.2) each missing item is first replaced by the
+    mean of the answered items of its own subscale, rounded to the nearest whole number (halves
+    up), and the metric is applied to the completed items. ``total_requires_subscales`` (WAI)
+    scores the total only when every subscale is scored; ``subscales_require_total`` (OQ-45.2)
+    the other way round. A row with every item missing is "not administered".
+
+    References
+    ----------
+    Project reference note ``instruments.md`` (keys and rules, with sources); Lambert et al.,
+    OQ-45.2 scoring sheet (subscale-mean imputation); CORE System Trust, "What's in a name (1):
+    scoring CORE measures" (clinical score, prorating).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"client_id": ["a", "b"], "session": [1, 1]})
+    >>> for i in range(1, 13):
+    ...     goal, task = i in (4, 6, 8, 11), i in (1, 2, 10, 12)
+    ...     df[f"wai_sr_{i}"] = [4 if goal else 2 if task else 3, None if i == 4 else 3]
+    >>> out = score(df, "wai-sr")
+    >>> out[["wai_sr_total", "wai_sr_goal", "wai_sr_n_missing", "wai_sr_prorated"]]
+       wai_sr_total  wai_sr_goal  wai_sr_n_missing  wai_sr_prorated
+    0           3.0          4.0                 0            False
+    1           3.0          3.0                 1             True
+    >>> score(df, "wai-sr", metric="sum")[["wai_sr_total", "wai_sr_goal"]].to_numpy().tolist()
+    [[36.0, 16.0], [36.0, 12.0]]
+    """
+    inst = get_instrument(instrument)
+    metric = metric or inst.metric
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if errors not in ("raise", "quarantine"):
+        raise ValueError(f"errors must be 'raise' or 'quarantine', got {errors!r}")
+    limits = _limits(inst, prorate)
+    check = check_items(df, inst, missing_codes=missing_codes)
+    n = len(df)
+    has_bad = len(check.cells) > 0
+    bad_row = np.zeros(n, dtype=bool)
+    bad_row[check.cells["pos"].to_numpy()] = True
+    if errors == "raise" and has_bad:
+        raise ScoringError(_cells_table(df, check.cells, client, session), inst.id)
+
+    miss = check.missing
+    x = check.values  # a private copy: modified in place below
+    if not x.flags.f_contiguous:
+        x = np.asfortranarray(x)
+    reflect = inst.scale_min + inst.scale_max
+    for i in inst.reverse:
+        np.subtract(reflect, x[:, i - 1], out=x[:, i - 1])
+    scales = inst.scales
+    names = list(scales)  # "total" first
+    sizes = np.array([len(scales[s]) for s in names])
+    subs = names[1:]
+    # when the subscales partition the items, total = sum of the subscale sums (fewer passes)
+    partition = bool(subs) and sorted(i for s in subs for i in scales[s]) == list(inst.items)
+    any_missing = bool(miss.any())
+    miss_counts = np.zeros((n, len(names)), dtype=np.int16, order="F")
+    if any_missing:
+        _column_sums(np.asfortranarray(miss), scales, names, partition, miss_counts)
+    n_missing = miss_counts[:, 0]
+    all_ok = not any_missing and not has_bad
+    if all_ok:  # nothing missing, nothing invalid: every scale of every row is scored
+        not_administered = np.zeros(n, dtype=bool)
+        own_ok = ok = np.ones((1, len(names)), dtype=bool)
+    else:
+        not_administered = (n_missing == inst.n_items) & ~bad_row
+        limit = np.array([limits[s] for s in names])
+        own_ok = miss_counts <= limit
+        ok = own_ok.copy()
+        if len(names) > 1 and inst.total_requires_subscales:
+            ok[:, 0] &= own_ok[:, 1:].all(axis=1)
+        if len(names) > 1 and inst.subscales_require_total:
+            ok[:, 1:] &= own_ok[:, [0]]
+        ok &= (~bad_row & ~not_administered)[:, None]
+
+    if inst.missing_rule == "impute_subscale_mean" and any_missing:
+        x = _impute_subscale_means(x, inst)
+        answered = np.broadcast_to(sizes, miss_counts.shape)
+    else:
+        answered = sizes - miss_counts
+    if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
+        np.copyto(x, 0.0, where=np.isnan(x) if inst.missing_rule != "prorate" else miss)
+    sums = np.zeros((n, len(names)), order="F")
+    _column_sums(x, scales, names, partition, sums)
+    prorated = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(len(names)):
+            acc, size = sums[:, j], sizes[j]
+            if metric == "mean":
+                np.divide(acc, answered[:, j], out=acc)
+            elif any_missing:  # sum (prorated where items are missing) or mean_x10
+                part = answered[:, j] < size
+                if metric == "sum":
+                    acc[part] = acc[part] / answered[part, j] * size
+                else:
+                    np.divide(acc, answered[:, j], out=acc)
+                    acc *= 10.0
+            elif metric == "mean_x10":
+                acc *= 10.0 / size
+            if not all_ok:
+                okj = ok[:, j]
+                acc[~okj] = np.nan
+                prorated |= okj & (miss_counts[:, j] > 0)
+    val = sums
+    new = {f"{inst.prefix}_{s}": val[:, j] for j, s in enumerate(names)}
+
+    pieces = []
+    if len(check.cells):
+        pieces.append(
+            (check.cells["pos"].to_numpy(), check.cells["problem"].to_numpy(dtype=object))
+        )
+    pos = np.flatnonzero(not_administered)
+    pieces.append(
+        (
+            pos,
+            np.full(len(pos), f"not administered (all {inst.n_items} items missing)", dtype=object),
+        )
+    )
+    live = ~bad_row & ~not_administered
+    for j, s in enumerate([] if all_ok else names):  # too many missing items of its own
+        pos = np.flatnonzero(live & ~own_ok[:, j])
+        if len(pos):
+            txt = (
+                f"{inst.prefix}_{s} not scored: "
+                + miss_counts[pos, j].astype(str).astype(object)
+                + f" of {len(scales[s])} items missing (at most {limits[s]} allowed)"
+            )
+            pieces.append((pos, txt))
+    for j, s in enumerate([] if all_ok else names):  # depends on another scale not scored
+        pos = np.flatnonzero(live & own_ok[:, j] & ~ok[:, j])
+        if len(pos):
+            need = "every subscale scored" if s == "total" else f"{inst.prefix}_total scored"
+            txt = f"{inst.prefix}_{s} not scored: needs {need}"
+            pieces.append((pos, np.full(len(pos), txt, dtype=object)))
+    problem = _text_column(n, *_join_by_pos(pieces))
+
+    new[f"{inst.prefix}_n_missing"] = n_missing.astype(np.int64)
+    new[f"{inst.prefix}_prorated"] = prorated
+    new[f"{inst.prefix}_problem"] = problem
+    added = pd.DataFrame(new, index=df.index)
+    base = df.drop(columns=[c for c in added.columns if c in df.columns])
+    out = pd.concat([base, added], axis=1)
+    out.attrs = {k: v for k, v in df.attrs.items()}
+    out.attrs["scoring"] = {
+        **df.attrs.get("scoring", {}),
+        inst.prefix: _provenance(
+            inst, metric, limits, prorate, np.broadcast_to(ok, (n, len(names))), prorated, check
+        ),
+    }
+    return out
+
+
+def _column_sums(values, scales, names, partition, out) -> None:
+    """out[:, j] = sum of the item columns of scale j (column adds: cache-friendly, no BLAS)."""
+    for j, s in enumerate(names):
+        if j == 0 and partition:
+            continue
+        acc = out[:, j]
+        for i in scales[s]:
+            np.add(acc, values[:, i - 1], out=acc, casting="unsafe")
+    if partition:
+        total = out[:, 0]
+        for j in range(1, len(names)):
+            np.add(total, out[:, j], out=total)
+
+
+def _impute_subscale_means(x: np.ndarray, inst: Instrument) -> np.ndarray:
+    """Fill each missing item with the rounded (halves up) mean of its own subscale's answers.
+
+    Works on scored (already reversed) values; every fill is computed from the answered items
+    before any imputation.
+    """
+    out = x.copy(order="K")
+    owner: dict[int, str] = {}
+    for s, items in inst.subscales.items():
+        for i in items:
+            owner.setdefault(i, s)
+    groups = dict(inst.subscales)
+    orphans = [i for i in inst.items if i not in owner]
+    if orphans:  # items outside every subscale are imputed from all items
+        groups = {**groups, "total": inst.items}
+        owner.update({i: "total" for i in orphans})
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean of nothing
+        for s, items in groups.items():
+            targets = [i for i in items if owner[i] == s]
+            if not targets:
+                continue
+            fill = np.floor(np.nanmean(x[:, np.asarray(items) - 1], axis=1) + 0.5)
+            for i in targets:
+                col = out[:, i - 1]
+                gap = np.isnan(col)
+                col[gap] = fill[gap]
+    return out
+
+
+def _cells_table(df: pd.DataFrame, cells: pd.DataFrame, client: str, session: str) -> pd.DataFrame:
+    pos = cells["pos"].to_numpy()
+
+    def get(c):
+        if c in df.columns:
+            return df[c].iloc[pos].to_numpy(dtype=object)
+        return np.full(len(pos), None, dtype=object)
+
+    return pd.DataFrame(
+        {
+            "row": df.index[pos].to_numpy(dtype=object),
+            "client": get(client),
+            "session": get(session),
+            "column": cells["column"].to_numpy(dtype=object),
+            "value": cells["value"].to_numpy(dtype=object),
+            "problem": cells["problem"].to_numpy(dtype=object),
+        }
+    )
+
+
+def _provenance(inst, metric, limits, prorate, ok, prorated, check) -> dict:
+    uncertain = {}
+    single = {}
+    any_prorated = bool(prorated.any())
+    for s in inst.scales:
+        col = f"{inst.prefix}_{s}"
+        facts = inst.facts_for(s, prorated=any_prorated)
+        unc = [f for f in facts if inst.facts[f].status == "uncertain"]
+        one = [f for f in facts if inst.facts[f].status == "single_source"]
+        if unc:
+            uncertain[col] = unc
+        if one:
+            single[col] = one
+    local = [
+        f
+        for f in ("metric", "missing_rule")
+        if inst.facts.get(f) and inst.facts[f].status == "local"
+    ]
+    if metric != inst.metric:
+        local.append(f"metric={metric!r} (overrides the definition's {inst.metric!r})")
+    if prorate is not None:
+        local.append(f"prorate={prorate!r} (local missing-item limits {limits})")
+    return {
+        "instrument": inst.id,
+        "metric": metric,
+        "max_missing": dict(limits),
+        "local_rules": local,
+        "uncertain": uncertain,
+        "single_source": single,
+        "n_scored": {f"{inst.prefix}_{s}": int(ok[:, j].sum()) for j, s in enumerate(inst.scales)},
+        "n_rows_invalid": int(check.cells["pos"].nunique()),
+        "missing_codes": dict(check.missing_codes),
+    }

@@ -1,3 +1,1030 @@
-"""Growth models of alliance trajectories (sessions in clients in therapists)."""
+"""Growth models of alliance trajectories (sessions in clients in therapists).
 
-__all__: list[str] = []
+:func:`fit_mixed` fits a nested linear mixed model (lme4: ``y ~ x + (1 + a | client) +
+(1 | therapist)``) with the profiled-(RE)ML engine of :mod:`alliance_lib.engine`;
+:func:`fit_trajectory` builds the time terms of a growth curve (linear, quadratic, log, piecewise)
+and calls it; :func:`compare_trajectories` compares fits by ML likelihood.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from alliance_lib.engine import EngineError, EngineFit, NestedLMM
+
+__all__ = [
+    "ModelError",
+    "MixedFit",
+    "TrajectoryFit",
+    "fit_mixed",
+    "fit_trajectory",
+    "compare_trajectories",
+]
+
+SHAPES = ("linear", "quadratic", "log", "piecewise")
+
+
+class ModelError(ValueError):
+    """A model cannot be fitted to these data; names the column, row and value at fault.
+
+    Attributes
+    ----------
+    column, row, value
+        The offending column, row label (the data's index) and value, where known.
+    """
+
+    def __init__(self, message: str, *, column=None, row=None, value=None):
+        super().__init__(message)
+        self.column, self.row, self.value = column, row, value
+
+
+class _SummaryText(str):
+    """A string that displays itself verbatim (so ``fit.summary()`` reads well in notebooks)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p, cycle):  # IPython
+        p.text(str(self))
+
+
+def _jsonable(value):
+    """Convert numpy scalars/arrays, NaN and pandas objects to plain JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [_jsonable(r) for r in value.reset_index().to_dict(orient="records")]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+class MixedFit:
+    """A fitted nested linear mixed model (see :func:`fit_mixed`).
+
+    Attributes
+    ----------
+    fixed : DataFrame
+        Indexed by term (``Intercept`` first): estimate, se, df (Satterthwaite, as lmerTest),
+        t, p, ci_low, ci_high (95 %, t with the Satterthwaite df).
+    random : DataFrame
+        lme4's ``as.data.frame(VarCorr(fit))`` layout: grp, var1, var2, vcov, sdcor.
+    loglik, aic, bic : float
+        As lme4's ``logLik``/``AIC``/``BIC`` (REML fits use the REML criterion).
+    nobs, n_clients, n_therapists : int
+    converged, singular : bool
+    warnings : list of str
+        Every engine message, captured (nothing is printed).
+    method : {"reml", "ml"}
+    n_dropped : dict
+        Rows not analysed, by reason (missing outcome, missing predictor, ...).
+    raw : EngineFit or statsmodels results
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=6, n_clients=60, seed=8, output="scores")
+    >>> fit = al.fit_mixed(df, "alliance", ["session"], random=["session"],
+    ...                    therapist="therapist_id")
+    >>> sorted(fit.icc())
+    ['client', 'therapist', 'total_variance']
+    >>> fit.client_effects().columns.tolist()
+    ['Intercept', 'Intercept_sd', 'session', 'session_sd', 'n_obs']
+    >>> import json; _ = json.dumps(fit.to_dict(), allow_nan=False)
+    """
+
+    def __init__(
+        self,
+        *,
+        model: NestedLMM,
+        efit: EngineFit,
+        outcome: str,
+        fixed_terms: list[str],
+        random_terms: list[str],
+        client: str,
+        therapist: str | None,
+        method: str,
+        engine: str,
+        raw,
+        n_dropped: dict,
+        extra_warnings: list[str],
+        refit: Callable[[str], MixedFit],
+        data_key: str,
+        design_means: dict,
+    ):
+        self._model = model
+        self._efit = efit
+        self.outcome = outcome
+        self.fixed_terms = list(fixed_terms)
+        self.random_terms = list(random_terms)
+        self.client = client
+        self.therapist = therapist
+        self.method = method
+        self.engine = engine
+        self.raw = raw
+        self.n_dropped = dict(n_dropped)
+        self.warnings = list(extra_warnings) + list(efit.warnings)
+        self._refit = refit
+        self._data_key = data_key
+        self._design_means = design_means
+        self.nobs = int(model.n)
+        self.n_clients = int(model.n_clients)
+        self.n_therapists = int(model.n_therapists)
+        self.converged = bool(efit.converged)
+        self.singular = bool(efit.singular)
+        self.loglik = float(efit.loglik)
+        self.npar = int(model.p + model.n_theta + 1)
+        self.aic = float(-2 * self.loglik + 2 * self.npar)
+        self.bic = float(-2 * self.loglik + math.log(self.nobs) * self.npar)
+        self.sigma = float(efit.sigma)
+        self.theta = np.asarray(efit.theta, dtype=float)
+
+    # ------------------------------------------------------------------ tables
+    @cached_property
+    def fixed(self) -> pd.DataFrame:
+        est = np.asarray(self._efit.beta, dtype=float)
+        se = np.sqrt(np.diag(self._efit.vcov))
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            df = self._model.satterthwaite(self._efit)
+        self.warnings.extend(str(w.message) for w in caught)
+        t = est / se
+        df_eff = np.where(np.isfinite(df), df, np.inf)
+        p = 2 * stats.t.sf(np.abs(t), df_eff)
+        crit = stats.t.ppf(0.975, df_eff)
+        out = pd.DataFrame(
+            {
+                "estimate": est,
+                "se": se,
+                "df": df,
+                "t": t,
+                "p": p,
+                "ci_low": est - crit * se,
+                "ci_high": est + crit * se,
+            },
+            index=pd.Index(self.fixed_terms, name="term"),
+        )
+        return out
+
+    @cached_property
+    def random(self) -> pd.DataFrame:
+        rows = []
+        cov = self._efit.cov_client
+        names = ["(Intercept)" if t == "Intercept" else t for t in self.random_terms]
+        sd = np.sqrt(np.diag(cov))
+        for a, name in enumerate(names):
+            rows.append((self.client, name, None, cov[a, a], sd[a]))
+        for b in range(len(names)):
+            for a in range(b + 1, len(names)):
+                with np.errstate(all="ignore"):
+                    corr = cov[a, b] / (sd[a] * sd[b])
+                rows.append((self.client, names[b], names[a], cov[a, b], corr))
+        if self.therapist is not None:
+            v = float(self._efit.var_therapist)
+            rows.append((self.therapist, "(Intercept)", None, v, math.sqrt(v)))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        df = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        return df.astype({"vcov": float, "sdcor": float})
+
+    # ------------------------------------------------------------------ derived
+    def icc(self, at: Mapping[str, float] | None = None) -> dict:
+        """Intraclass correlations: the share of outcome variance at each level.
+
+        Parameters
+        ----------
+        at : dict, optional
+            Values of the random-slope columns at which to evaluate the client variance
+            (default 0, i.e. the intercept variance).
+
+        Returns
+        -------
+        dict
+            ``client`` = tau2_client / total, ``therapist`` = tau2_therapist / total (when a
+            therapist level is modelled), ``total`` variance, with
+            ``total = z' T z + tau2_therapist + sigma^2`` and ``z = (1, at...)``.
+
+        Notes
+        -----
+        The correlation of two observations of the same client is ``client + therapist``.
+        """
+        at = dict(at or {})
+        z = np.array(
+            [1.0 if t == "Intercept" else float(at.get(t, 0.0)) for t in self.random_terms]
+        )
+        tau_c = float(z @ self._efit.cov_client @ z)
+        tau_t = float(self._efit.var_therapist or 0.0)
+        total = tau_c + tau_t + self.sigma**2
+        out = {"client": tau_c / total}
+        if self.therapist is not None:
+            out["therapist"] = tau_t / total
+        out["total_variance"] = total
+        return out
+
+    @cached_property
+    def _modes(self) -> dict:
+        return self._model.conditional_modes(self._efit)
+
+    def client_effects(self, level: str = "client") -> pd.DataFrame:
+        """Empirical Bayes predictions (conditional modes) with conditional SDs (lme4 ``ranef``).
+
+        Parameters
+        ----------
+        level : {"client", "therapist"}
+
+        Returns
+        -------
+        DataFrame
+            Indexed by client (or therapist) id; for every random term ``t`` a column ``t``
+            (deviation from the fixed effect) and ``t_sd`` (conditional SD), plus ``n_obs``.
+        """
+        m = self._modes
+        if level == "therapist":
+            if self.therapist is None:
+                raise ModelError("this model has no therapist level", column=self.therapist)
+            idx = pd.Index(self._therapist_labels, name=self.therapist)
+            return pd.DataFrame(
+                {"Intercept": m["therapist"], "Intercept_sd": np.sqrt(m["therapist_var"])},
+                index=idx,
+            ).sort_index()
+        if level != "client":
+            raise ValueError(f"level must be 'client' or 'therapist', not {level!r}")
+        cols = {}
+        for a, t in enumerate(self.random_terms):
+            cols[t] = m["client"][:, a]
+            cols[f"{t}_sd"] = np.sqrt(m["client_cov"][:, a, a])
+        cols["n_obs"] = self._model.client_nobs
+        out = pd.DataFrame(cols, index=pd.Index(self._client_labels, name=self.client))
+        return out.sort_index()
+
+    def residuals(self) -> np.ndarray:
+        """Conditional residuals (y - X beta - Z b), in the order of the analysed rows."""
+        return self._model.residuals(self._efit, self._modes)
+
+    def refit(self, method: str) -> MixedFit:
+        """The same model refitted with ``method`` ("reml" or "ml")."""
+        if method == self.method:
+            return self
+        return self._refit(method)
+
+    # ------------------------------------------------------------------ output
+    def formula(self) -> str:
+        """The model in lme4 syntax."""
+        rhs = " + ".join(t for t in self.fixed_terms if t != "Intercept") or "1"
+        rnd = " + ".join(["1"] + [t for t in self.random_terms if t != "Intercept"])
+        f = f"{self.outcome} ~ {rhs} + ({rnd} | {self.client})"
+        if self.therapist is not None:
+            f += f" + (1 | {self.therapist})"
+        return f
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (only str, int, float, bool, None, lists and dicts)."""
+        fixed = self.fixed.reset_index()
+        return _jsonable(
+            {
+                "formula": self.formula(),
+                "method": self.method,
+                "engine": self.engine,
+                "nobs": self.nobs,
+                "n_clients": self.n_clients,
+                "n_therapists": self.n_therapists,
+                "n_dropped": self.n_dropped,
+                "loglik": self.loglik,
+                "aic": self.aic,
+                "bic": self.bic,
+                "converged": self.converged,
+                "singular": self.singular,
+                "warnings": self.warnings,
+                "fixed": fixed.to_dict(orient="records"),
+                "random": self.random.to_dict(orient="records"),
+                "icc": self.icc(),
+            }
+        )
+
+    def summary(self) -> str:
+        """A text summary laid out like lme4's ``summary(lmer(...))`` with lmerTest's columns."""
+        crit = "REML criterion at convergence" if self.method == "reml" else None
+        lines = [
+            f"Linear mixed model fit by {'REML' if self.method == 'reml' else 'maximum likelihood'}."
+            " t-tests use Satterthwaite's method",
+            f"Formula: {self.formula()}",
+            "",
+        ]
+        if crit:
+            lines.append(f"{crit}: {-2 * self.loglik:.1f}")
+        else:
+            lines.append(
+                f"{'AIC':>9}{'BIC':>9}{'logLik':>9}{'deviance':>9}{'df.resid':>9}\n"
+                f"{self.aic:9.1f}{self.bic:9.1f}{self.loglik:9.1f}{-2 * self.loglik:9.1f}"
+                f"{self.nobs - self.npar:9d}"
+            )
+        res = self.residuals() / self.sigma
+        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
+        lines += [
+            "",
+            "Scaled residuals:",
+            "".join(f"{h:>9}" for h in ["Min", "1Q", "Median", "3Q", "Max"]),
+        ]
+        lines.append("".join(f"{v:9.4f}" for v in q))
+        lines += ["", "Random effects:"]
+        r = self.random
+        tab = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
+        nrand = len(self.random_terms)
+        cov = r[r["var2"].notna()]
+        for _, row in r[r["var2"].isna()].iterrows():
+            grp = row["grp"]
+            name = "" if pd.isna(row["var1"]) else str(row["var1"])
+            corr = ""
+            if grp == self.client and nrand > 1:
+                cc = cov[(cov["grp"] == grp) & (cov["var2"] == name)]
+                corr = " ".join(f"{v:5.2f}" for v in cc["sdcor"])
+            shown_grp = grp if not any(t[0] == grp for t in tab) else ""
+            tab.append((shown_grp, name, f"{row['vcov']:.4g}", f"{row['sdcor']:.4g}", corr))
+        widths = [max(len(t[i]) for t in tab) for i in range(5)]
+        for t in tab:
+            lines.append(
+                " "
+                + "  ".join(
+                    t[i].ljust(widths[i]) if i < 2 else t[i].rjust(widths[i]) for i in range(4)
+                )
+                + ("  " + t[4] if t[4] else "")
+            )
+        groups = f"{self.client}, {self.n_clients}"
+        if self.therapist is not None:
+            groups += f"; {self.therapist}, {self.n_therapists}"
+        lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        dropped = ", ".join(f"{k} missing {why}" for why, k in self.n_dropped.items() if k)
+        if dropped:
+            lines.append(f"Rows dropped: {dropped}")
+        lines += ["", "Fixed effects:"]
+        f = self.fixed
+        ftab = [("", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)")]
+        for term, row in f.iterrows():
+            name = "(Intercept)" if term == "Intercept" else term
+            pv = row["p"]
+            ps = "< 2e-16" if pv < 2e-16 else f"{pv:.3g}"
+            ftab.append(
+                (
+                    name,
+                    f"{row['estimate']:.4g}",
+                    f"{row['se']:.4g}",
+                    f"{row['df']:.1f}",
+                    f"{row['t']:.3f}",
+                    ps,
+                )
+            )
+        widths = [max(len(t[i]) for t in ftab) for i in range(6)]
+        for t in ftab:
+            lines.append(
+                t[0].ljust(widths[0]) + "".join(" " + t[i].rjust(widths[i]) for i in range(1, 6))
+            )
+        if self.warnings:
+            lines += [""] + [f"warning: {w}" for w in self.warnings]
+        return _SummaryText("\n".join(lines))
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.formula()!r} {self.method.upper()} nobs={self.nobs} "
+            f"loglik={self.loglik:.3f} converged={self.converged} singular={self.singular}>"
+        )
+
+    @property
+    def _client_labels(self):
+        return self._labels["client"][self._model.client_levels]
+
+    @property
+    def _therapist_labels(self):
+        return self._labels["therapist"][self._model.therapist_levels]
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
+    s = frame[column]
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float).to_numpy()
+    if not pd.api.types.is_numeric_dtype(s):
+        bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
+        row = bad.index[0] if len(bad) else None
+        raise ModelError(
+            f"column {column!r} must be numeric (row {row!r} holds {bad.iloc[0]!r}); "
+            "dummy-code categorical predictors first"
+            if len(bad)
+            else f"column {column!r} must be numeric",
+            column=column,
+            row=row,
+            value=bad.iloc[0] if len(bad) else None,
+        )
+    return s.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _check_columns(data: pd.DataFrame, columns: Iterable[str]) -> None:
+    for c in columns:
+        if c not in data.columns:
+            raise ModelError(
+                f"column {c!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
+                column=c,
+            )
+
+
+def _drop_missing(data: pd.DataFrame, groups: dict[str, list[str]]) -> tuple[pd.DataFrame, dict]:
+    """Drop rows with a missing value in any listed column; count them by the first reason."""
+    keep = np.ones(len(data), dtype=bool)
+    counts = {}
+    for reason, cols in groups.items():
+        miss = np.zeros(len(data), dtype=bool)
+        for c in cols:
+            miss |= data[c].isna().to_numpy()
+        counts[reason] = int((miss & keep).sum())
+        keep &= ~miss
+    return data.loc[keep], counts
+
+
+def _statsmodels_theta(y, X, Z, codes, reml) -> tuple[np.ndarray, object, list[str], bool]:
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = MixedLM(y, X, groups=codes, exog_re=Z).fit(reml=reml)
+    msgs = [str(w.message) for w in caught]
+    rel = np.asarray(res.cov_re, dtype=float) / float(res.scale)
+    q = rel.shape[0]
+    try:
+        lam = np.linalg.cholesky(rel)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(rel)
+        lam = np.linalg.cholesky(v @ np.diag(np.clip(w, 0, None) + 1e-14) @ v.T)
+    rows, cols = np.triu_indices(q)
+    return lam[cols, rows], res, msgs, bool(res.converged)
+
+
+def fit_mixed(
+    data: pd.DataFrame,
+    outcome: str,
+    fixed: Sequence[str] = (),
+    *,
+    client: str = "client_id",
+    therapist: str | None = None,
+    random: Sequence[str] = (),
+    method: str = "reml",
+    engine: str = "auto",
+) -> MixedFit:
+    """Fit a nested linear mixed model: sessions in clients (in therapists).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table, one row per observation.
+    outcome : str
+        Outcome column.
+    fixed : sequence of str
+        Numeric predictor columns (an intercept is always added).
+    client : str
+        Client id column (random intercept plus the random slopes in ``random``).
+    therapist : str, optional
+        Therapist id column; adds a therapist random intercept. Clients must be nested in
+        therapists.
+    random : sequence of str
+        Columns with a random slope per client, correlated with the intercept.
+    method : {"reml", "ml"}
+    engine : {"auto", "profiled", "statsmodels"}
+        ``auto``/``profiled``: the built-in profiled-deviance engine. ``statsmodels``:
+        ``MixedLM`` estimates the variance parameters (two-level models only); fixed effects,
+        SEs, logLik and Satterthwaite df are then evaluated at those parameters.
+
+    Returns
+    -------
+    MixedFit
+
+    Notes
+    -----
+    The model (lme4: ``outcome ~ fixed + (1 + random | client) + (1 | therapist)``)::
+
+        y = X beta + Z b_i + u_j + e,  b_i ~ N(0, T),  u_j ~ N(0, tau_t^2),  e ~ N(0, sigma^2)
+
+    is fitted by minimising the profiled REML criterion (or ML deviance) over the relative
+    covariance factor theta (Bates et al. 2015); ``singular`` is lme4's rule (a diagonal
+    element of theta below 1e-4). Rows with a missing value in any model column are dropped and
+    counted in ``n_dropped``. Fixed-effect df are Satterthwaite's, as in lmerTest (Kuznetsova,
+    Brockhoff & Christensen 2017).
+
+    References
+    ----------
+    Bates, D., Maechler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models
+    using lme4. Journal of Statistical Software, 67(1). doi:10.18637/jss.v067.i01
+    Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest package: Tests in
+    linear mixed effects models. Journal of Statistical Software, 82(13).
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=5, n_clients=60, seed=3, output="scores")
+    >>> fit = fit_mixed(df, "alliance", ["session"], random=["session"])
+    >>> list(fit.fixed.index), fit.converged
+    (['Intercept', 'session'], True)
+    """
+    fixed, random = list(fixed), list(random)
+    if method not in ("reml", "ml"):
+        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+    if engine not in ("auto", "profiled", "statsmodels"):
+        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+    if engine == "statsmodels" and therapist is not None:
+        raise ModelError(
+            "engine='statsmodels' cannot fit correlated client slopes with a therapist intercept; "
+            "use engine='auto'",
+            column=therapist,
+        )
+    for r in random:
+        if r not in fixed:
+            raise ModelError(f"random slope {r!r} must also be a fixed term", column=r)
+    if len(set(fixed)) != len(fixed):
+        raise ModelError(f"fixed terms repeat a column: {fixed}")
+    ids = [client] + ([therapist] if therapist is not None else [])
+    _check_columns(data, [outcome, *fixed, *ids])
+    frame, dropped = _drop_missing(data, {"outcome": [outcome], "predictors": fixed, "ids": ids})
+    return _fit_frame(
+        frame,
+        outcome,
+        fixed,
+        fixed,
+        random,
+        client=client,
+        therapist=therapist,
+        method=method,
+        engine=engine,
+        n_dropped=dropped,
+        fixed_columns=None,
+        refit=lambda m: fit_mixed(
+            data,
+            outcome,
+            fixed,
+            client=client,
+            therapist=therapist,
+            random=random,
+            method=m,
+            engine=engine,
+        ),
+    )
+
+
+def _fit_frame(
+    frame,
+    outcome,
+    fixed_names,
+    fixed_source,
+    random,
+    *,
+    client,
+    therapist,
+    method,
+    engine,
+    n_dropped,
+    fixed_columns,
+    refit,
+    cls=MixedFit,
+    extra=None,
+):
+    """Shared core: arrays from ``frame`` (or precomputed ``fixed_columns``) into the engine."""
+    if len(frame) == 0:
+        raise ModelError(f"no rows left to analyse (dropped: {n_dropped})", column=outcome)
+    y = _numeric(frame, outcome)
+    n = len(frame)
+    cols = [np.ones(n)]
+    if fixed_columns is None:
+        cols += [_numeric(frame, c) for c in fixed_source]
+    else:
+        cols += [np.asarray(fixed_columns[c], dtype=float) for c in fixed_source]
+    X = np.column_stack(cols)
+    names = ["Intercept", *fixed_names]
+    zidx = [0] + [1 + list(fixed_names).index(r) for r in random]
+    Z = X[:, zidx]
+    ccodes, clabels = pd.factorize(frame[client], sort=False)
+    labels = {"client": np.asarray(clabels, dtype=object)}
+    tcodes = None
+    if therapist is not None:
+        tcodes, tlabels = pd.factorize(frame[therapist], sort=False)
+        labels["therapist"] = np.asarray(tlabels, dtype=object)
+        # nesting check with a readable message
+        nth = pd.Series(tcodes).groupby(ccodes).nunique()
+        if (nth > 1).any():
+            bad = clabels[nth.index[np.flatnonzero(nth.to_numpy() > 1)[0]]]
+            raise ModelError(
+                f"client {bad!r} is seen with more than one therapist in column {therapist!r}; "
+                "clients must be nested in therapists",
+                column=therapist,
+                value=bad,
+            )
+    reml = method == "reml"
+    msgs: list[str] = []
+    try:
+        model = NestedLMM(y, X, Z, ccodes, tcodes, reml=reml)
+    except EngineError as exc:
+        raise ModelError(f"{exc} (model {outcome} ~ {' + '.join(names)})") from exc
+    if engine == "statsmodels":
+        theta, raw, sm_msgs, sm_conv = _statsmodels_theta(y, X, Z, ccodes, reml)
+        efit = model.evaluate(theta, converged=sm_conv, message="statsmodels", msgs=sm_msgs)
+        used = "statsmodels"
+    else:
+        efit = model.fit()
+        raw = efit
+        used = "profiled"
+    key = hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()
+    fit = cls(
+        model=model,
+        efit=efit,
+        outcome=outcome,
+        fixed_terms=names,
+        random_terms=[names[i] for i in zidx],
+        client=client,
+        therapist=therapist,
+        method=method,
+        engine=used,
+        raw=raw,
+        n_dropped=n_dropped,
+        extra_warnings=msgs,
+        refit=refit,
+        data_key=key,
+        design_means={c: float(np.mean(X[:, 1 + i])) for i, c in enumerate(fixed_names)},
+    )
+    fit._labels = labels
+    for k, v in (extra or {}).items():
+        setattr(fit, k, v)
+    return fit
+
+
+class TrajectoryFit(MixedFit):
+    """A fitted growth model (see :func:`fit_trajectory`): a :class:`MixedFit` plus time info.
+
+    Attributes
+    ----------
+    shape : str
+        linear, quadratic, log or piecewise.
+    time : str
+        Name of the time column.
+    knot, offset : float or None
+    covariates : tuple
+    """
+
+    def predict(
+        self,
+        sessions: Sequence[float] | None = None,
+        covariates: Mapping[str, float] | None = None,
+        level: float = 0.95,
+    ) -> pd.DataFrame:
+        """Population (fixed-effects) curve with a confidence band.
+
+        Parameters
+        ----------
+        sessions : sequence of float, optional
+            Time values; default every integer from the smallest to the largest observed time.
+        covariates : dict, optional
+            Covariate values (default: their means in the analysed rows).
+        level : float
+            Confidence level of the band (normal quantile).
+
+        Returns
+        -------
+        DataFrame
+            Columns: the time column, estimate, se, ci_low, ci_high.
+
+        Notes
+        -----
+        ``estimate = x' beta``, ``se = sqrt(x' V x)``, band ``estimate +/- z se``.
+        """
+        if sessions is None:
+            lo, hi = self._time_range
+            sessions = np.arange(math.floor(lo), math.ceil(hi) + 1, dtype=float)
+        t = np.asarray(sessions, dtype=float)
+        covs = {c: self._design_means.get(c, 0.0) for c in self._base_covariates}
+        covs.update(covariates or {})
+        cols = _trajectory_columns(
+            t, {c: np.full(t.size, float(v)) for c, v in covs.items()}, self._spec, check=False
+        )
+        X = np.column_stack([np.ones(t.size)] + [cols[nm] for nm in self.fixed_terms[1:]])
+        est = X @ self._efit.beta
+        se = np.sqrt(np.einsum("ij,jk,ik->i", X, self._efit.vcov, X))
+        z = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame(
+            {
+                self.time: t,
+                "estimate": est,
+                "se": se,
+                "ci_low": est - z * se,
+                "ci_high": est + z * se,
+            }
+        )
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(
+            _jsonable(
+                {
+                    "shape": self.shape,
+                    "time": self.time,
+                    "knot": self.knot,
+                    "offset": self.offset,
+                    "covariates": [c if isinstance(c, str) else list(c) for c in self.covariates],
+                }
+            )
+        )
+        return d
+
+
+def _time_term_names(time: str, spec: dict) -> list[str]:
+    shape = spec["shape"]
+    if shape == "linear":
+        return [time]
+    if shape == "quadratic":
+        return [time, f"{time}^2"]
+    if shape == "log":
+        off = spec["offset"]
+        return [f"log({time})" if not off else f"log({time} + {off:g})"]
+    k = spec["knot"]
+    return [f"{time}_to_{k:g}", f"{time}_after_{k:g}"]
+
+
+def _trajectory_columns(t: np.ndarray, covs: dict, spec: dict, *, check=True) -> dict:
+    """All fixed-effect columns of a trajectory model, by term name."""
+    time, shape = spec["time"], spec["shape"]
+    names = _time_term_names(time, spec)
+    if shape == "linear":
+        tcols = [t]
+    elif shape == "quadratic":
+        tcols = [t, t * t]
+    elif shape == "log":
+        tcols = [np.log(t + (spec["offset"] or 0.0))]
+    else:
+        k = spec["knot"]
+        tcols = [np.minimum(t, k), np.maximum(t - k, 0.0)]
+    out = dict(zip(names, tcols, strict=True))
+    for c in spec["base_covariates"]:
+        out[c] = covs[c]
+    for c in spec["base_covariates"]:
+        for nm, col in zip(names, tcols, strict=True):
+            out[f"{nm}:{c}"] = col * covs[c]
+    for tup in spec["interactions"]:
+        prod = np.ones_like(t)
+        for c in tup:
+            prod = prod * covs[c]
+        out[":".join(tup)] = prod
+    return out
+
+
+def fit_trajectory(
+    data: pd.DataFrame,
+    score: str,
+    *,
+    time: str = "session",
+    client: str = "client_id",
+    therapist: str | None = None,
+    shape: str = "linear",
+    knot: float | None = None,
+    offset: float | None = None,
+    covariates: Sequence[str | tuple[str, ...]] = (),
+    random_slope: bool = True,
+    method: str = "reml",
+    engine: str = "auto",
+) -> TrajectoryFit:
+    """Fit a growth model of a score over sessions (clients, optionally in therapists).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table (one row per client x session).
+    score : str
+        Outcome column (e.g. ``wai_sr_total``).
+    time : str
+        Time column (session number).
+    client, therapist : str
+        Id columns; ``therapist`` adds a therapist random intercept (lme4 ``+ (1 | therapist)``).
+    shape : {"linear", "quadratic", "log", "piecewise"}
+        Time terms: ``t``; ``t, t^2``; ``log(t + offset)``; ``min(t, knot), max(t - knot, 0)``.
+    knot : float
+        Knot of the piecewise shape (strictly inside the observed time range).
+    offset : float, optional
+        Added to time before the log (needed when time has values below 1).
+    covariates : sequence of str or tuple
+        Client- or therapist-level numeric columns. Each enters as a main effect and in
+        interaction with every time term (lme4 ``time * cov``). A tuple such as
+        ``("experience", "ipp")`` adds the product term ``experience:ipp`` (its components are
+        added as covariates when not listed).
+    random_slope : bool
+        Random slopes of the time terms per client, correlated with the intercept (linear: t;
+        quadratic: t; log: log t; piecewise: both pieces). False gives a random intercept only.
+    method : {"reml", "ml"}
+    engine : {"auto", "profiled", "statsmodels"}
+
+    Returns
+    -------
+    TrajectoryFit
+
+    Notes
+    -----
+    Linear shape (lme4 ``score ~ t + (t | client) [+ (1 | therapist)]``)::
+
+        y_tij = (b0 + u0i + v_j) + (b1 + u1i) t + e_tij
+
+    Rows with a missing score (or time, covariate, id) are dropped and counted in ``n_dropped``.
+    Compare shapes with :func:`compare_trajectories` (ML).
+
+    References
+    ----------
+    Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis. Oxford UP.
+    Bates, D., Maechler, M., Bolker, B., & Walker, S. (2015). J Stat Softw 67(1).
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=6, n_clients=80, seed=5, output="scores")
+    >>> fit = fit_trajectory(df, "alliance", therapist="therapist_id")
+    >>> list(fit.random["grp"])
+    ['client_id', 'client_id', 'client_id', 'therapist_id', 'Residual']
+    >>> fit.predict(sessions=[1, 8]).shape
+    (2, 5)
+    """
+    if shape not in SHAPES:
+        raise ModelError(f"shape must be one of {SHAPES}, not {shape!r}", value=shape)
+    base: list[str] = []
+    inter: list[tuple[str, ...]] = []
+    for c in covariates:
+        if isinstance(c, str):
+            if c not in base:
+                base.append(c)
+        else:
+            tup = tuple(c)
+            if len(tup) < 2 or not all(isinstance(x, str) for x in tup):
+                raise ModelError(f"an interaction must be a tuple of >= 2 column names, not {c!r}")
+            inter.append(tup)
+    for tup in inter:
+        for c in tup:
+            if c not in base:
+                base.append(c)
+    ids = [client] + ([therapist] if therapist is not None else [])
+    _check_columns(data, [score, time, *base, *ids])
+    frame, dropped = _drop_missing(
+        data, {"outcome": [score], "time": [time], "covariates": base, "ids": ids}
+    )
+    t = _numeric(frame, time)
+    if shape == "log":
+        shifted = t + (offset or 0.0)
+        bad = shifted <= 0 if offset is not None else t < 1
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            hint = "pass offset= so that time + offset > 0" if offset is None else "raise offset="
+            raise ModelError(
+                f"shape='log' needs {time} >= 1 (or time + offset > 0); row {frame.index[i]!r} has "
+                f"{time} = {t[i]:g}; {hint}",
+                column=time,
+                row=frame.index[i],
+                value=t[i],
+            )
+    if shape == "piecewise":
+        if knot is None:
+            raise ModelError("shape='piecewise' needs knot=", column=time)
+        if not (t.min() < knot < t.max()):
+            raise ModelError(
+                f"knot={knot!r} must lie strictly inside the observed {time} range "
+                f"[{t.min():g}, {t.max():g}]",
+                column=time,
+                value=knot,
+            )
+    spec = {
+        "time": time,
+        "shape": shape,
+        "knot": knot,
+        "offset": offset,
+        "base_covariates": base,
+        "interactions": inter,
+    }
+    covs = {c: _numeric(frame, c) for c in base}
+    cols = _trajectory_columns(t, covs, spec)
+    names = list(cols)
+    tnames = _time_term_names(time, spec)
+    random = (tnames[:1] if shape == "quadratic" else tnames) if random_slope else []
+    extra = {
+        "shape": shape,
+        "time": time,
+        "knot": knot,
+        "offset": offset,
+        "covariates": tuple(covariates),
+        "_spec": spec,
+        "_base_covariates": base,
+        "_time_range": (float(t.min()), float(t.max())) if len(t) else (0.0, 0.0),
+    }
+
+    def refit(m):
+        return fit_trajectory(
+            data,
+            score,
+            time=time,
+            client=client,
+            therapist=therapist,
+            shape=shape,
+            knot=knot,
+            offset=offset,
+            covariates=covariates,
+            random_slope=random_slope,
+            method=m,
+            engine=engine,
+        )
+
+    if method not in ("reml", "ml"):
+        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+    if engine not in ("auto", "profiled", "statsmodels"):
+        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+    if engine == "statsmodels" and therapist is not None:
+        raise ModelError("engine='statsmodels' cannot fit a therapist level", column=therapist)
+    fit = _fit_frame(
+        frame,
+        score,
+        names,
+        names,
+        random,
+        client=client,
+        therapist=therapist,
+        method=method,
+        engine=engine,
+        n_dropped=dropped,
+        fixed_columns=cols,
+        refit=refit,
+        cls=TrajectoryFit,
+        extra=extra,
+    )
+    fit._design_means.update({c: float(np.mean(covs[c])) for c in base})
+    return fit
+
+
+def compare_trajectories(fits: Sequence[MixedFit] | Mapping[str, MixedFit]) -> pd.DataFrame:
+    """Compare models fitted to the same rows by ML: logLik, AIC, BIC and likelihood-ratio tests.
+
+    Parameters
+    ----------
+    fits : sequence or dict of MixedFit
+        REML fits are refitted with ML first. Names are the dict keys, else the shape (or
+        ``model_k``).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by model, ordered by number of parameters as lme4's ``anova()``: npar, loglik,
+        aic, bic, deviance, chisq, df, p (LRT of each model against the previous one; valid
+        when the models are nested).
+
+    Notes
+    -----
+    ``chisq = 2 (logLik_k - logLik_{k-1})`` on ``df = npar_k - npar_{k-1}``.
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=5, n_clients=60, seed=4, output="scores")
+    >>> a = al.fit_trajectory(df, "alliance")
+    >>> b = al.fit_trajectory(df, "alliance", shape="quadratic")
+    >>> list(compare_trajectories([a, b]).index)
+    ['linear', 'quadratic']
+    """
+    if isinstance(fits, Mapping):
+        items = list(fits.items())
+    else:
+        items = []
+        for k, f in enumerate(fits):
+            name = getattr(f, "shape", None) or f"model_{k + 1}"
+            if any(name == n for n, _ in items):
+                name = f"{name}_{k + 1}"
+            items.append((name, f))
+    if len(items) < 1:
+        raise ValueError("compare_trajectories needs at least one fit")
+    ml = [(n, f.refit("ml")) for n, f in items]
+    keys = {f._data_key for _, f in ml}
+    if len(keys) > 1:
+        raise ModelError(
+            "models were fitted to different rows or outcomes; likelihoods are not comparable"
+        )
+    rows = []
+    for name, f in ml:
+        rows.append((name, f.npar, f.loglik, f.aic, f.bic, -2 * f.loglik))
+    out = pd.DataFrame(rows, columns=["model", "npar", "loglik", "aic", "bic", "deviance"])
+    out = out.sort_values("npar", kind="stable").set_index("model")
+    chisq = 2 * out["loglik"].diff()
+    ddf = out["npar"].diff()
+    p = pd.Series(np.nan, index=out.index)
+    ok = (ddf > 0).to_numpy()
+    p[ok] = stats.chi2.sf(np.clip(chisq[ok].to_numpy(), 0, None), ddf[ok].to_numpy())
+    out["chisq"] = chisq.where(ddf > 0)
+    out["df"] = ddf.where(ddf > 0)
+    out["p"] = p
+    return out

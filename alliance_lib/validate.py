@@ -1,3 +1,399 @@
-"""Row-level validation: clean rows and quarantined rows with reasons."""
+"""Row-level validation: clean rows and quarantined rows with reasons.
 
-__all__: list[str] = []
+:func:`validate` splits a long table into rows that can be analysed and rows that cannot, and
+says why, in sentences that name the column and the value (``"wai_sr_3 = 7 is outside 1-5"``).
+Nothing is lost: every input row ends up in exactly one of ``.clean`` and ``.quarantined``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance_lib.registry import Instrument, get_instrument
+from alliance_lib.scoring import (
+    _fmt_values,
+    _join_by_pos,
+    check_items,
+    require_columns,
+)
+
+__all__ = ["RATERS", "Validated", "validate"]
+
+#: Allowed values of the rater column (a missing rater means ``client``).
+RATERS = ("client", "therapist", "observer")
+
+
+@dataclass(frozen=True, eq=False)
+class Validated:
+    """Result of :func:`validate`.
+
+    Attributes
+    ----------
+    clean : DataFrame
+        Rows without problems, same index and columns as the input; item columns are numeric
+        (float) with missing codes turned into NaN, and the session column is int64.
+    quarantined : DataFrame
+        The other rows, with their original values, plus a ``reason`` column (every problem of
+        the row, joined by ``"; "``). The index keeps the input row labels (``row``).
+    summary : DataFrame
+        One line per problem kind and column: ``problem``, ``column``, ``n_rows``, ``n_cells``
+        and ``action`` (``quarantined`` or ``set to missing``, the latter for missing codes).
+    missing_codes : Series
+        Number of cells per item column that held a missing code (turned into NaN).
+    n_in, n_clean, n_quarantined : int
+        Row counts; ``n_clean + n_quarantined == n_in`` always.
+    instruments : tuple of str
+        Instrument ids checked.
+    source : str or None
+        The input file, if known.
+    """
+
+    clean: pd.DataFrame
+    quarantined: pd.DataFrame
+    summary: pd.DataFrame
+    missing_codes: pd.Series
+    n_in: int
+    n_clean: int
+    n_quarantined: int
+    instruments: tuple[str, ...] = ()
+    source: str | None = None
+
+    def __post_init__(self):
+        if self.n_clean + self.n_quarantined != self.n_in:  # pragma: no cover - invariant
+            raise RuntimeError(
+                f"rows lost in validation: {self.n_clean} clean + {self.n_quarantined} "
+                f"quarantined != {self.n_in} in"
+            )
+
+    def __repr__(self) -> str:
+        src = f" from {self.source}" if self.source else ""
+        return (
+            f"Validated({self.n_in} rows{src}: {self.n_clean} clean, "
+            f"{self.n_quarantined} quarantined; instruments {list(self.instruments)})"
+        )
+
+
+class _Problems:
+    """Collects (row positions, reason text) pieces and summary lines."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.pieces: list[tuple[np.ndarray, np.ndarray]] = []
+        self.lines: list[dict] = []
+        self.bad = np.zeros(n, dtype=bool)
+
+    def add(self, mask_or_pos, text, problem: str, column: str) -> None:
+        pos = np.flatnonzero(mask_or_pos) if np.asarray(mask_or_pos).dtype == bool else mask_or_pos
+        if len(pos) == 0:
+            return
+        if isinstance(text, str):
+            text = np.full(len(pos), text, dtype=object)
+        self.pieces.append((pos, np.asarray(text, dtype=object)))
+        self.bad[pos] = True
+        self.lines.append(
+            {
+                "problem": problem,
+                "column": column,
+                "n_rows": len(np.unique(pos)),
+                "n_cells": len(pos),
+                "action": "quarantined",
+            }
+        )
+
+
+def _as_text(raw: pd.Series) -> pd.Series:
+    return raw.astype("str")
+
+
+def validate(
+    df: pd.DataFrame,
+    instruments: str | Instrument | Sequence[str | Instrument],
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    rater: str | None = "rater",
+    missing_codes: Iterable = (),
+    source: str | None = None,
+) -> Validated:
+    """Split a long table into clean rows and quarantined rows with reasons.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table (one row per client x session x rater), e.g. from ``read_table``.
+    instruments : str, Instrument or list of these
+        Instruments whose item columns must be present and are checked.
+    client, session : str
+        Id columns; both must be present.
+    rater : str or None
+        Rater column; optional in ``df`` (absent or blank means ``client``).
+    missing_codes : iterable, optional
+        Item values that mean "missing" (e.g. ``(-99, 999)``): set to NaN in ``.clean``,
+        counted in ``.missing_codes`` and ``.summary``, not a reason to quarantine.
+    source : str, optional
+        The input file, for the record (default ``df.attrs["source"]``).
+
+    Returns
+    -------
+    Validated
+        ``.clean``, ``.quarantined`` (with ``reason``), ``.summary``, ``.missing_codes`` and
+        the row counts.
+
+    Raises
+    ------
+    MissingColumnsError
+        If the client or session column or any item column is absent; the message suggests
+        near misses ("did you mean ...").
+
+    Notes
+    -----
+    A row is quarantined if its client id is missing or blank; its session is missing, text,
+    negative or not a whole number; its rater is not one of ``client``, ``therapist``,
+    ``observer``; an item cell is outside the scale, not a whole number on an integer scale, or
+    text (e.g. ``"n/a"``, ``"—"``, a decimal comma); or it shares client x session x rater with
+    another row (*all* copies are quarantined: we cannot tell which one is right). A row whose
+    items of an instrument are all missing is "not administered", which is not an error.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"client_id": ["01", "01", "02", None], "session": [1, 1, 1, 2]})
+    >>> for i in range(1, 13):
+    ...     df[f"wai_sr_{i}"] = [4, 4, 7 if i == 3 else -99, 3]
+    >>> df.index = pd.RangeIndex(2, 6, name="row")
+    >>> v = validate(df, "wai-sr", missing_codes=[-99])
+    >>> v
+    Validated(4 rows: 0 clean, 4 quarantined; instruments ['wai-sr'])
+    >>> print("\\n".join(v.quarantined["reason"]))
+    duplicate client_id x session x rater ('01', 1, 'client'): 2 rows (rows 2, 3)
+    duplicate client_id x session x rater ('01', 1, 'client'): 2 rows (rows 2, 3)
+    wai_sr_3 = 7 is outside 1-5
+    client_id is missing
+    >>> int(v.missing_codes.sum())
+    11
+    """
+    if isinstance(instruments, (str, Instrument)):
+        instruments = [instruments]
+    insts = [get_instrument(i) for i in instruments]
+    source = source if source is not None else df.attrs.get("source")
+    require_columns(df, [client, session], "id columns")
+    needed = [c for inst in insts for c in inst.columns]
+    require_columns(df, needed, "instrument item columns (" + ", ".join(i.id for i in insts) + ")")
+
+    n = len(df)
+    probs = _Problems(n)
+
+    # client ids (factorised first: text work happens on the distinct values only)
+    cl_codes, cl_uniq = _factorize_text(df[client])
+    cl_missing = cl_codes < 0
+    probs.add(cl_missing, f"{client} is missing", "missing client id", client)
+
+    # sessions
+    se_raw = df[session]
+    if pd.api.types.is_numeric_dtype(se_raw.dtype) and not pd.api.types.is_bool_dtype(se_raw.dtype):
+        se_num = se_raw.to_numpy(dtype=float, na_value=np.nan)
+        se_text = np.zeros(n, dtype=bool)
+        se_blank = np.isnan(se_num)
+    else:
+        se_num = pd.to_numeric(se_raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        s_txt = _as_text(se_raw).str.strip()
+        se_blank = (se_raw.isna() | (s_txt == "")).to_numpy(dtype=bool)
+        se_text = ~se_blank & np.isnan(se_num)
+        pos = np.flatnonzero(se_text)
+        probs.add(
+            pos,
+            f"{session} = '" + s_txt.iloc[pos].to_numpy(dtype=object) + "' is not a number",
+            "session is text",
+            session,
+        )
+    probs.add(se_blank, f"{session} is missing", "missing session", session)
+    finite = ~np.isnan(se_num)
+    with np.errstate(invalid="ignore"):
+        neg = finite & (se_num < 0)
+        frac = finite & ~neg & (se_num != np.floor(se_num))
+    for mask, what, label in (
+        (neg, "negative", "negative session"),
+        (frac, "not a whole number", "non-integer session"),
+    ):
+        pos = np.flatnonzero(mask)
+        probs.add(pos, f"{session} = " + _fmt_values(se_num[pos]) + f" is {what}", label, session)
+    se_ok = finite & ~neg & ~frac
+
+    # raters: blank means client; codes index RATERS
+    ra_codes = None
+    ra_bad = np.zeros(n, dtype=bool)
+    if rater is not None and rater in df.columns:
+        codes, uniq = _factorize_text(df[rater], lower=True)
+        known = pd.Index(RATERS).get_indexer(uniq)
+        ra_codes = np.where(codes < 0, 0, known[np.maximum(codes, 0)]) if len(uniq) else codes * 0
+        ra_bad = ra_codes < 0
+        pos = np.flatnonzero(ra_bad)
+        probs.add(
+            pos,
+            f"{rater} = '"
+            + _as_text(df[rater]).iloc[pos].to_numpy(dtype=object)
+            + "' is not one of "
+            + ", ".join(RATERS),
+            "unknown rater",
+            rater,
+        )
+
+    # item cells
+    checks = {}
+    code_counts: dict[str, int] = {}
+    for inst in insts:
+        chk = check_items(df, inst, missing_codes=missing_codes)
+        checks[inst.prefix] = (inst, chk)
+        code_counts.update(chk.missing_codes)
+        cells = chk.cells
+        if len(cells):
+            for (kind, col), grp in cells.groupby(["kind", "column"], sort=False):
+                probs.add(
+                    grp["pos"].to_numpy(),
+                    grp["problem"].to_numpy(dtype=object),
+                    {"text": "text in item column", "outside scale": "value outside scale"}.get(
+                        kind, "non-integer on integer scale"
+                    ),
+                    col,
+                )
+
+    # duplicates of client x session x rater (among rows whose keys are valid), by one int64 key
+    keyed = ~cl_missing & se_ok & ~ra_bad
+    if keyed.any():
+        kpos = np.flatnonzero(keyed)
+        s_int = se_num[kpos].astype(np.int64)
+        s_max = int(s_int.max()) + 1
+        key = cl_codes[kpos] * s_max + s_int
+        if ra_codes is not None:
+            key = key * len(RATERS) + ra_codes[kpos]
+        if int(key.max()) < 8 * len(key) + 1024:  # dense keys: counting beats hashing
+            dup = np.bincount(key)[key] > 1
+        else:
+            dup = pd.Series(key).duplicated(keep=False).to_numpy()
+        if dup.any():
+            dpos = kpos[dup]
+            _add_duplicates(
+                probs, df, dpos, cl_uniq[cl_codes[dpos]], se_num, ra_codes, client, session, rater
+            )
+
+    qpos, reason = _join_by_pos(probs.pieces)  # sorted positions of the quarantined rows
+    bad = probs.bad
+    good = ~bad
+
+    clean = _clean_frame(df, good, checks, session, se_raw, se_num)
+
+    quarantined = df.iloc[qpos].assign(reason=pd.array(reason, dtype="str"))
+    quarantined.attrs = dict(df.attrs)
+
+    lines = list(probs.lines)
+    for col, k in code_counts.items():
+        lines.append(
+            {
+                "problem": "missing code",
+                "column": col,
+                "n_rows": k,
+                "n_cells": k,
+                "action": "set to missing",
+            }
+        )
+    summary = pd.DataFrame(lines, columns=["problem", "column", "n_rows", "n_cells", "action"])
+    summary = summary.astype({"n_rows": np.int64, "n_cells": np.int64})
+    summary = summary.sort_values(["action", "n_rows"], ascending=[True, False], kind="stable")
+    summary = summary.reset_index(drop=True)
+    missing = pd.Series(code_counts, dtype=np.int64, name="n_cells")
+    missing.index.name = "column"
+
+    return Validated(
+        clean=clean,
+        quarantined=quarantined,
+        summary=summary,
+        missing_codes=missing,
+        n_in=n,
+        n_clean=len(clean),
+        n_quarantined=len(quarantined),
+        instruments=tuple(i.id for i in insts),
+        source=None if source is None else str(source),
+    )
+
+
+def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
+    """The clean rows: item columns from the checked float blocks (missing codes -> NaN), the
+    session as int64, every other column as it was; the input's column order and index."""
+    some_bad = not good.all()
+    keep = np.flatnonzero(good) if some_bad else None
+    blocks = []
+    replaced = set()
+    for inst, chk in checks.values():
+        cols = [c for c in inst.columns if c not in replaced]
+        idx = [inst.columns.index(c) for c in cols]
+        values = chk.values if len(idx) == inst.n_items else chk.values[:, idx]
+        values = values[keep] if some_bad else values
+        blocks.append(pd.DataFrame(values, columns=cols, copy=False))
+        replaced.update(cols)
+    if se_raw.dtype != np.int64:
+        sessions = se_num[keep] if some_bad else se_num
+        blocks.append(pd.DataFrame({session: sessions.astype(np.int64)}))
+        replaced.add(session)
+    rest = df[[c for c in df.columns if c not in replaced]]
+    rest = rest.iloc[keep] if some_bad else rest
+    for block in blocks:
+        block.index = rest.index
+    clean = pd.concat([rest, *blocks], axis=1)[list(df.columns)]
+    clean.attrs = dict(df.attrs)
+    return clean
+
+
+def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of stripped text values (-1 for missing or blank) and the distinct stripped texts.
+
+    The text work (strip, lower) runs on the distinct values only, so it is cheap on long tables;
+    ``" 01"`` and ``"01"`` get the same code.
+    """
+    codes, uniq = pd.factorize(raw)
+    text = pd.Series(np.asarray(uniq, dtype=object)).astype("str").str.strip()
+    if lower:
+        text = text.str.lower()
+    blank = (text == "").to_numpy(dtype=bool)
+    ucodes, utext = pd.factorize(text)
+    ucodes = np.where(blank, -1, ucodes).astype(np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    out = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1)
+    return out, np.asarray(utext, dtype=object)
+
+
+def _add_duplicates(probs, df, dpos, clients, se_num, ra_codes, client, session, rater) -> None:
+    """Quarantine every copy of a duplicated key, naming the key and the rows that share it."""
+    if ra_codes is not None:
+        r = np.asarray(RATERS, dtype=object)[ra_codes[dpos]]
+    else:
+        r = np.full(len(dpos), "client", dtype=object)
+    sub = pd.DataFrame(
+        {
+            "c": clients,
+            "s": se_num[dpos].astype(np.int64),
+            "r": r,
+            "row": df.index[dpos].astype(str).to_numpy(dtype=object),
+        }
+    )
+    grp = sub.groupby(["c", "s", "r"], sort=False)["row"]
+    rows = grp.transform(", ".join).to_numpy(dtype=object)
+    size = grp.transform("size").to_numpy()
+    keyname = f"{client} x {session} x {rater or 'rater'}"
+    text = (
+        f"duplicate {keyname} ('"
+        + sub["c"].to_numpy(dtype=object)
+        + "', "
+        + sub["s"].astype(str).to_numpy(dtype=object)
+        + ", '"
+        + sub["r"].to_numpy(dtype=object)
+        + "'): "
+        + size.astype(str).astype(object)
+        + " rows (rows "
+        + rows
+        + ")"
+    )
+    probs.add(dpos, text, f"duplicate {keyname}", f"{client}, {session}, {rater or 'rater'}")

@@ -1,0 +1,196 @@
+"""Tests for alliance_lib.engine: the block algebra against dense linear algebra.
+
+The independent reference is the marginal model written out densely (n x n matrices):
+``V = I + Z~ Lambda Lambda' Z~'``, GLS ``beta``, ``r^2 = e'V^{-1}e`` and the profiled
+criteria of Bates et al. (2015, eqs. 34 and 41) -- computed with numpy.linalg only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from alliance_lib.engine import EngineError, NestedLMM, fit_nested_lmm
+from alliance_lib.engine.lmm import _jacobian
+
+
+def _data(seed=0, n_clients=24, n_ther=6, q=2, unbalanced=True):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 9, n_clients) if unbalanced else np.full(n_clients, 6)
+    client = np.repeat(np.arange(n_clients), sizes)
+    n = client.size
+    t = np.concatenate([np.arange(k) for k in sizes]).astype(float)
+    ther = (np.arange(n_clients) % n_ther)[client]
+    cols = [np.ones(n), t, t**2][:q]
+    Z = np.column_stack(cols)
+    X = np.column_stack([np.ones(n), t, rng.normal(size=n)])
+    b = rng.normal(0, [1.0, 0.3, 0.05][:q], (n_clients, q))
+    y = X @ [2.0, 0.4, -0.3] + (Z * b[client]).sum(1) + rng.normal(0, 0.5, n_ther)[ther]
+    y += rng.normal(0, 0.6, n)
+    # shuffle rows so the engine cannot rely on sorted input
+    perm = rng.permutation(n)
+    return y[perm], X[perm], Z[perm], client[perm], ther[perm]
+
+
+def _dense(theta, y, X, Z, client, ther, reml):
+    """Dense profiled deviance and GLS quantities (independent of the block algebra)."""
+    n, q = Z.shape
+    nc = client.max() + 1
+    ncl = q * (q + 1) // 2
+    lam = np.zeros((q, q))
+    r, c = np.triu_indices(q)
+    lam[c, r] = theta[:ncl]
+    Zfull = np.zeros((n, nc * q))
+    for a in range(q):
+        Zfull[np.arange(n), client * q + a] = Z[:, a]
+    Lfull = np.kron(np.eye(nc), lam)
+    if ther is not None:
+        nt = ther.max() + 1
+        Zt = np.zeros((n, nt))
+        Zt[np.arange(n), ther] = 1.0
+        Zfull = np.hstack([Zfull, Zt])
+        Lfull = np.block(
+            [[Lfull, np.zeros((nc * q, nt))], [np.zeros((nt, nc * q)), theta[-1] * np.eye(nt)]]
+        )
+    ZL = Zfull @ Lfull
+    V = np.eye(n) + ZL @ ZL.T
+    Vi = np.linalg.inv(V)
+    C = X.T @ Vi @ X
+    beta = np.linalg.solve(C, X.T @ Vi @ y)
+    e = y - X @ beta
+    r2 = e @ Vi @ e
+    p = X.shape[1]
+    ldV = np.linalg.slogdet(V)[1]
+    if reml:
+        m = n - p
+        dev = ldV + np.linalg.slogdet(C)[1] + m * (1 + math.log(2 * math.pi * r2 / m))
+    else:
+        dev = ldV + n * (1 + math.log(2 * math.pi * r2 / n))
+    sigma2 = r2 / (n - p if reml else n)
+    u_cov = sigma2 * (Lfull @ Lfull.T - Lfull @ Lfull.T @ Zfull.T @ Vi @ Zfull @ Lfull @ Lfull.T)
+    modes = Lfull @ Lfull.T @ Zfull.T @ Vi @ e
+    return {
+        "dev": dev,
+        "beta": beta,
+        "vcov": sigma2 * np.linalg.inv(C),
+        "modes": modes,
+        "mode_cov": u_cov,
+        "sigma2": sigma2,
+    }
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+@pytest.mark.parametrize("with_ther", [False, True])
+@pytest.mark.parametrize("reml", [True, False])
+def test_block_deviance_equals_dense_deviance(q, with_ther, reml):
+    y, X, Z, client, ther = _data(seed=q, q=q)
+    th = None if not with_ther else ther
+    model = NestedLMM(y, X, Z, client, th, reml=reml)
+    rng = np.random.default_rng(7)
+    theta = np.abs(rng.normal(0.5, 0.3, model.n_theta))
+    ref = _dense(theta, y, X, Z, client, th, reml)
+    assert model.deviance(theta) == pytest.approx(ref["dev"], rel=1e-10)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+@pytest.mark.parametrize("with_ther", [False, True])
+@pytest.mark.parametrize("reml", [True, False])
+def test_analytic_gradient_matches_finite_differences(q, with_ther, reml):
+    y, X, Z, client, ther = _data(seed=10 + q, q=q)
+    model = NestedLMM(y, X, Z, client, ther if with_ther else None, reml=reml)
+    theta_s = np.abs(np.random.default_rng(3).normal(0.6, 0.3, model.n_theta))
+    _, g = model.value_and_grad(theta_s)
+    g_fd = _jacobian(model.deviance_scaled, theta_s, h_rel=1e-4)
+    np.testing.assert_allclose(g, g_fd, rtol=1e-6, atol=1e-6 * np.abs(g).max())
+    vp = np.append(theta_s, 0.7)
+    gv_fd = _jacobian(model.deviance_varpar, vp, h_rel=1e-4)
+    np.testing.assert_allclose(
+        model.grad_varpar(vp), gv_fd, rtol=1e-6, atol=1e-6 * np.abs(gv_fd).max()
+    )
+
+
+@pytest.mark.parametrize("with_ther", [False, True])
+def test_fit_quantities_match_dense_formulas_at_the_optimum(with_ther):
+    y, X, Z, client, ther = _data(seed=5)
+    th = ther if with_ther else None
+    model, fit = fit_nested_lmm(y, X, Z, client, th)
+    assert fit.converged and fit.max_grad < 1e-3
+    ref = _dense(fit.theta, y, X, Z, client, th, True)
+    np.testing.assert_allclose(fit.beta, ref["beta"], rtol=1e-9)
+    np.testing.assert_allclose(fit.vcov, ref["vcov"], rtol=1e-8)
+    assert fit.deviance == pytest.approx(ref["dev"], rel=1e-12)
+    # the optimum: no direction within the bounds lowers the dense deviance
+    for j in range(fit.theta.size):
+        for h in (1e-4, -1e-4):
+            t2 = fit.theta.copy()
+            t2[j] += h
+            if j in (0, 2, fit.theta.size - 1) and t2[j] < 0:
+                continue
+            assert _dense(t2, y, X, Z, client, th, True)["dev"] >= fit.deviance - 1e-9
+    # conditional modes and their covariance (lme4's ranef(condVar = TRUE))
+    m = model.conditional_modes(fit)
+    labels = model.client_levels
+    nc, q = len(labels), Z.shape[1]
+    dense_modes = ref["modes"][: nc * q].reshape(nc, q)
+    np.testing.assert_allclose(m["client"], dense_modes[labels], rtol=1e-7, atol=1e-10)
+    blocks = np.array([ref["mode_cov"][i * q : (i + 1) * q, i * q : (i + 1) * q] for i in labels])
+    np.testing.assert_allclose(m["client_cov"], blocks, rtol=1e-7, atol=1e-12)
+    if with_ther:
+        tail = ref["modes"][nc * q :]
+        np.testing.assert_allclose(m["therapist"], tail[model.therapist_levels], rtol=1e-7)
+        tv = np.diag(ref["mode_cov"])[nc * q :]
+        np.testing.assert_allclose(m["therapist_var"], tv[model.therapist_levels], rtol=1e-7)
+
+
+def test_balanced_random_intercept_satterthwaite_df_is_groups_minus_one():
+    # Balanced one-way random-intercept model: the intercept's Satterthwaite df is g - 1
+    # exactly (the classical ANOVA result), and the within-cluster slope gets ~ n - g - 1.
+    rng = np.random.default_rng(11)
+    g, k = 15, 6
+    client = np.repeat(np.arange(g), k)
+    t = np.tile(np.arange(k, dtype=float), g) - (k - 1) / 2  # centred: intercept = grand mean
+    y = 1 + 0.2 * t + rng.normal(0, 1, g)[client] + rng.normal(0, 1, g * k)
+    X = np.column_stack([np.ones(g * k), t])
+    model, fit = fit_nested_lmm(y, X, X[:, :1], client)
+    df = model.satterthwaite(fit)
+    assert df[0] == pytest.approx(g - 1, rel=1e-4)
+    assert df[1] == pytest.approx(g * k - g - 1, rel=1e-3)
+
+
+def test_singular_flag_follows_lme4_tolerance():
+    rng = np.random.default_rng(2)
+    client = np.repeat(np.arange(30), 5)
+    y = rng.normal(size=150)  # no client variance at all
+    _, fit = fit_nested_lmm(y, np.ones((150, 1)), np.ones((150, 1)), client)
+    assert fit.theta[0] < 1e-4
+    assert fit.singular
+    assert "boundary (singular) fit: see help('isSingular')" in fit.warnings
+
+
+def test_rows_in_any_order_and_any_labels_give_the_same_fit():
+    y, X, Z, client, ther = _data(seed=9)
+    _, a = fit_nested_lmm(y, X, Z, client, ther)
+    labels = np.array([f"c{i:03d}" for i in client])
+    perm = np.random.default_rng(1).permutation(y.size)
+    _, b = fit_nested_lmm(y[perm], X[perm], Z[perm], labels[perm], (ther * 7 + 3)[perm])
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-8)
+    assert a.deviance == pytest.approx(b.deviance, rel=1e-12)
+
+
+def test_engine_errors():
+    y, X, Z, client, ther = _data(seed=1)
+    crossed = ther.copy()
+    first = np.flatnonzero(client == client[0])
+    crossed[first[0]] = (ther[first[0]] + 1) % 6
+    with pytest.raises(EngineError, match="nested"):
+        NestedLMM(y, X, Z, client, crossed)
+    with pytest.raises(EngineError, match="same number of rows"):
+        NestedLMM(y[:-1], X, Z, client)
+    bad = y.copy()
+    bad[4] = np.nan
+    with pytest.raises(EngineError, match="row 4"):
+        NestedLMM(bad, X, Z, client)
+    with pytest.raises(EngineError, match="constant"):
+        NestedLMM(y, np.column_stack([X, np.full(y.size, 2.0)]), Z, client)

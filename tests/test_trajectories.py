@@ -1,0 +1,342 @@
+"""Tests for alliance_lib.trajectories against lme4 1.1-31 / lmerTest 3.1-3 (R 4.2.2).
+
+Reference values: tests/reference/lme4_trajectories.R -> fixtures/lme4_trajectories.json (data
+from tests/reference/make_trajectory_data.py and lme4's sleepstudy). Tolerances (issue 4): fixed
+effects 1e-5 relative, SEs 1e-3 relative, sdcor 1e-3 absolute, logLik 1e-3 absolute,
+Satterthwaite df and p 1e-3 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance_lib.trajectories import (
+    ModelError,
+    compare_trajectories,
+    fit_mixed,
+    fit_trajectory,
+)
+
+FIX = Path(__file__).parent / "reference" / "fixtures"
+REF = json.loads((FIX / "lme4_trajectories.json").read_text())["models"]
+ANOVA = json.loads((FIX / "lme4_trajectories.json").read_text())["anova"]
+
+
+def _data(name: str) -> pd.DataFrame:
+    df = pd.read_csv(FIX / f"{name}.csv", dtype={"client_id": str, "therapist_id": str})
+    if name == "sleepstudy":
+        df["Subject"] = df["Subject"].astype(str)
+    return df
+
+
+SLEEP = _data("sleepstudy")
+THREE = _data("traj_three_level")
+DROP = _data("traj_dropout")
+BOUND = _data("traj_boundary")
+
+LME4_TERM = {
+    "Intercept": "(Intercept)",
+    "session^2": "I(session^2)",
+    "log(session)": "log(session)",
+    "session_to_4": "t1",
+    "session_after_4": "t2",
+}
+
+
+def _fits():
+    sleep = {"client": "Subject"}
+    three = {"therapist": "therapist_id"}
+    return {
+        "sleep_reml": lambda: fit_mixed(SLEEP, "Reaction", ["Days"], random=["Days"], **sleep),
+        "sleep_ml": lambda: fit_mixed(
+            SLEEP, "Reaction", ["Days"], random=["Days"], method="ml", **sleep
+        ),
+        "three_reml": lambda: fit_trajectory(THREE, "wai", **three),
+        "three_ml": lambda: fit_trajectory(THREE, "wai", method="ml", **three),
+        "three_cov": lambda: fit_trajectory(
+            THREE, "wai", covariates=["experience", "ipp", ("experience", "ipp")], **three
+        ),
+        "linear": lambda: fit_trajectory(THREE, "wai"),
+        "quadratic": lambda: fit_trajectory(THREE, "wai", shape="quadratic"),
+        "log": lambda: fit_trajectory(THREE, "wai", shape="log"),
+        "piecewise": lambda: fit_trajectory(THREE, "wai", shape="piecewise", knot=4),
+        "dropout": lambda: fit_trajectory(DROP, "wai"),
+        "boundary": lambda: fit_trajectory(BOUND, "wai"),
+    }
+
+
+FITS = _fits()
+_CACHE: dict = {}
+
+
+def get_fit(name):
+    if name not in _CACHE:
+        _CACHE[name] = FITS[name]()
+    return _CACHE[name]
+
+
+def _ours_fixed(fit) -> pd.DataFrame:
+    f = fit.fixed.copy()
+    f.index = [LME4_TERM.get(t, t) for t in f.index]
+    return f
+
+
+def _key(grp, v1, v2):
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return {"session_to_4": "t1", "session_after_4": "t2"}.get(v, v)
+
+    return (grp, norm(v1), norm(v2))
+
+
+@pytest.mark.parametrize("name", list(FITS))
+def test_fixed_effects_and_se_match_lme4(name):
+    # R: summary(lmer(...))$coefficients (lmerTest)
+    ref = pd.DataFrame(REF[name]["fixed"]).set_index("term")
+    ours = _ours_fixed(get_fit(name))
+    assert set(ours.index) == set(ref.index)
+    ours = ours.loc[ref.index]
+    np.testing.assert_allclose(ours["estimate"], ref["estimate"], rtol=1e-5)
+    np.testing.assert_allclose(ours["se"], ref["se"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(FITS))
+def test_variance_components_loglik_singular_match_lme4(name):
+    # R: as.data.frame(VarCorr(m)); logLik(m); isSingular(m)
+    ref = REF[name]
+    fit = get_fit(name)
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-3)
+    assert fit.aic == pytest.approx(ref["aic"], abs=2e-3)
+    assert fit.bic == pytest.approx(ref["bic"], abs=2e-3)
+    assert fit.nobs == ref["nobs"]
+    assert fit.singular is bool(ref["singular"])
+    ref_rand = {_key(r["grp"], r.get("var1"), r.get("var2")): r["sdcor"] for r in ref["random"]}
+    ours = {_key(r.grp, r.var1, r.var2): r.sdcor for r in fit.random.itertuples(index=False)}
+    assert set(ours) == set(ref_rand)
+    for k, v in ref_rand.items():
+        if v is None:  # correlation undefined at a zero variance
+            assert not np.isfinite(ours[k]) or abs(ours[k]) <= 1
+            continue
+        assert ours[k] == pytest.approx(v, abs=1e-3), k
+
+
+NONSINGULAR = [n for n in FITS if not REF[n]["singular"]]
+
+
+@pytest.mark.parametrize("name", NONSINGULAR)
+def test_satterthwaite_df_and_p_match_lmertest(name):
+    # R: lmerTest summary()$coefficients[, c("df", "Pr(>|t|)")]
+    ref = pd.DataFrame(REF[name]["fixed"]).set_index("term")
+    ours = _ours_fixed(get_fit(name)).loc[ref.index]
+    np.testing.assert_allclose(ours["df"], ref["df"], rtol=1e-3)
+    np.testing.assert_allclose(ours["t"], ref["t"], rtol=1e-3)
+    # p within 1e-3 relative; below 1e-12 p is so sensitive to t (d log p / d t ~ t) that the
+    # 1e-5 differences in t between lme4 and us dominate, so compare log10 p there instead.
+    big = ref["p"].to_numpy() > 1e-12
+    np.testing.assert_allclose(ours["p"].to_numpy()[big], ref["p"].to_numpy()[big], rtol=1e-3)
+    np.testing.assert_allclose(
+        np.log10(ours["p"].to_numpy()[~big]), np.log10(ref["p"].to_numpy()[~big]), rtol=1e-3
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "client", "therapist"),
+    [
+        ("sleep_reml", "Subject", None),
+        ("sleep_ml", "Subject", None),
+        ("three_reml", "client_id", "therapist_id"),
+    ],
+)
+def test_empirical_bayes_effects_match_lme4_ranef(name, client, therapist):
+    # R: as.data.frame(ranef(m, condVar = TRUE)) -> condval, condsd
+    ref = pd.DataFrame(REF[name]["ranef"])
+    fit = get_fit(name)
+    ours = fit.client_effects()
+    rc = ref[ref["grp"] == client]
+    for term in rc["term"].unique():
+        col = "Intercept" if term == "(Intercept)" else term
+        r = rc[rc["term"] == term].set_index("level")
+        o = ours.loc[r.index.astype(str)]
+        scale = np.abs(r["condval"]).max()
+        np.testing.assert_allclose(o[col], r["condval"], atol=1e-4 * scale)
+        np.testing.assert_allclose(o[f"{col}_sd"], r["condsd"], rtol=2e-3)
+    if therapist:
+        rt = ref[ref["grp"] == therapist].set_index("level")
+        ot = fit.client_effects("therapist").loc[rt.index.astype(str)]
+        scale = np.abs(rt["condval"]).max()
+        np.testing.assert_allclose(ot["Intercept"], rt["condval"], atol=1e-4 * scale)
+        np.testing.assert_allclose(ot["Intercept_sd"], rt["condsd"], rtol=2e-3)
+
+
+def test_compare_trajectories_matches_lme4_anova():
+    # R: anova(lmer(linear), lmer(quadratic)) -- both refitted with ML
+    ref = pd.DataFrame(ANOVA).set_index("model")
+    out = compare_trajectories([get_fit("linear"), get_fit("quadratic")])
+    assert list(out.index) == ["linear", "quadratic"]
+    np.testing.assert_array_equal(out["npar"], ref["npar"])
+    np.testing.assert_allclose(out["loglik"], ref["loglik"], atol=1e-3)
+    np.testing.assert_allclose(out["aic"], ref["aic"], atol=2e-3)
+    np.testing.assert_allclose(out["bic"], ref["bic"], atol=2e-3)
+    assert out.loc["quadratic", "chisq"] == pytest.approx(ref.loc["quadratic", "chisq"], abs=2e-3)
+    assert out.loc["quadratic", "df"] == 1
+    assert out.loc["quadratic", "p"] == pytest.approx(ref.loc["quadratic", "p"], rel=1e-3)
+    assert np.isnan(out.loc["linear", "p"])
+
+
+def test_compare_trajectories_rejects_different_rows():
+    a = get_fit("linear")
+    b = fit_trajectory(THREE[THREE["session"] > 1], "wai")
+    with pytest.raises(ModelError, match="different rows"):
+        compare_trajectories({"a": a, "b": b})
+
+
+def test_statsmodels_engine_agrees_on_two_level_model():
+    # Cross-check: statsmodels MixedLM's own estimates against the profiled engine.
+    ours = get_fit("sleep_reml")
+    sm = fit_mixed(
+        SLEEP, "Reaction", ["Days"], client="Subject", random=["Days"], engine="statsmodels"
+    )
+    assert sm.engine == "statsmodels"
+    np.testing.assert_allclose(sm.raw.fe_params, ours.fixed["estimate"], rtol=1e-5)
+    np.testing.assert_allclose(sm.raw.bse_fe, ours.fixed["se"], rtol=1e-3)
+    assert sm.raw.llf == pytest.approx(ours.loglik, abs=1e-3)
+    np.testing.assert_allclose(sm.random["sdcor"], ours.random["sdcor"], atol=1e-3)
+    with pytest.raises(ModelError, match="therapist"):
+        fit_trajectory(THREE, "wai", therapist="therapist_id", engine="statsmodels")
+
+
+def test_dropout_rows_with_missing_score_are_dropped_and_counted():
+    fit = get_fit("dropout")
+    n_missing = int(DROP["wai"].isna().sum())
+    assert n_missing > 0
+    assert fit.n_dropped["outcome"] == n_missing
+    assert fit.nobs == len(DROP) - n_missing
+    assert fit.n_clients == DROP.loc[DROP["wai"].notna(), "client_id"].nunique()
+
+
+def test_boundary_fit_is_flagged_singular_with_captured_warning():
+    fit = get_fit("boundary")
+    assert fit.singular
+    assert fit.theta[2] < 1e-4  # slope diagonal of the relative Cholesky factor
+    assert any("singular" in w for w in fit.warnings)
+
+
+def test_no_warning_reaches_the_caller(recwarn):
+    fit_trajectory(BOUND, "wai")
+    fit_mixed(SLEEP, "Reaction", ["Days"], client="Subject", random=["Days"], engine="statsmodels")
+    assert len(recwarn) == 0
+
+
+def test_log_shape_needs_sessions_of_at_least_one():
+    with pytest.raises(ModelError, match="offset") as err:
+        fit_trajectory(DROP, "wai", shape="log")
+    assert err.value.column == "session"
+    assert err.value.value == 0
+    fit = fit_trajectory(DROP, "wai", shape="log", offset=1)
+    assert "log(session + 1)" in fit.fixed.index
+
+
+def test_piecewise_needs_a_knot_inside_the_range():
+    with pytest.raises(ModelError, match="knot"):
+        fit_trajectory(THREE, "wai", shape="piecewise")
+    with pytest.raises(ModelError, match="inside"):
+        fit_trajectory(THREE, "wai", shape="piecewise", knot=12)
+
+
+def test_bad_input_errors_name_the_column():
+    with pytest.raises(ModelError, match="'nope'"):
+        fit_trajectory(THREE, "nope")
+    bad = THREE.assign(ipp=THREE["ipp"].astype(str))
+    with pytest.raises(ModelError, match="numeric") as err:
+        fit_trajectory(bad, "wai", covariates=["ipp"])
+    assert err.value.column == "ipp"
+    crossed = THREE.copy()
+    crossed.loc[crossed.index[0], "therapist_id"] = "T29"
+    with pytest.raises(ModelError, match="nested") as err:
+        fit_trajectory(crossed, "wai", therapist="therapist_id")
+    assert err.value.value == "C000"
+    with pytest.raises(ModelError, match="shape"):
+        fit_trajectory(THREE, "wai", shape="cubic")
+
+
+def test_predict_is_the_fixed_part_with_a_delta_method_band():
+    fit = get_fit("three_cov")
+    pred = fit.predict(sessions=[1, 6], covariates={"experience": 10.0, "ipp": -1.0})
+    b = fit.fixed["estimate"]
+    # hand-built design row for session 6, experience 10, ipp -1
+    x = pd.Series(
+        {
+            "Intercept": 1,
+            "session": 6,
+            "experience": 10,
+            "ipp": -1,
+            "session:experience": 60,
+            "session:ipp": -6,
+            "experience:ipp": -10,
+        }
+    )[b.index]
+    assert pred["estimate"].iloc[1] == pytest.approx(float(x @ b), rel=1e-12)
+    V = fit._efit.vcov
+    se = math.sqrt(float(x.to_numpy() @ V @ x.to_numpy()))
+    assert pred["se"].iloc[1] == pytest.approx(se, rel=1e-12)
+    assert pred["ci_high"].iloc[1] - pred["estimate"].iloc[1] == pytest.approx(
+        1.959964 * se, rel=1e-6
+    )
+    default = get_fit("three_reml").predict()
+    assert list(default["session"]) == list(range(1, 13))
+
+
+def test_icc_uses_the_variance_components():
+    fit = get_fit("three_reml")
+    r = fit.random.set_index(["grp", "var1"])
+    tc = r.loc[("client_id", "(Intercept)"), "vcov"].iloc[0]
+    tt = r.loc[("therapist_id", "(Intercept)"), "vcov"]
+    s2 = fit.sigma**2
+    icc = fit.icc()
+    assert icc["client"] == pytest.approx(tc / (tc + tt + s2), rel=1e-12)
+    assert icc["therapist"] == pytest.approx(tt / (tc + tt + s2), rel=1e-12)
+
+
+def test_to_dict_is_json_ready_without_nan():
+    fit = get_fit("boundary")  # has an undefined correlation
+    d = fit.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert json.loads(text)["singular"] is True
+    assert d["fixed"][0]["term"] == "Intercept"
+
+
+def test_summary_prints_like_lme4():
+    text = str(get_fit("sleep_reml").summary())
+    assert "REML criterion at convergence: 1743.6" in text
+    assert "Number of obs: 180, groups:  Subject, 18" in text
+    assert "Scaled residuals:" in text and "-3.9536" in text  # lme4: Min -3.9536
+    assert "(Intercept)" in text and "Days" in text
+
+
+@pytest.mark.slow
+def test_simulation_recovery_slope_ci_coverage():
+    # 200 simulated three-level data sets with known slope 0.03: the 95 % CI (Satterthwaite t)
+    # of the fixed slope should cover the truth in 91-98 % of them.
+    from alliance_lib.simulate import simulate_study
+
+    truth = None
+    covered = []
+    for seed in range(200):
+        df = simulate_study(
+            n_therapists=8, n_clients=60, max_sessions=10, seed=1000 + seed, output="scores"
+        )
+        truth = df.attrs["truth"]["alliance_slope"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fit = fit_trajectory(df, "alliance", therapist="therapist_id")
+        lo, hi = fit.fixed.loc["session", ["ci_low", "ci_high"]]
+        covered.append(lo <= truth <= hi)
+    assert 0.91 <= np.mean(covered) <= 0.98
