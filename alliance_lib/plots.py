@@ -117,15 +117,15 @@ def distribution_by_session(
     data = sessions.dropna(subset=[score])
     fig, ax = _fig()
     order = sorted(data[session].unique())
-    sns.boxplot(
-        data=data,
-        x=session,
-        y=score,
-        order=order,
-        ax=ax,
-        color="#c9dcec",
-        fliersize=1.5,
-        linewidth=0.8,
+    groups = [g.to_numpy() for _, g in data.groupby(session, sort=True)[score]]
+    ax.boxplot(
+        groups,
+        positions=range(len(order)),
+        widths=0.6,
+        patch_artist=True,
+        boxprops={"facecolor": "#c9dcec", "linewidth": 0.8},
+        medianprops={"color": "#1b3a57"},
+        flierprops={"markersize": 1.5},
     )
     counts = data.groupby(session).size().reindex(order)
     ax.set_xticks(range(len(order)))
