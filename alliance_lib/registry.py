@@ -188,7 +188,7 @@ class Instrument:
     file: str | None = None
 
     def __hash__(self) -> int:
-        return hash((self.id, self.prefix, self.n_items, self.reverse, self.file))
+        return hash((self.id, self.prefix, self.n_items, self.reverse))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Instrument):
@@ -589,6 +589,18 @@ def load_instrument(path: str | Path) -> Instrument:
         If the file cannot be read or parsed, or a field is missing or malformed; the message
         names the file and the field.
 
+    Notes
+    -----
+    Checked: required fields present and no unknown fields (with a "did you mean"); item
+    numbers within 1..n_items and not repeated; ``scale.min < scale.max``; metric, direction,
+    missing rule and fact statuses from their allowed sets; missing-item limits below the size
+    of their scale; band lower bounds increasing; a ``facts`` entry (status and source) for the
+    scale, reverse key, subscales, metric, missing rule and every norm present.
+
+    References
+    ----------
+    Field meanings and statuses follow the project's reference note ``instruments.md``.
+
     Examples
     --------
     >>> from alliance_lib.registry import BUILTIN_FOLDER
@@ -667,8 +679,17 @@ def _available(folder: str | Path | None) -> dict[str, Instrument]:
         # user definitions override built-in ones with the same id
         user = load_instruments(folder)
         lower = {k.lower(): k for k in found}
-        for ident, inst in user.items():
+        for ident in user:
             found.pop(lower.get(ident.lower(), ident), None)
+        prefixes = {v.prefix: v.id for v in found.values()}
+        for ident, inst in user.items():
+            if inst.prefix in prefixes:
+                raise InstrumentError(
+                    f"prefix {inst.prefix!r} is already used by the built-in instrument "
+                    f"{prefixes[inst.prefix]!r}; choose another prefix",
+                    file=inst.file,
+                    field="prefix",
+                )
             found[ident] = inst
     return found
 
@@ -690,7 +711,13 @@ def get_instrument(instrument: str | Instrument, folder: str | Path | None = Non
     Raises
     ------
     UnknownInstrumentError
-        For an unknown id, with "did you mean" suggestions.
+        For an unknown id, with "did you mean" suggestions (a column prefix such as ``wai_sr``
+        is mapped to its id).
+
+    Notes
+    -----
+    Built-in definitions are read once per process and cached; a user folder is read on
+    every call, so edits to its files take effect immediately.
 
     Examples
     --------

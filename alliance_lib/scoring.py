@@ -53,19 +53,23 @@ class ScoringError(ValueError):
         ``column``, ``value`` and ``problem``.
     instrument : str
         The instrument id.
+    file : str or None
+        The input file (``df.attrs["source"]``), when known.
     """
 
-    def __init__(self, cells: pd.DataFrame, instrument: str):
+    def __init__(self, cells: pd.DataFrame, instrument: str, file: str | None = None):
         self.cells = cells
         self.instrument = instrument
+        self.file = file
         n = len(cells)
         lines = [
             f"row {r.row}, client {r.client!r}, session {r.session}: {r.problem}"
             for r in cells.head(_MAX_LISTED).itertuples(index=False)
         ]
         more = f"\n  ... and {n - _MAX_LISTED} more" if n > _MAX_LISTED else ""
+        where = f"{file}: " if file else ""
         super().__init__(
-            f"{n} invalid item cell(s) for {instrument} in {cells['row'].nunique()} row(s); "
+            f"{where}{n} invalid item cell(s) for {instrument} in {cells['row'].nunique()} row(s); "
             "fix them, declare missing codes with missing_codes=, or use "
             "errors='quarantine' (or validate()) to keep those rows with NaN scores:\n  "
             + "\n  ".join(lines)
@@ -114,6 +118,17 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None
     missing = [c for c in columns if c not in have]
     if missing:
         raise MissingColumnsError(missing, _suggest(missing, have - set(columns)), what)
+
+
+def _as_number(code) -> float | None:
+    """A missing code as a number (numbers and numeric strings such as "-99"), else None."""
+    if isinstance(code, bool):
+        return None
+    try:
+        value = float(code)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value
 
 
 def _fmt_scale(x: float) -> str:
@@ -168,11 +183,7 @@ def check_items(
     """
     require_columns(df, instrument.columns, f"instrument {instrument.id}")
     codes = list(missing_codes) if missing_codes is not None else []
-    num_codes = [
-        float(c)
-        for c in codes
-        if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
-    ]
+    num_codes = [v for v in map(_as_number, codes) if v is not None]
     str_codes = [str(c).strip() for c in codes]
     n, k = len(df), instrument.n_items
     lo, hi = instrument.scale_min, instrument.scale_max
@@ -215,9 +226,14 @@ def check_items(
             if n_coded:
                 xj[coded] = np.nan
         # range screen; codes outside the scale are found among the out-of-range cells only
-        if n and not (np.fmin.reduce(xj) >= lo and np.fmax.reduce(xj) <= hi):
+        below = n and not np.fmin.reduce(xj) >= lo  # NaN (all missing) counts as "check"
+        above = n and not np.fmax.reduce(xj) <= hi
+        if below or above:
             with np.errstate(invalid="ignore"):
-                opos = np.flatnonzero((xj < lo) | (xj > hi))
+                if below and above:
+                    opos = np.flatnonzero((xj < lo) | (xj > hi))
+                else:
+                    opos = np.flatnonzero(xj < lo if below else xj > hi)
             if outer_codes.size and len(opos):
                 is_code = np.isin(xj[opos], outer_codes)
                 xj[opos[is_code]] = np.nan
@@ -314,6 +330,15 @@ def reverse_items(values: np.ndarray, instrument: Instrument) -> np.ndarray:
     -------
     ndarray
         A new float array; applying the function twice gives the input back.
+
+    Notes
+    -----
+    :math:`x' = \\min + \\max - x` maps the scale onto itself in reverse order (1-5:
+    :math:`6 - x`; 1-7: :math:`8 - x`; 0-4: :math:`4 - x`) and is its own inverse.
+
+    References
+    ----------
+    Reverse keys per instrument: ``instruments.md`` (project reference note), conventions.
 
     Examples
     --------
@@ -442,6 +467,14 @@ def score(
     scores the total only when every subscale is scored; ``subscales_require_total`` (OQ-45.2)
     the other way round. A row with every item missing is "not administered".
 
+    Which rules are the manuals' and which are ours (status ``local`` in the definitions):
+    manual rules are the OQ-45.2 imputation and its 4-item limit, the CORE-OM limits (CST) and
+    the CORE-10 one-item rule. Ours: the item-mean metric of the alliance measures; their
+    limits (a 4-item subscale needs 3 items; WAI-SR and WAI-S totals at most 2 of 12 missing;
+    WAI at most 1 per subscale and 3 of 36; HAq-II at most 2 of 19); complete items for
+    PHQ-9, GAD-7, SRS and ORS (no developer rule; ``prorate=`` relaxes it, locally); and
+    rounding OQ-45.2 halves up.
+
     References
     ----------
     Project reference note ``instruments.md`` (keys and rules, with sources); Lambert et al.,
@@ -476,7 +509,8 @@ def score(
     bad_row = np.zeros(n, dtype=bool)
     bad_row[check.cells["pos"].to_numpy()] = True
     if errors == "raise" and has_bad:
-        raise ScoringError(_cells_table(df, check.cells, client, session), inst.id)
+        cells = _cells_table(df, check.cells, client, session)
+        raise ScoringError(cells, inst.id, file=df.attrs.get("source"))
 
     miss = check.missing
     x = check.values  # a private copy: modified in place below

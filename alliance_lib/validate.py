@@ -157,6 +157,12 @@ def validate(
     text (e.g. ``"n/a"``, ``"—"``, a decimal comma); or it shares client x session x rater with
     another row (*all* copies are quarantined: we cannot tell which one is right). A row whose
     items of an instrument are all missing is "not administered", which is not an error.
+    Invariant: ``n_clean + n_quarantined == n_in``.
+
+    References
+    ----------
+    Data contract: the project's DESIGN.md (canonical long table); item rules from the
+    instrument definitions (``alliance_lib/instruments/*.yaml``).
 
     Examples
     --------
@@ -207,11 +213,18 @@ def validate(
         probs.add(
             pos,
             f"{session} = '" + s_txt.iloc[pos].to_numpy(dtype=object) + "' is not a number",
-            "session is text",
+            "session not a number",
             session,
         )
     probs.add(se_blank, f"{session} is missing", "missing session", session)
-    finite = ~np.isnan(se_num)
+    finite = np.isfinite(se_num)
+    pos = np.flatnonzero(~finite & ~np.isnan(se_num))
+    probs.add(
+        pos,
+        f"{session} = " + _fmt_values(se_num[pos]) + " is not a number",
+        "session not a number",
+        session,
+    )
     with np.errstate(invalid="ignore"):
         neg = finite & (se_num < 0)
         frac = finite & ~neg & (se_num != np.floor(se_num))
@@ -235,7 +248,7 @@ def validate(
         probs.add(
             pos,
             f"{rater} = '"
-            + _as_text(df[rater]).iloc[pos].to_numpy(dtype=object)
+            + _as_text(df[rater].iloc[pos]).to_numpy(dtype=object)
             + "' is not one of "
             + ", ".join(RATERS),
             "unknown rater",
@@ -267,13 +280,20 @@ def validate(
         kpos = np.flatnonzero(keyed)
         s_int = se_num[kpos].astype(np.int64)
         s_max = int(s_int.max()) + 1
-        key = cl_codes[kpos] * s_max + s_int
-        if ra_codes is not None:
-            key = key * len(RATERS) + ra_codes[kpos]
-        if int(key.max()) < 8 * len(key) + 1024:  # dense keys: counting beats hashing
-            dup = np.bincount(key)[key] > 1
+        n_keys = (int(cl_codes.max()) + 1) * s_max * len(RATERS)
+        if n_keys >= 2**62:  # a packed key could overflow: hash the columns instead
+            cols = {"c": cl_codes[kpos], "s": s_int}
+            if ra_codes is not None:
+                cols["r"] = ra_codes[kpos]
+            dup = pd.DataFrame(cols).duplicated(keep=False).to_numpy()
         else:
-            dup = pd.Series(key).duplicated(keep=False).to_numpy()
+            key = cl_codes[kpos] * s_max + s_int
+            if ra_codes is not None:
+                key = key * len(RATERS) + ra_codes[kpos]
+            if int(key.max()) < 8 * len(key) + 1024:  # dense keys: counting beats hashing
+                dup = np.bincount(key)[key] > 1
+            else:
+                dup = pd.Series(key).duplicated(keep=False).to_numpy()
         if dup.any():
             dpos = kpos[dup]
             _add_duplicates(
@@ -331,7 +351,11 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
         cols = [c for c in inst.columns if c not in replaced]
         idx = [inst.columns.index(c) for c in cols]
         values = chk.values if len(idx) == inst.n_items else chk.values[:, idx]
-        values = values[keep] if some_bad else values
+        if some_bad:  # column by column, so each column stays contiguous (fast to read later)
+            kept = np.empty((len(keep), len(idx)), order="F")
+            for j in range(len(idx)):
+                np.take(values[:, j], keep, out=kept[:, j], mode="clip")  # keep is in range
+            values = kept
         blocks.append(pd.DataFrame(values, columns=cols, copy=False))
         replaced.update(cols)
     if se_raw.dtype != np.int64:

@@ -339,3 +339,12 @@ def test_no_item_wording_fields():
             "subscales", "metric", "missing", "direction", "norms", "facts", "notes",
         }  # fmt: skip
         assert all(isinstance(v, list) for v in (raw.get("subscales") or {}).values())
+
+
+def test_user_prefix_clash_with_builtin(tmp_path):
+    _write(tmp_path, "mine.yaml", GOOD + "prefix: wai_sr\n")
+    with pytest.raises(
+        InstrumentError, match="already used by the built-in instrument 'wai-sr'"
+    ) as info:
+        al.get_instrument("my-scale", folder=tmp_path)
+    assert info.value.field == "prefix"

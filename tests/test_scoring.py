@@ -515,3 +515,57 @@ def test_reverse_items_is_an_involution():
     once = al.reverse_items(x, "wai-s")
     assert once[0, 3] == 4 and once[0, 9] == 5
     close(al.reverse_items(once, "wai-s"), x)
+
+
+# Literal reverse keys from instruments.md (s1, s2, s5, s8, s9), independent of the YAML files.
+REVERSE = {
+    "wai-sr": set(),
+    "wai-s": {4, 10},
+    "wai": WAI_REVERSE,
+    "haq-ii": {4, 8, 11, 16, 19},
+    "oq-45.2": OQ_REVERSE,
+    "core-om": {3, 4, 7, 12, 19, 21, 31, 32},
+    "core-10": {2, 3},
+    "phq-9": set(),
+    "gad-7": set(),
+    "srs": set(),
+    "ors": set(),
+}
+
+
+@pytest.mark.parametrize("ident", sorted(REVERSE))
+def test_each_item_is_keyed_as_in_the_reference(ident):
+    inst = al.get_instrument(ident)
+    lo, hi, n = inst.scale_min, inst.scale_max, inst.n_items
+    # row k: item k one step above the minimum, the rest at the minimum; sum metric
+    rows = [[lo + 1 if i == k else lo for i in range(1, n + 1)] for k in range(1, n + 1)]
+    out = al.score(frame(inst.prefix, n, rows), ident, metric="sum")
+    n_rev = len(REVERSE[ident])
+    base = n_rev * hi + (n - n_rev) * lo  # reversed items at the minimum score the maximum
+    expected = [base + (-1 if k in REVERSE[ident] else 1) for k in range(1, n + 1)]
+    close(out[f"{inst.prefix}_total"], expected)
+
+
+def test_core_om_problems_and_functioning_one_missing_allowed():
+    zeros = [0] * 34
+    rows = [with_missing(zeros, [2]), with_missing(zeros, [1, 10])]  # P 1 missing; F 2 missing
+    out = al.score(frame("core_om", 34, rows), "core-om")
+    close(out["core_om_problems"], [0, 0])
+    close(out["core_om_functioning"], [20, NA])
+    close(out["core_om_total"], [320 / 33, 320 / 32])
+    close(out["core_om_non_risk"], [320 / 27, 320 / 26])
+
+
+def test_error_names_the_file():
+    df = frame("wai_sr", 12, [[0] * 12])
+    df.attrs["source"] = "wave1.csv"
+    with pytest.raises(ScoringError, match=r"^wave1.csv: 12 invalid item cell\(s\)") as info:
+        al.score(df, "wai-sr")
+    assert info.value.file == "wave1.csv"
+    assert info.value.cells.loc[0, ["row", "client", "session", "column", "value"]].tolist() == [
+        2,
+        "c0",
+        1,
+        "wai_sr_1",
+        0,
+    ]

@@ -190,3 +190,22 @@ def test_ids_stripped_for_duplicates_and_leading_zeros_kept():
 def test_empty_table():
     v = al.validate(table(MESSY[:1]).iloc[:0], "wai-sr")
     assert (v.n_in, v.n_clean, v.n_quarantined) == (0, 0, 0)
+
+
+def test_infinite_and_huge_sessions():
+    rows = [
+        ("a", np.inf, "client", GOOD),
+        ("a", 10**15, "client", GOOD),
+        ("b", 10**15, "client", GOOD),
+    ]
+    v = al.validate(table(rows), "wai-sr")
+    assert v.quarantined["reason"].tolist() == ["session = inf is not a number"]
+    assert v.clean["session"].tolist() == [10**15, 10**15]
+
+
+def test_numeric_string_missing_code_on_numeric_column():
+    df = table([("a", 1, "client", item(2, -99))]).astype(
+        {f"wai_sr_{i}": float for i in range(1, 13)}
+    )
+    v = al.validate(df, "wai-sr", missing_codes=["-99"])
+    assert v.n_clean == 1 and v.missing_codes.to_dict() == {"wai_sr_2": 1}
