@@ -159,6 +159,13 @@ class MixedFit:
     # ------------------------------------------------------------------ tables
     @cached_property
     def fixed(self) -> pd.DataFrame:
+        """Fixed effects with Satterthwaite df (lmerTest), t, p and 95 % CI (computed on first use).
+
+        Notes
+        -----
+        ``p = 2 P(T_df > |t|)`` and ``CI = estimate +/- t_{0.975, df} se`` with
+        ``df = 2 Var(b)^2 / (g' A g)`` (see :meth:`alliance_lib.engine.NestedLMM.satterthwaite`).
+        """
         est = np.asarray(self._efit.beta, dtype=float)
         se = np.sqrt(np.diag(self._efit.vcov))
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
@@ -185,6 +192,11 @@ class MixedFit:
 
     @cached_property
     def random(self) -> pd.DataFrame:
+        """Variance components in lme4's ``as.data.frame(VarCorr(fit))`` layout.
+
+        A covariance row has both ``var1`` and ``var2`` and its ``sdcor`` is the correlation
+        (NaN when a variance is zero); other rows hold a variance and its SD.
+        """
         rows = []
         cov = self._efit.cov_client
         names = ["(Intercept)" if t == "Intercept" else t for t in self.random_terms]
@@ -260,7 +272,10 @@ class MixedFit:
                 raise ModelError("this model has no therapist level", column=self.therapist)
             idx = pd.Index(self._therapist_labels, name=self.therapist)
             return pd.DataFrame(
-                {"Intercept": m["therapist"], "Intercept_sd": np.sqrt(m["therapist_var"])},
+                {
+                    "Intercept": m["therapist"],
+                    "Intercept_sd": np.sqrt(np.clip(m["therapist_var"], 0.0, None)),
+                },
                 index=idx,
             ).sort_index()
         if level != "client":
@@ -268,7 +283,7 @@ class MixedFit:
         cols = {}
         for a, t in enumerate(self.random_terms):
             cols[t] = m["client"][:, a]
-            cols[f"{t}_sd"] = np.sqrt(m["client_cov"][:, a, a])
+            cols[f"{t}_sd"] = np.sqrt(np.clip(m["client_cov"][:, a, a], 0.0, None))
         cols["n_obs"] = self._model.client_nobs
         out = pd.DataFrame(cols, index=pd.Index(self._client_labels, name=self.client))
         return out.sort_index()
@@ -618,14 +633,17 @@ def _fit_frame(
     if therapist is not None:
         tcodes, tlabels = pd.factorize(frame[therapist], sort=False)
         labels["therapist"] = np.asarray(tlabels, dtype=object)
-        # nesting check with a readable message
-        nth = pd.Series(tcodes).groupby(ccodes).nunique()
-        if (nth > 1).any():
-            bad = clabels[nth.index[np.flatnonzero(nth.to_numpy() > 1)[0]]]
+        # nesting check with a readable message (the engine checks again, on codes)
+        ther_of = np.empty(len(clabels), dtype=np.intp)
+        ther_of[ccodes] = tcodes
+        clash = np.flatnonzero(ther_of[ccodes] != tcodes)
+        if clash.size:
+            bad = clabels[ccodes[clash[0]]]
             raise ModelError(
-                f"client {bad!r} is seen with more than one therapist in column {therapist!r}; "
-                "clients must be nested in therapists",
+                f"client {bad!r} is seen with more than one therapist in column {therapist!r} "
+                f"(row {frame.index[clash[0]]!r}); clients must be nested in therapists",
                 column=therapist,
+                row=frame.index[clash[0]],
                 value=bad,
             )
     reml = method == "reml"
@@ -712,11 +730,11 @@ class TrajectoryFit(MixedFit):
         covs = {c: self._design_means.get(c, 0.0) for c in self._base_covariates}
         covs.update(covariates or {})
         cols = _trajectory_columns(
-            t, {c: np.full(t.size, float(v)) for c, v in covs.items()}, self._spec, check=False
+            t, {c: np.full(t.size, float(v)) for c, v in covs.items()}, self._spec
         )
         X = np.column_stack([np.ones(t.size)] + [cols[nm] for nm in self.fixed_terms[1:]])
         est = X @ self._efit.beta
-        se = np.sqrt(np.einsum("ij,jk,ik->i", X, self._efit.vcov, X))
+        se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", X, self._efit.vcov, X), 0.0, None))
         z = stats.norm.ppf(0.5 + level / 2)
         return pd.DataFrame(
             {
@@ -757,7 +775,7 @@ def _time_term_names(time: str, spec: dict) -> list[str]:
     return [f"{time}_to_{k:g}", f"{time}_after_{k:g}"]
 
 
-def _trajectory_columns(t: np.ndarray, covs: dict, spec: dict, *, check=True) -> dict:
+def _trajectory_columns(t: np.ndarray, covs: dict, spec: dict) -> dict:
     """All fixed-effect columns of a trajectory model, by term name."""
     time, shape = spec["time"], spec["shape"]
     names = _time_term_names(time, spec)

@@ -194,3 +194,24 @@ def test_engine_errors():
         NestedLMM(bad, X, Z, client)
     with pytest.raises(EngineError, match="constant"):
         NestedLMM(y, np.column_stack([X, np.full(y.size, 2.0)]), Z, client)
+
+
+def test_pilot_start_on_large_data_reaches_the_same_optimum():
+    # >= 16,000 clients: the fit starts from a pilot fit on a subset of clients; the optimum
+    # must not depend on the start (compare with lme4's default identity start).
+    rng = np.random.default_rng(4)
+    nc, k = 16_000, 4
+    client = np.repeat(np.arange(nc), k)
+    t = np.tile(np.arange(k, dtype=float), nc)
+    ther = (np.arange(nc) % 97)[client]
+    y = 1 + 0.1 * t + rng.normal(0, 0.5, nc)[client] + rng.normal(0, 0.1, nc)[client] * t
+    y += rng.normal(0, 0.3, 97)[ther] + rng.normal(0, 0.4, nc * k)
+    X = np.column_stack([np.ones(nc * k), t])
+    model = NestedLMM(y, X, X, client, ther)
+    a = model.fit()
+    assert model.n_evals_pilot > 0
+    b = model.fit(theta0=np.array([1.0, 0.0, 1.0, 1.0]))
+    assert a.converged and b.converged
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-8)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-5, atol=1e-8)
+    assert a.deviance == pytest.approx(b.deviance, rel=1e-12, abs=1e-7)

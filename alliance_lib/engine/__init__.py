@@ -1,4 +1,17 @@
-"""The profiled (RE)ML engine for nested linear mixed models; knows only arrays, no pandas."""
+"""The profiled (RE)ML engine for nested linear mixed models; knows only arrays, no pandas.
+
+:class:`NestedLMM` holds per-client sufficient statistics (computed once with ``bincount``);
+each deviance evaluation is closed-form small-block algebra vectorised over clients (plus a
+Schur complement per therapist), so it costs time linear in the number of clients, with no
+Python loop over clients. The optimiser is bounded L-BFGS-B on the analytic gradient, started
+from a pilot fit on a subset of clients for large data, then polished by Newton steps whose
+finite-difference Hessian also serves lme4's convergence check.
+
+Where the time goes (cProfile, 100,000 clients x ~10 sessions, client slope + therapist
+intercept, about 1 s in all): ~75 % in ~20 evaluations of the deviance and its gradient
+(memory-bound element-wise array arithmetic), ~15 % in the one-off sufficient statistics,
+~5 % in pandas factorising the id columns.
+"""
 
 from alliance_lib.engine.lmm import (
     GRADIENT_TOL,

@@ -149,6 +149,20 @@ class EngineFit:
         Therapist intercept variance.
     deviance : float
         The REML criterion or the ML deviance (-2 log-likelihood) at the optimum.
+    reml : bool
+    converged : bool
+        Optimiser success and lme4's gradient check (``max_grad`` below ``GRADIENT_TOL``).
+    singular : bool
+        lme4's ``isSingular``: a diagonal element of ``theta`` below ``SINGULAR_TOL``.
+    max_grad : float
+        lme4's convergence statistic ``max(pmin(|chol(H)^{-1} g|, |g|))``.
+    n_evals : int
+        Deviance evaluations (each O(number of clients)).
+    optimizer_message : str
+    warnings : list of str
+        Captured messages in lme4's wording (singular fit, failed convergence).
+    theta_scaled : ndarray
+        ``theta`` on the engine's internal scale (time columns rescaled).
     """
 
     theta: np.ndarray
@@ -431,13 +445,16 @@ class NestedLMM:
             Ut = E / S[:, None]  # (nt, k)
             Ut_c = Ut.T[:, bt]  # (k, nc)
             AinvB_s = AinvB / S[bt]
-            U = AinvG - AinvB[:, None, :] * Ut_c[None, :, :]
-            Ainv_ii = Ainv + AinvB[:, None, :] * AinvB_s[None, :, :]
-            Kc = np.einsum("abm,bdm->ad", ZL, Ainv_ii)
+            U = AinvB[:, None, :] * Ut_c[None, :, :]
+            np.subtract(AinvG, U, out=U)
+            ZLAB = _bmv(ZL, AinvB)  # Z_i'Z_i Lambda A_i^{-1} B_i, (q, nc)
+            Kc = np.einsum("abm,bdm->ad", ZL, Ainv) + np.einsum("am,dm->ad", ZLAB, AinvB_s)
             Kc -= tt * np.einsum("am,bm->ab", self.z1, AinvB_s)
             z1L = _lmul(lam.T, self.z1)  # (q, nc): Lambda' z1_i
-            R = self.ZtW - _bmul(ZL, U) - tt * self.z1[:, None, :] * Ut_c[None, :, :]
-            zLU = (z1L[:, None, :] * U).sum(axis=0)
+            R = _bmul(ZL, U)
+            R += tt * self.z1[:, None, :] * Ut_c[None, :, :]
+            np.subtract(self.ZtW, R, out=R)
+            zLU = np.einsum("bm,bkm->km", z1L, U)
             Rt = self.tW - (tt * self.ther_nobs)[:, None] * Ut
             Rt -= self._tsum(zLU).T
             k_t = float((tt * self.ther_nobs / S).sum() - np.dot(z1L.ravel(), AinvB_s.ravel()))
@@ -576,9 +593,35 @@ class NestedLMM:
         with _single_blas_thread():
             return self._fit(theta0, maxiter)
 
-    def _fit(self, theta0, maxiter) -> EngineFit:
+    def _pilot_theta(self, n_pilot: int = 4000) -> np.ndarray | None:
+        """Start for large data: theta fitted on an evenly spaced subset of ~n_pilot clients."""
+        stride = self.n_clients // n_pilot
+        if stride < 4:
+            return None
+        keep = self.row_block % stride == 0
+        ther = self.row_ther[keep] if self.n_therapists else None
+        try:
+            pilot = NestedLMM(
+                self._y[keep],
+                self._X[keep],
+                self._Z[keep],
+                self.row_block[keep],
+                ther,
+                reml=self.reml,
+            )
+            theta = pilot._fit(None, 200, polish=False)
+        except (EngineError, np.linalg.LinAlgError):
+            return None
+        self.n_evals_pilot = pilot.n_evals
+        return theta
+
+    def _fit(self, theta0, maxiter, polish: bool = True):
         self.n_evals = 0
-        x0 = self.start_theta() if theta0 is None else self.to_scaled(theta0)
+        if theta0 is None:
+            pilot = self._pilot_theta() if polish else None
+            x0 = self.start_theta() if pilot is None else self.to_scaled(pilot)
+        else:
+            x0 = self.to_scaled(theta0)
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
         msgs: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
@@ -593,6 +636,8 @@ class NestedLMM:
                     options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-7},
                 )
                 self.n_evals_quasi_newton = self.n_evals
+                if not polish:
+                    return self.to_original(np.asarray(res.x, dtype=float))
                 theta_s, ok, max_grad = self._polish(np.asarray(res.x, dtype=float))
         msgs.extend(str(w.message) for w in caught)
         converged = bool(res.success or ok)
