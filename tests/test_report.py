@@ -23,6 +23,35 @@ def demo_wave1(tmp_path_factory):
     return run_report(DEMO, 1, out, quiet=True)
 
 
+@pytest.fixture(scope="module")
+def demo_wave3(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports") / "demo" / "wave-3"
+    return run_report(DEMO, 3, out, quiet=True)
+
+
+def test_wave3_has_every_section_and_wave_over_wave(demo_wave3):
+    results = json.loads((demo_wave3 / "results.json").read_text())
+    assert [r["wave"] for r in results["wave_over_wave"]["summary"]] == [1, 2, 3]
+    assert len(results["figures"]) >= 8
+    html = (demo_wave3 / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", html)) >= 8
+    for section in (
+        "reliability",
+        "shape_comparison",
+        "therapist_effects",
+        "rater_agreement",
+        "alliance_outcome",
+        "ruptures",
+        "sudden_gains",
+        "clinical_significance",
+    ):
+        value = results[section]
+        assert not (isinstance(value, dict) and value.get("skipped")), f"{section} skipped"
+    effects = results["therapist_effects"]
+    assert all(row["n_clients"] >= effects["small_cell_threshold"] for row in effects["table"])
+    assert not re.search(r"CL-\d{4}|TH-\d{2}", html)
+
+
 def test_writes_the_five_files(demo_wave1):
     assert {p.name for p in demo_wave1.iterdir()} == OUTPUTS
 
