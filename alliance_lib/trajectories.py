@@ -902,9 +902,14 @@ def fit_trajectory(
         bad = shifted <= 0 if offset is not None else t < 1
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            hint = "pass offset= so that time + offset > 0" if offset is None else "raise offset="
+            # smallest offset that maps the earliest time to log(1) = 0: 1 when time starts at 0
+            need = max(1.0, 1.0 - float(t.min())) if offset is None else 1.0 - float(t.min())
+            if offset is None:
+                hint = f"pass offset={need:g} to model log({time} + {need:g})"
+            else:
+                hint = f"{time} + offset must be > 0 (offset={offset:g}); pass offset={need:g}"
             raise ModelError(
-                f"shape='log' needs {time} >= 1 (or time + offset > 0); row {frame.index[i]!r} has "
+                f"shape='log' needs {time} >= 1 (or an offset); row {frame.index[i]!r} has "
                 f"{time} = {t[i]:g}; {hint}",
                 column=time,
                 row=frame.index[i],
@@ -999,12 +1004,27 @@ def compare_trajectories(fits: Sequence[MixedFit] | Mapping[str, MixedFit]) -> p
     -------
     DataFrame
         Indexed by model, ordered by number of parameters as lme4's ``anova()``: npar, loglik,
-        aic, bic, deviance, chisq, df, p (LRT of each model against the previous one; valid
-        when the models are nested).
+        aic, bic, deviance, chisq, df, p, tested_against. Each model is tested against the
+        closest preceding model (fewer parameters) that is nested in it, named in
+        ``tested_against``; chisq, df and p are NaN (and ``tested_against`` missing) when no
+        preceding model is nested in it. AIC and BIC compare any models.
 
     Notes
     -----
-    ``chisq = 2 (logLik_k - logLik_{k-1})`` on ``df = npar_k - npar_{k-1}``.
+    ``chisq = 2 (logLik_k - logLik_j)`` on ``df = npar_k - npar_j`` for the model j tested
+    against. Model j is nested in model k when its fixed-effect terms are a subset of k's, its
+    client random terms are a subset of k's (same client column), and it has no therapist
+    intercept or the same one as k. Term names identify the columns, as all models are fitted
+    to the same rows (checked); for example ``log(session)`` is not nested in
+    ``session + session^2``, so a log and a quadratic model get no likelihood-ratio test.
+    A variance tested on its boundary makes the chi-square p conservative (Self & Liang,
+    1987), as in lme4's ``anova()``.
+
+    References
+    ----------
+    Self, S. G., & Liang, K.-Y. (1987). Asymptotic properties of maximum likelihood estimators
+    and likelihood ratio tests under nonstandard conditions. Journal of the American
+    Statistical Association, 82(398), 605-610.
 
     Examples
     --------
@@ -1036,13 +1056,37 @@ def compare_trajectories(fits: Sequence[MixedFit] | Mapping[str, MixedFit]) -> p
     for name, f in ml:
         rows.append((name, f.npar, f.loglik, f.aic, f.bic, -2 * f.loglik))
     out = pd.DataFrame(rows, columns=["model", "npar", "loglik", "aic", "bic", "deviance"])
-    out = out.sort_values("npar", kind="stable").set_index("model")
-    chisq = 2 * out["loglik"].diff()
-    ddf = out["npar"].diff()
-    p = pd.Series(np.nan, index=out.index)
-    ok = (ddf > 0).to_numpy()
-    p[ok] = stats.chi2.sf(np.clip(chisq[ok].to_numpy(), 0, None), ddf[ok].to_numpy())
-    out["chisq"] = chisq.where(ddf > 0)
-    out["df"] = ddf.where(ddf > 0)
+    order = np.argsort(out["npar"].to_numpy(), kind="stable")
+    out = out.iloc[order].set_index("model")
+    fits = [ml[i][1] for i in order]
+    names = list(out.index)
+    chisq = np.full(len(fits), np.nan)
+    ddf = np.full(len(fits), np.nan)
+    against: list[str | None] = [None] * len(fits)
+    for k, big in enumerate(fits):
+        for j in range(k - 1, -1, -1):
+            small = fits[j]
+            if small.npar < big.npar and _nested(small, big):
+                chisq[k] = 2 * (big.loglik - small.loglik)
+                ddf[k] = big.npar - small.npar
+                against[k] = names[j]
+                break
+    p = np.full(len(fits), np.nan)
+    ok = np.isfinite(ddf)
+    p[ok] = stats.chi2.sf(np.clip(chisq[ok], 0, None), ddf[ok])
+    out["chisq"] = chisq
+    out["df"] = ddf
     out["p"] = p
+    out["tested_against"] = pd.Series(against, index=out.index, dtype=object)
     return out
+
+
+def _nested(small: MixedFit, big: MixedFit) -> bool:
+    """Whether ``small`` is a special case of ``big`` (same rows; term names identify columns)."""
+    if small.client != big.client:
+        return False
+    if small.therapist is not None and small.therapist != big.therapist:
+        return False
+    return set(small.fixed_terms) <= set(big.fixed_terms) and set(small.random_terms) <= set(
+        big.random_terms
+    )

@@ -215,15 +215,6 @@ def _compare(res: AllianceOutcomeFit, ref: dict, *, check_df: bool = True) -> No
         assert_allclose(f["p"], ref["fixed"]["p"], rtol=RTOL_DF_P)
 
 
-ENGINE_LOCAL_OPTIMUM = (
-    "fit_mixed's optimiser (engine/lmm.py, L-BFGS-B from theta = 1) stops at a non-global "
-    "optimum here: a REML profile that is best at the boundary theta = 0 but has an interior "
-    "local optimum (m1, m4), or L-BFGS-B's first step lands on theta = 0, where the gradient "
-    "is exactly zero, although the optimum is interior (t1, t2). Reported to the trajectories "
-    "engine; lme4 finds the global optimum. The data preparation of these cases is checked "
-    "against R in test_lagged_frame_matches_r / test_leave_one_out_frame_matches_r."
-)
-
 LAGGED = {
     "m1": {},
     "m2": {"detrend": True, "control_prior_outcome": False, "therapist": "therapist_id"},
@@ -234,12 +225,7 @@ LAGGED = {
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param("m1", marks=pytest.mark.xfail(reason=ENGINE_LOCAL_OPTIMUM, strict=False)),
-        "m2",
-        "m3",
-        pytest.param("m4", marks=pytest.mark.xfail(reason=ENGINE_LOCAL_OPTIMUM, strict=False)),
-    ],
+    ["m1", "m2", "m3", "m4"],
 )
 def test_lagged_model_matches_lme4(name, sessions, reference):
     # R: lmer(outcome_next ~ alliance_within + alliance_between [+ outcome_prior] + session +
@@ -252,18 +238,8 @@ def test_lagged_model_matches_lme4(name, sessions, reference):
 @pytest.mark.parametrize(
     ("name", "fixture", "loo"),
     [
-        pytest.param(
-            "t1",
-            "alliance_outcome_therapist.csv",
-            False,
-            marks=pytest.mark.xfail(reason=ENGINE_LOCAL_OPTIMUM, strict=False),
-        ),
-        pytest.param(
-            "t2",
-            "alliance_outcome_therapist.csv",
-            True,
-            marks=pytest.mark.xfail(reason=ENGINE_LOCAL_OPTIMUM, strict=False),
-        ),
+        ("t1", "alliance_outcome_therapist.csv", False),
+        ("t2", "alliance_outcome_therapist.csv", True),
         ("t3", "alliance_outcome_therapist2.csv", False),
         ("t4", "alliance_outcome_therapist2.csv", True),
     ],

@@ -215,3 +215,126 @@ def test_pilot_start_on_large_data_reaches_the_same_optimum():
     np.testing.assert_allclose(a.beta, b.beta, rtol=1e-8)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-5, atol=1e-8)
     assert a.deviance == pytest.approx(b.deviance, rel=1e-12, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------- global optimum
+def _between_within(seed):
+    """Random-intercept data whose between-group slope differs from the within-group slope.
+
+    With few, small groups such data can give a (RE)ML profile in theta with two local minima,
+    one at the boundary theta = 0 and one in the interior; the seeds below were chosen (by
+    scanning seeds with the grid of :func:`_grid_profile`) to give either one the lower value.
+    """
+    rng = np.random.default_rng(seed)
+    g = rng.integers(8, 30)
+    sizes = rng.integers(2, 7, g)
+    client = np.repeat(np.arange(g), sizes)
+    n = client.size
+    xb = rng.normal(0, 1, g)[client]
+    xw = rng.normal(0, rng.uniform(0.2, 2), n)
+    slope_within, slope_between = rng.normal(0, 3, 2)
+    y = slope_between * xb + slope_within * xw + rng.normal(0, rng.uniform(0, 1.5), g)[client]
+    y += rng.normal(0, 1, n)
+    X = np.column_stack([np.ones(n), xb + xw])
+    return y, X, client
+
+
+def _grid_profile(model):
+    """Brute-force profile of a one-parameter model (no optimiser): theta = 0 plus a log grid
+    on [1e-3, 30], then a fine linear grid between the neighbours of the best grid point.
+
+    Returns (theta_min, deviance_min, is the boundary a local minimum, interior local minima).
+    """
+    grid = np.concatenate([[0.0], np.geomspace(1e-3, 30.0, 600)])
+    dev = np.array([model.deviance([t]) for t in grid])
+    i = int(np.argmin(dev))
+    fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], 801)
+    fdev = np.array([model.deviance([t]) for t in fine])
+    j = int(np.argmin(fdev))
+    inner = [
+        (grid[k], dev[k])
+        for k in range(1, grid.size - 1)
+        if dev[k] < dev[k - 1] and dev[k] < dev[k + 1]
+    ]
+    return fine[j], fdev[j], bool(dev[1] > dev[0]), inner
+
+
+@pytest.mark.parametrize(
+    ("seed", "reml", "best"),
+    [
+        (939, False, "boundary"),
+        (1191, True, "boundary"),
+        (939, True, "interior"),
+        (262, True, "interior"),
+    ],
+)
+def test_fit_finds_the_global_optimum_of_a_bimodal_profile(seed, reml, best):
+    y, X, client = _between_within(seed)
+    model = NestedLMM(y, X, X[:, :1], client, reml=reml)
+    theta_grid, dev_grid, boundary_local, inner = _grid_profile(model)
+    # the case is what it claims to be: a local minimum at 0 and one inside, `best` lower
+    assert boundary_local and len(inner) == 1
+    dev0, (theta_in, dev_in) = model.deviance([0.0]), inner[0]
+    assert theta_in > 1.0 and abs(dev0 - dev_in) > 0.1
+    assert (dev0 < dev_in) == (best == "boundary")
+    if best == "boundary":
+        # plain L-BFGS-B from lme4's start (theta = 1) is trapped in the interior minimum
+        trapped = model._local(model.start_theta(), 500)
+        assert trapped.x[0] > 1.0 and trapped.fun > dev_grid + 0.1
+    fit = model.fit()
+    assert fit.deviance <= dev_grid + 1e-9
+    assert fit.theta[0] == pytest.approx(theta_grid, abs=1e-3)
+    assert fit.singular is (best == "boundary")
+    assert fit.converged
+    # the reported optimum is the dense (n x n) profiled deviance at the reported theta
+    ref = _dense(fit.theta, y, X, X[:, :1], client, None, reml)
+    assert fit.deviance == pytest.approx(ref["dev"], rel=1e-10)
+    np.testing.assert_allclose(fit.beta, ref["beta"], rtol=1e-9)
+
+
+def test_a_start_on_the_boundary_with_zero_gradient_is_not_accepted():
+    # At theta = 0 the profiled deviance of a lone random intercept is even in theta, so its
+    # gradient is exactly 0 there: L-BFGS-B started (or landing) at 0 stops at once. The fit
+    # probes along the coordinate and continues to the interior optimum of the grid.
+    y, X, Z, client, _ = _data(seed=3, q=1)
+    model = NestedLMM(y, X, Z, client)
+    theta_grid, dev_grid, _, _ = _grid_profile(model)
+    assert theta_grid > 0.5
+    _, g0 = model.value_and_grad(np.zeros(1))
+    assert g0[0] == 0.0
+    stuck = model._local(np.zeros(1), 500)
+    assert stuck.x[0] == 0.0 and stuck.fun > dev_grid + 1.0
+    fit = model.fit(theta0=np.zeros(1))
+    assert fit.theta[0] == pytest.approx(theta_grid, abs=1e-3)
+    assert fit.deviance <= dev_grid + 1e-9
+    assert not fit.singular and fit.converged
+
+
+def test_a_boundary_stop_of_a_three_parameter_model_is_left_for_a_better_interior():
+    # Correlated intercept and slope with little slope variance: L-BFGS-B from lme4's start
+    # stops on the face theta_22 = 0 (a singular fit), but the interior is lower. Brute force:
+    # a grid over that face is nowhere as low as the fit, and no small step from the fit
+    # lowers the dense (n x n) deviance.
+    rng = np.random.default_rng(21)
+    nc, k = 40, 5
+    client = np.repeat(np.arange(nc), k)
+    t = np.tile(np.arange(k, dtype=float), nc)
+    y = 1 + 0.3 * t + rng.normal(0, 1, nc)[client] + rng.normal(0, 1, nc * k)
+    X = np.column_stack([np.ones(nc * k), t])
+    model = NestedLMM(y, X, X, client)
+    stuck = model._local(model.start_theta(), 500)
+    assert stuck.x[2] == 0.0
+    fit = model.fit()
+    assert fit.theta[2] > 0.05 and not fit.singular and fit.converged
+    assert fit.deviance < stuck.fun - 0.1
+    l11, l21 = np.meshgrid(np.linspace(0, 3, 61), np.linspace(-1, 1, 81))
+    pts = np.column_stack([l11.ravel(), l21.ravel(), np.zeros(l11.size)])
+    face = np.array([model.deviance(pt) for pt in pts])
+    assert fit.deviance < face.min() - 0.1
+    ref = _dense(fit.theta, y, X, X, client, None, True)
+    assert fit.deviance == pytest.approx(ref["dev"], rel=1e-10)
+    for j in range(3):
+        for h in (1e-3, -1e-3):
+            t2 = fit.theta.copy()
+            t2[j] += h
+            assert _dense(t2, y, X, X, client, None, True)["dev"] >= fit.deviance - 1e-9

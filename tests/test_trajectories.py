@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from alliance_lib.trajectories import (
     ModelError,
@@ -191,6 +192,43 @@ def test_compare_trajectories_matches_lme4_anova():
     assert np.isnan(out.loc["linear", "p"])
 
 
+def test_compare_trajectories_tests_only_nested_models():
+    # npar: intercept-only random part 4, log 6, linear 6, quadratic 7, piecewise 10
+    fits = {
+        "log": get_fit("log"),
+        "ri": fit_trajectory(THREE, "wai", random_slope=False),
+        "linear": get_fit("linear"),
+        "quadratic": get_fit("quadratic"),
+        "piecewise": get_fit("piecewise"),
+    }
+    out = compare_trajectories(fits)
+    assert list(out.index) == ["ri", "log", "linear", "quadratic", "piecewise"]
+    assert list(out["npar"]) == [4, 6, 6, 7, 10]
+    # log(session) is not nested in the random-intercept linear model (nor in any other)
+    for name in ("ri", "log", "piecewise"):
+        assert pd.isna(out.loc[name, "tested_against"]), name
+        assert out.loc[name, ["chisq", "df", "p"]].isna().all(), name
+    # linear is tested against ri (skipping the non-nested log), quadratic against linear
+    assert out.loc["linear", "tested_against"] == "ri"
+    assert out.loc["quadratic", "tested_against"] == "linear"
+    ll_ri = fit_trajectory(THREE, "wai", random_slope=False, method="ml").loglik
+    ll_lin = fit_trajectory(THREE, "wai", method="ml").loglik
+    chisq = 2 * (ll_lin - ll_ri)
+    assert out.loc["linear", "chisq"] == pytest.approx(chisq, rel=1e-9)
+    assert out.loc["linear", "df"] == 2
+    assert out.loc["linear", "p"] == pytest.approx(stats.chi2.sf(chisq, 2), rel=1e-9)
+    # the lme4 anova() numbers hold inside the larger table
+    ref = pd.DataFrame(ANOVA).set_index("model")
+    assert out.loc["quadratic", "chisq"] == pytest.approx(ref.loc["quadratic", "chisq"], abs=2e-3)
+    assert out.loc["quadratic", "p"] == pytest.approx(ref.loc["quadratic", "p"], rel=1e-3)
+    # a therapist intercept added to the same client model is nested; the reverse is not
+    ther = compare_trajectories({"three": get_fit("three_reml"), "log": get_fit("log")})
+    assert list(ther.index) == ["log", "three"] and ther["tested_against"].isna().all()
+    both = compare_trajectories({"linear": get_fit("linear"), "three": get_fit("three_reml")})
+    assert both.loc["three", "tested_against"] == "linear"
+    assert both.loc["three", "df"] == 1
+
+
 def test_compare_trajectories_rejects_different_rows():
     a = get_fit("linear")
     b = fit_trajectory(THREE[THREE["session"] > 1], "wai")
@@ -246,10 +284,13 @@ def test_no_warning_reaches_the_caller(recwarn):
 
 
 def test_log_shape_needs_sessions_of_at_least_one():
-    with pytest.raises(ModelError, match="offset") as err:
+    assert DROP["session"].min() == 0
+    with pytest.raises(ModelError, match=r"pass offset=1 to model log\(session \+ 1\)") as err:
         fit_trajectory(DROP, "wai", shape="log")
     assert err.value.column == "session"
     assert err.value.value == 0
+    with pytest.raises(ModelError, match=r"session \+ offset must be > 0 \(offset=-0.5\)"):
+        fit_trajectory(DROP, "wai", shape="log", offset=-0.5)
     fit = fit_trajectory(DROP, "wai", shape="log", offset=1)
     assert "log(session + 1)" in fit.fixed.index
 

@@ -582,21 +582,33 @@ class NestedLMM:
         Parameters
         ----------
         theta0 : array, optional
-            Start on the original (lme4) scale; default: identity relative factor.
+            Start on the original (lme4) scale. Default: lme4's identity start plus a global
+            search (other starts, boundary faces; see :meth:`_search`), run on the data
+            themselves or, with 8,000 clients or more, on a pilot subset of ~4,000 clients whose
+            optimum then starts the fit on all data. A given ``theta0`` is used as the only
+            start (the boundary probes still apply).
         maxiter : int
             Iteration limit of the quasi-Newton phase.
 
         Returns
         -------
         EngineFit
+
+        Notes
+        -----
+        The profile can have several local minima (e.g. an interior one next to a better one
+        at a zero variance), and at a zero diagonal component its gradient is often exactly 0,
+        where a quasi-Newton method stops. lme4 (BOBYQA from theta = 1) usually, but not
+        always, finds the global minimum; the search here keeps the lowest of all candidates.
         """
         with _single_blas_thread():
             return self._fit(theta0, maxiter)
 
     def _pilot_theta(self, n_pilot: int = 4000) -> np.ndarray | None:
-        """Start for large data: theta fitted on an evenly spaced subset of ~n_pilot clients."""
+        """Start for large data: theta fitted (with the global search) on an evenly spaced
+        subset of ~n_pilot clients; None below 2 n_pilot clients."""
         stride = self.n_clients // n_pilot
-        if stride < 4:
+        if stride < 2:
             return None
         keep = self.row_block % stride == 0
         ther = self.row_ther[keep] if self.n_therapists else None
@@ -619,22 +631,18 @@ class NestedLMM:
         self.n_evals = 0
         if theta0 is None:
             pilot = self._pilot_theta() if polish else None
+            # global search (several starts, boundary faces) on small data and on the pilot;
+            # from a pilot start only the local run and the boundary probes
+            thorough = pilot is None
             x0 = self.start_theta() if pilot is None else self.to_scaled(pilot)
         else:
+            thorough = False
             x0 = self.to_scaled(theta0)
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
         msgs: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with np.errstate(all="ignore"):
-                res = optimize.minimize(
-                    self.value_and_grad,
-                    x0,
-                    jac=True,
-                    method="L-BFGS-B",
-                    bounds=bounds,
-                    options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-7},
-                )
+                res = self._search(x0, maxiter, thorough)
                 self.n_evals_quasi_newton = self.n_evals
                 if not polish:
                     return self.to_original(np.asarray(res.x, dtype=float))
@@ -644,6 +652,146 @@ class NestedLMM:
         if not converged:
             msgs.append(f"optimizer did not converge: {res.message}")
         return self._finish(theta_s, converged, str(res.message), msgs, max_grad)
+
+    # boundary probes along a coordinate at 0 (internal scale: sd ratio times the Z scale)
+    _PROBES = (0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+    def _diag_index(self) -> np.ndarray:
+        """Positions in theta of the bounded (diagonal and therapist) components."""
+        return np.flatnonzero(np.isfinite(self.lower))
+
+    def _local(self, x0, maxiter: int, fixed=(), explore: bool = False) -> optimize.OptimizeResult:
+        """Bounded L-BFGS-B from ``x0``; components in ``fixed`` are held at their bound 0.
+
+        ``explore`` uses looser tolerances: enough to tell which basin a start leads to.
+        """
+        x0 = np.maximum(np.asarray(x0, dtype=float), self.lower)
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
+        for k in fixed:
+            bounds[k] = (0.0, 0.0)
+            x0[k] = 0.0
+        if len(fixed) == self.n_theta:
+            return optimize.OptimizeResult(
+                x=x0, fun=self.deviance_scaled(x0), success=True, message="boundary point"
+            )
+        return optimize.minimize(
+            self.value_and_grad,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={
+                "maxiter": min(maxiter, 60) if explore else maxiter,
+                "ftol": 1e-8 if explore else 1e-13,
+                "gtol": 1e-4 if explore else 1e-7,
+            },
+        )
+
+    def _search(self, x0, maxiter: int, thorough: bool) -> optimize.OptimizeResult:
+        """Minimise the profiled deviance, guarding against local and degenerate optima.
+
+        The profile can have an interior local optimum next to a better one on the boundary
+        (a variance at 0), and at a diagonal theta of 0 the gradient along it is often exactly
+        0 (the deviance is even in a lone diagonal component), so a quasi-Newton run that
+        touches the bound can stop there although the optimum is interior. Hence:
+
+        1. L-BFGS-B from ``x0`` (lme4's identity start or the pilot's optimum);
+        2. if ``thorough``: also from a small start (diagonal 0.1), from a moment-based start
+           (:meth:`moment_start`), and on every boundary face (one bounded component held at
+           0, the others optimised), plus the point with every component at 0; the best wins
+           (ties go to the earlier candidate);
+        3. for each bounded component that ends at 0, the deviance is probed at a few positive
+           values along it; if one is lower the search continues from there (up to 3 times).
+        """
+        best = self._local(x0, maxiter)
+        primary = best
+
+        def better(res) -> bool:
+            return _lower(res.fun, best.fun)
+
+        diag = self._diag_index()
+        if thorough:
+            starts = [np.where(np.isfinite(self.lower), 0.1, 0.0)]
+            mom = self.moment_start()
+            if mom is not None:
+                starts.append(mom)
+            for start in starts:
+                res = self._local(start, maxiter, explore=True)
+                if better(res):
+                    best = res
+            faces = [(int(k),) for k in diag] if diag.size > 1 else []
+            faces.append(tuple(range(self.n_theta)))  # every component at 0: no random effects
+            for face in faces:
+                res = self._local(best.x, maxiter, fixed=face, explore=True)
+                if better(res):
+                    best = res
+            if best is not primary:  # converge tightly in the winning basin
+                res = self._local(best.x, maxiter)
+                if not res.fun > best.fun:
+                    best = res
+        for _ in range(3):
+            x = np.asarray(best.x, dtype=float)
+            trial, f_trial = None, best.fun
+            for k in diag[x[diag] <= 1e-6]:
+                for h in self._PROBES:
+                    cand = x.copy()
+                    cand[k] = h
+                    f = self.deviance_scaled(cand)
+                    if _lower(f, f_trial):
+                        trial, f_trial = cand, f
+            if trial is None:
+                break
+            res = self._local(trial, maxiter)
+            if not better(res):
+                break
+            best = res
+        return best
+
+    def moment_start(self) -> np.ndarray | None:
+        """A method-of-moments start on the internal scale (None if it cannot be formed).
+
+        Per-client least squares of the OLS residuals on ``Z`` give ``b_i`` with
+        ``Cov(b_i) ~ Gamma + s^2 (Z_i'Z_i)^{-1}``, so ``Gamma / s^2`` is estimated by the sample
+        covariance of the ``b_i`` minus ``s^2`` times the mean ``(Z_i'Z_i)^{-1}`` (eigenvalues
+        clipped), with ``s^2`` the pooled within-client residual variance; theta is its
+        Cholesky factor. The therapist component compares the variance of the therapist mean
+        residuals with the residual variance over the mean therapist size.
+        """
+        p, q = self.p, self.q
+        WtW = self.WtW
+        try:
+            beta = np.linalg.solve(WtW[:p, :p], WtW[:p, p])
+        except np.linalg.LinAlgError:
+            return None
+        c = np.append(-beta, 1.0)
+        rss = float(c @ WtW @ c)
+        zr = np.einsum("akm,k->am", self.ZtW, c)  # Z_i' r_i, (q, nc)
+        ztz = self.ZtZ
+        diag_prod = np.prod(np.diagonal(ztz, axis1=0, axis2=1), axis=1)
+        det = ztz[0, 0] if q == 1 else np.linalg.det(np.moveaxis(ztz, -1, 0))
+        ok = (self.client_nobs > q) & (det > 1e-8 * diag_prod)
+        n_ok = int(ok.sum())
+        dfw = self.n - p - q * n_ok
+        if n_ok < q + 2 or dfw <= 0:
+            return None
+        inv, _ = _inv_logdet(np.ascontiguousarray(ztz[:, :, ok]))
+        b = _bmv(inv, np.ascontiguousarray(zr[:, ok]))
+        s2 = (rss - float((zr[:, ok] * b).sum())) / dfw
+        if not s2 > 0:
+            return None
+        G = (np.atleast_2d(np.cov(b)) - s2 * inv.mean(axis=2)) / s2
+        w, v = np.linalg.eigh(0.5 * (G + G.T))
+        w = np.maximum(w, 1e-4)
+        L = np.linalg.cholesky((v * w) @ v.T)
+        theta = L[self._lrow, self._lcol]
+        if self.n_therapists:
+            if self.n_therapists < 3:
+                return np.append(theta, 0.1)
+            rbar = (self.tW @ c) / self.ther_nobs
+            noise = rss / (self.n - p) / float(self.ther_nobs.mean())
+            tau = (float(np.var(rbar, ddof=1)) - noise) / s2
+            theta = np.append(theta, math.sqrt(max(tau, 1e-4)))
+        return theta if np.all(np.isfinite(theta)) else None
 
     def _hessian_from_grad(self, theta_s: np.ndarray, free: np.ndarray, g0=None) -> np.ndarray:
         """Hessian over ``free`` by differencing the analytic gradient (forward if g0 given)."""
@@ -848,6 +996,13 @@ class NestedLMM:
             df = 2.0 * var**2 / denom
         df[~(df > 0)] = np.nan
         return df
+
+
+def _lower(f: float, ref: float) -> bool:
+    """``f`` is lower than ``ref`` by more than rounding (any finite value beats inf/NaN)."""
+    if not np.isfinite(ref):
+        return bool(np.isfinite(f))
+    return bool(f < ref - 1e-9 * max(1.0, abs(ref)))
 
 
 def _steps(x: np.ndarray, h_rel: float) -> np.ndarray:
