@@ -28,7 +28,6 @@ cells replaced per missing code column.
 from __future__ import annotations
 
 import difflib
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -195,6 +194,7 @@ def check_items(
     bad = None
     pieces = []
     code_counts = {}
+    scratch = (np.empty(min(n, _CHUNK)), np.empty(min(n, _CHUNK), dtype=bool))
     for j, col in enumerate(instrument.columns):
         raw = df[col]
         xj, mj = x[:, j], miss[:, j]
@@ -202,14 +202,15 @@ def check_items(
         numeric = pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(
             raw.dtype
         )
-        out_range = frac = None
-        if numeric:
-            np.copyto(xj, raw.to_numpy(dtype=float, na_value=np.nan))
-            coded = None
-            for code in inner_codes:  # codes inside the scale need a full comparison
-                hit = xj == code
-                coded = hit if coded is None else coded | hit
+        if numeric:  # converted chunk by chunk in _screen_column (no full-size temporaries)
+            src = (
+                raw.to_numpy()  # plain NumPy numbers: cast per chunk (the same C cast)
+                if isinstance(raw.dtype, np.dtype) and raw.dtype.kind in "iuf"
+                else raw.to_numpy(dtype=float, na_value=np.nan)
+            )
+            n_coded = 0
         else:
+            src = None
             np.copyto(
                 xj, pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             )
@@ -220,38 +221,16 @@ def check_items(
             if str_codes:
                 coded |= stripped.isin(str_codes).to_numpy(dtype=bool, na_value=False) & ~isnull
             text = ~blank & ~coded & np.isnan(xj)
-        n_coded = 0
-        if coded is not None:
             n_coded = np.count_nonzero(coded)
             if n_coded:
                 xj[coded] = np.nan
-        # range screen; codes outside the scale are found among the out-of-range cells only
-        below = n and not np.fmin.reduce(xj) >= lo  # NaN (all missing) counts as "check"
-        above = n and not np.fmax.reduce(xj) <= hi
-        if below or above:
-            with np.errstate(invalid="ignore"):
-                if below and above:
-                    opos = np.flatnonzero((xj < lo) | (xj > hi))
-                else:
-                    opos = np.flatnonzero(xj < lo if below else xj > hi)
-            if outer_codes.size and len(opos):
-                is_code = np.isin(xj[opos], outer_codes)
-                xj[opos[is_code]] = np.nan
-                n_coded += int(is_code.sum())
-                opos = opos[~is_code]
-            if len(opos):
-                out_range = np.zeros(n, dtype=bool)
-                out_range[opos] = True
+        check_int = instrument.integer_scale and not pd.api.types.is_integer_dtype(raw.dtype)
+        more_coded, out_range, frac = _screen_column(
+            xj, mj, src, lo, hi, inner_codes if numeric else [], outer_codes, check_int, scratch
+        )
+        n_coded += more_coded
         if n_coded:
             code_counts[col] = int(n_coded)
-        np.isnan(xj, out=mj)
-        n_nan = np.count_nonzero(mj)
-        if n_nan < n and instrument.integer_scale and not pd.api.types.is_integer_dtype(raw.dtype):
-            uneven = np.rint(xj) != xj  # NaN != NaN: more inequalities than NaNs = fractions
-            if np.count_nonzero(uneven) > n_nan:
-                frac = uneven & ~np.isnan(xj)
-                if out_range is not None:
-                    frac &= ~out_range
         found = [
             (m, kind)
             for m, kind in (
@@ -303,6 +282,76 @@ def check_items(
     if bad is None:
         bad = np.zeros((n, k), dtype=bool, order="F")
     return ItemCheck(x, miss, bad, cells, code_counts)
+
+
+#: Rows per chunk when screening an item column (fits in a core's cache: one pass from memory).
+_CHUNK = 1 << 16
+
+
+def _screen_column(xj, mj, src, lo, hi, inner_codes, outer_codes, check_int, scratch):
+    """Screen one item column chunk by chunk: copy `src` into `xj` (when given), turn missing
+    codes into NaN, find values outside ``lo..hi`` and fractions, and fill the missing mask `mj`.
+
+    Returns the number of missing-code cells and the boolean masks of out-of-range cells and of
+    fractional cells (None when there are none). Every step works on a cache-sized chunk while it
+    is in cache; positions are looked up only in chunks whose minimum, maximum or rounding fails.
+    """
+    n = len(xj)
+    n_coded = 0
+    out_pos, frac_pos = [], []
+    rint, uneven = scratch
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        xc, mc = xj[start:stop], mj[start:stop]
+        if src is not None:
+            np.copyto(xc, src[start:stop], casting="unsafe")
+            coded = None
+            for code in inner_codes:  # codes inside the scale need a full comparison
+                hit = xc == code
+                coded = hit if coded is None else coded | hit
+            if coded is not None:
+                k = np.count_nonzero(coded)
+                if k:
+                    xc[coded] = np.nan
+                    n_coded += k
+        # range screen; codes outside the scale are found among the out-of-range cells only
+        below = not np.fmin.reduce(xc) >= lo  # NaN (all missing) counts as "check"
+        above = not np.fmax.reduce(xc) <= hi
+        opos = None
+        if below or above:
+            with np.errstate(invalid="ignore"):
+                if below and above:
+                    opos = np.flatnonzero((xc < lo) | (xc > hi))
+                else:
+                    opos = np.flatnonzero(xc < lo if below else xc > hi)
+            if outer_codes.size and len(opos):
+                is_code = np.isin(xc[opos], outer_codes)
+                xc[opos[is_code]] = np.nan
+                n_coded += int(is_code.sum())
+                opos = opos[~is_code]
+            if len(opos):
+                out_pos.append(start + opos)
+            else:
+                opos = None
+        np.isnan(xc, out=mc)
+        n_nan = np.count_nonzero(mc)
+        if check_int and n_nan < len(xc):
+            r, u = rint[: len(xc)], uneven[: len(xc)]
+            np.rint(xc, out=r)
+            np.not_equal(r, xc, out=u)  # NaN != NaN: more inequalities than NaNs = fractions
+            if np.count_nonzero(u) > n_nan:
+                fr = u & ~mc
+                if opos is not None:
+                    fr[opos] = False
+                frac_pos.append(start + np.flatnonzero(fr))
+    out_range = frac = None
+    if out_pos:
+        out_range = np.zeros(n, dtype=bool)
+        out_range[np.concatenate(out_pos)] = True
+    if frac_pos:
+        frac = np.zeros(n, dtype=bool)
+        frac[np.concatenate(frac_pos)] = True
+    return n_coded, out_range, frac
 
 
 def _empty_cells() -> pd.DataFrame:
@@ -389,17 +438,27 @@ def _text_column(n: int, pos: np.ndarray, texts: np.ndarray) -> pd.api.extension
 
 
 def _join_by_pos(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Join text pieces per row position with '; ' (vectorised via groupby).
+    """Join text pieces per row position with '; ', in the order the pieces are given.
 
-    Returns the sorted distinct positions and the joined text of each.
+    Returns the sorted distinct positions and the joined text of each. Vectorised: one stable
+    sort, then one object-array concatenation per rank within a row (a row rarely has more than
+    a few pieces), never a Python call per row.
     """
     pieces = [(p, t) for p, t in pieces if len(p)]
     if not pieces:
         return np.array([], dtype=np.int64), np.array([], dtype=object)
-    pos = np.concatenate([p for p, _ in pieces])
+    pos = np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in pieces])
     txt = np.concatenate([np.asarray(t, dtype=object) for _, t in pieces])
-    joined = pd.Series(txt).groupby(pos, sort=True).agg("; ".join)
-    return joined.index.to_numpy(), joined.to_numpy(dtype=object)
+    if len(pos) > 1 and not np.all(pos[1:] > pos[:-1]):
+        order = np.argsort(pos, kind="stable")
+        pos, txt = pos[order], txt[order]
+    first = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    sizes = np.diff(np.r_[first, len(pos)])
+    out = txt[first]
+    for k in range(1, int(sizes.max())):
+        grp = np.flatnonzero(sizes > k)
+        out[grp] = out[grp] + "; " + txt[first[grp] + k]
+    return pos[first], out
 
 
 def score(
@@ -546,14 +605,32 @@ def score(
         ok &= (~bad_row & ~not_administered)[:, None]
 
     if inst.missing_rule == "impute_subscale_mean" and any_missing:
-        x = _impute_subscale_means(x, inst)
+        # per scale, rows with some (not all) of its items missing, or an invalid cell, can hold
+        # a gap to fill; the others have nothing to fill or nothing to fill it from
+        gaps = {
+            s: np.flatnonzero(((mc > 0) & (mc < sizes[j])) | bad_row)
+            for j, (s, mc) in enumerate(zip(names, miss_counts.T, strict=True))
+        }
+        x = _impute_subscale_means(x, inst, gaps)
         answered = np.broadcast_to(sizes, miss_counts.shape)
     else:
-        answered = sizes - miss_counts
-    if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
-        np.copyto(x, 0.0, where=np.isnan(x) if inst.missing_rule != "prorate" else miss)
+        answered = sizes.astype(miss_counts.dtype) - miss_counts  # (small ints: int16)
     sums = np.zeros((n, len(names)), order="F")
-    _column_sums(x, scales, names, partition, sums)
+    # rows that hold a NaN (a missing or invalid cell); not-administered rows are never scored
+    gappy = None if all_ok else np.flatnonzero(((n_missing > 0) & ~not_administered) | bad_row)
+    if gappy is not None and len(gappy) * 8 < n:  # few: sum every row, then redo those rows
+        _column_sums(x, scales, names, partition, sums)
+        sub = np.empty((len(gappy), x.shape[1]), order="F")
+        for j in range(x.shape[1]):  # column gathers (x is column-major)
+            np.take(x[:, j], gappy, out=sub[:, j])
+        _zero_missing(sub, inst, miss[gappy])
+        redo = np.zeros((len(gappy), len(names)), order="F")
+        _column_sums(sub, scales, names, partition, redo)
+        sums[gappy] = redo
+    else:
+        if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
+            _zero_missing(x, inst, miss)
+        _column_sums(x, scales, names, partition, sums)
     prorated = np.zeros(n, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         for j in range(len(names)):
@@ -573,8 +650,6 @@ def score(
                 okj = ok[:, j]
                 acc[~okj] = np.nan
                 prorated |= okj & (miss_counts[:, j] > 0)
-    val = sums
-    new = {f"{inst.prefix}_{s}": val[:, j] for j, s in enumerate(names)}
 
     pieces = []
     if len(check.cells):
@@ -606,10 +681,16 @@ def score(
             pieces.append((pos, np.full(len(pos), txt, dtype=object)))
     problem = _text_column(n, *_join_by_pos(pieces))
 
-    new[f"{inst.prefix}_n_missing"] = n_missing.astype(np.int64)
-    new[f"{inst.prefix}_prorated"] = prorated
-    new[f"{inst.prefix}_problem"] = problem
-    added = pd.DataFrame(new, index=df.index)
+    # the scores as one float block (a view of `sums`, not a copy), then the other columns
+    scores = pd.DataFrame(
+        sums, columns=[f"{inst.prefix}_{s}" for s in names], index=df.index, copy=False
+    )
+    extra = {
+        f"{inst.prefix}_n_missing": n_missing.astype(np.int64),
+        f"{inst.prefix}_prorated": prorated,
+        f"{inst.prefix}_problem": problem,
+    }
+    added = pd.concat([scores, pd.DataFrame(extra, index=df.index)], axis=1)
     base = df.drop(columns=[c for c in added.columns if c in df.columns])
     out = pd.concat([base, added], axis=1)
     out.attrs = {k: v for k, v in df.attrs.items()}
@@ -620,6 +701,15 @@ def score(
         ),
     }
     return out
+
+
+def _zero_missing(x: np.ndarray, inst: Instrument, miss: np.ndarray) -> None:
+    """NaN -> 0 in place before summing: every NaN (``prorate``: the missing cells; the other
+    NaNs are invalid cells, whose rows are not scored)."""
+    if min(inst.scale_min, inst.scale_max) >= 0:  # valid answers are >= 0: one fmax pass
+        np.fmax(x, 0.0, out=x)  # (also zeroes invalid cells, whose rows are not scored)
+    else:
+        np.copyto(x, 0.0, where=np.isnan(x) if inst.missing_rule != "prorate" else miss)
 
 
 def _column_sums(values, scales, names, partition, out) -> None:
@@ -636,13 +726,16 @@ def _column_sums(values, scales, names, partition, out) -> None:
             np.add(total, out[:, j], out=total)
 
 
-def _impute_subscale_means(x: np.ndarray, inst: Instrument) -> np.ndarray:
+def _impute_subscale_means(
+    x: np.ndarray, inst: Instrument, rows: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
     """Fill each missing item with the rounded (halves up) mean of its own subscale's answers.
 
-    Works on scored (already reversed) values; every fill is computed from the answered items
-    before any imputation.
+    Works on scored (already reversed) values, in place, and returns `x`; every fill is computed
+    from the answered items before any imputation. `rows` (scale name -> row positions) limits
+    the work on a scale to the rows that can hold a gap of it (default: every row); the other
+    rows are left as they are.
     """
-    out = x.copy(order="K")
     owner: dict[int, str] = {}
     for s, items in inst.subscales.items():
         for i in items:
@@ -652,18 +745,28 @@ def _impute_subscale_means(x: np.ndarray, inst: Instrument) -> np.ndarray:
     if orphans:  # items outside every subscale are imputed from all items
         groups = {**groups, "total": inst.items}
         owner.update({i: "total" for i in orphans})
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean of nothing
+    everyone = np.arange(x.shape[0])
+    fills = []
+    with np.errstate(invalid="ignore", divide="ignore"):
         for s, items in groups.items():
             targets = [i for i in items if owner[i] == s]
-            if not targets:
+            where = everyone if rows is None else np.asarray(rows[s])
+            if not targets or len(where) == 0:
                 continue
-            fill = np.floor(np.nanmean(x[:, np.asarray(items) - 1], axis=1) + 0.5)
-            for i in targets:
-                col = out[:, i - 1]
-                gap = np.isnan(col)
-                col[gap] = fill[gap]
-    return out
+            block = np.empty((len(where), len(items)), order="F")
+            for j, i in enumerate(items):  # column gathers (x is column-major)
+                np.take(x[:, i - 1], where, out=block[:, j])
+            nan = np.isnan(block)
+            block[nan] = 0.0  # nanmean: sum of the answers / their number (NaN if none)
+            mean = block.sum(axis=1) / (len(items) - nan.sum(axis=1))
+            fills.append(
+                (targets, where, np.floor(mean + 0.5), {i: nan[:, j] for j, i in enumerate(items)})
+            )
+    for targets, where, fill, gaps in fills:
+        for i in targets:
+            gap = gaps[i]
+            x[where[gap], i - 1] = fill[gap]
+    return x
 
 
 def _cells_table(df: pd.DataFrame, cells: pd.DataFrame, client: str, session: str) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from alliance_lib.registry import Instrument, get_instrument
 from alliance_lib.scoring import (
@@ -200,7 +202,13 @@ def validate(
 
     # sessions
     se_raw = df[session]
-    if pd.api.types.is_numeric_dtype(se_raw.dtype) and not pd.api.types.is_bool_dtype(se_raw.dtype):
+    whole = isinstance(se_raw.dtype, np.dtype) and se_raw.dtype.kind in "iu"  # plain integers
+    if whole:  # never missing, text, infinite or fractional: only the sign needs a look
+        se_num = se_raw.to_numpy().astype(float)
+        se_text = se_blank = np.zeros(n, dtype=bool)
+    elif pd.api.types.is_numeric_dtype(se_raw.dtype) and not pd.api.types.is_bool_dtype(
+        se_raw.dtype
+    ):
         se_num = se_raw.to_numpy(dtype=float, na_value=np.nan)
         se_text = np.zeros(n, dtype=bool)
         se_blank = np.isnan(se_num)
@@ -217,17 +225,20 @@ def validate(
             session,
         )
     probs.add(se_blank, f"{session} is missing", "missing session", session)
-    finite = np.isfinite(se_num)
-    pos = np.flatnonzero(~finite & ~np.isnan(se_num))
-    probs.add(
-        pos,
-        f"{session} = " + _fmt_values(se_num[pos]) + " is not a number",
-        "session not a number",
-        session,
-    )
-    with np.errstate(invalid="ignore"):
-        neg = finite & (se_num < 0)
-        frac = finite & ~neg & (se_num != np.floor(se_num))
+    if whole:
+        finite, neg, frac = np.ones(n, dtype=bool), se_num < 0, np.zeros(n, dtype=bool)
+    else:
+        finite = np.isfinite(se_num)
+        pos = np.flatnonzero(~finite & ~np.isnan(se_num))
+        probs.add(
+            pos,
+            f"{session} = " + _fmt_values(se_num[pos]) + " is not a number",
+            "session not a number",
+            session,
+        )
+        with np.errstate(invalid="ignore"):
+            neg = finite & (se_num < 0)
+            frac = finite & ~neg & (se_num != np.floor(se_num))
     for mask, what, label in (
         (neg, "negative", "negative session"),
         (frac, "not a whole number", "non-integer session"),
@@ -277,19 +288,26 @@ def validate(
     # duplicates of client x session x rater (among rows whose keys are valid), by one int64 key
     keyed = ~cl_missing & se_ok & ~ra_bad
     if keyed.any():
-        kpos = np.flatnonzero(keyed)
-        s_int = se_num[kpos].astype(np.int64)
+        every = bool(keyed.all())  # (usual) no gathers needed
+        kpos = np.arange(n) if every else np.flatnonzero(keyed)
+
+        def pick(a):
+            return a if every else a[kpos]
+
+        s_int = pick(se_num).astype(np.int64)
         s_max = int(s_int.max()) + 1
         n_keys = (int(cl_codes.max()) + 1) * s_max * len(RATERS)
         if n_keys >= 2**62:  # a packed key could overflow: hash the columns instead
-            cols = {"c": cl_codes[kpos], "s": s_int}
+            cols = {"c": pick(cl_codes), "s": s_int}
             if ra_codes is not None:
-                cols["r"] = ra_codes[kpos]
+                cols["r"] = pick(ra_codes)
             dup = pd.DataFrame(cols).duplicated(keep=False).to_numpy()
         else:
-            key = cl_codes[kpos] * s_max + s_int
+            key = pick(cl_codes) * s_max
+            key += s_int
             if ra_codes is not None:
-                key = key * len(RATERS) + ra_codes[kpos]
+                key *= len(RATERS)
+                key += pick(ra_codes)
             if int(key.max()) < 8 * len(key) + 1024:  # dense keys: counting beats hashing
                 dup = np.bincount(key)[key] > 1
             else:
@@ -340,18 +358,37 @@ def validate(
     )
 
 
+#: Up to this many runs of clean rows, rows are dropped by copying runs (memmove-fast slices)
+#: instead of gathering every kept row.
+_FEW_RUNS = 256
+
+
 def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
     """The clean rows: item columns from the checked float blocks (missing codes -> NaN), the
     session as int64, every other column as it was; the input's column order and index."""
     some_bad = not good.all()
     keep = np.flatnonzero(good) if some_bad else None
+    runs = None
+    if some_bad:  # the clean rows as runs [start, stop) between quarantined rows
+        cut = np.flatnonzero(~good)
+        starts, stops = np.r_[0, cut + 1], np.r_[cut, len(good)]
+        runs = [(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a]
+        if len(runs) > _FEW_RUNS or not runs:
+            runs = None
     blocks = []
     replaced = set()
     for inst, chk in checks.values():
         cols = [c for c in inst.columns if c not in replaced]
         idx = [inst.columns.index(c) for c in cols]
         values = chk.values if len(idx) == inst.n_items else chk.values[:, idx]
-        if some_bad:  # column by column, so each column stays contiguous (fast to read later)
+        if some_bad and runs is not None:  # compact our own array in place, run by run
+            for j in range(len(idx)):
+                col, at = values[:, j], 0
+                for a, b in runs:
+                    col[at : at + b - a] = col[a:b]
+                    at += b - a
+            values = values[: len(keep)]
+        elif some_bad:  # column by column, so each column stays contiguous (fast to read later)
             kept = np.empty((len(keep), len(idx)), order="F")
             for j in range(len(idx)):
                 np.take(values[:, j], keep, out=kept[:, j], mode="clip")  # keep is in range
@@ -363,7 +400,11 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
         blocks.append(pd.DataFrame({session: sessions.astype(np.int64)}))
         replaced.add(session)
     rest = df[[c for c in df.columns if c not in replaced]]
-    rest = rest.iloc[keep] if some_bad else rest
+    if some_bad and runs is not None and len(rest.columns):
+        rest = pd.concat([rest.iloc[a:b] for a, b in runs])
+        rest.index = df.index[keep]
+    elif some_bad:
+        rest = rest.iloc[keep]
     for block in blocks:
         block.index = rest.index
     clean = pd.concat([rest, *blocks], axis=1)[list(df.columns)]
@@ -377,14 +418,25 @@ def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray,
     The text work (strip, lower) runs on the distinct values only, so it is cheap on long tables;
     ``" 01"`` and ``"01"`` get the same code.
     """
-    codes, uniq = pd.factorize(raw)
+    codes = uniq = None
+    if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
+        enc = pc.dictionary_encode(raw.array.__arrow_array__(), null_encoding="mask")
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else None
+        if enc is not None:  # (distinct values in order of appearance, as pd.factorize)
+            codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+            uniq = enc.dictionary.to_pylist()
+    if codes is None:
+        codes, uniq = pd.factorize(raw)
     text = pd.Series(np.asarray(uniq, dtype=object)).astype("str").str.strip()
     if lower:
         text = text.str.lower()
     blank = (text == "").to_numpy(dtype=bool)
     ucodes, utext = pd.factorize(text)
-    ucodes = np.where(blank, -1, ucodes).astype(np.int64)
     codes = np.asarray(codes, dtype=np.int64)
+    if len(utext) == len(uniq) and not blank.any():  # already distinct once stripped: as is
+        return codes, np.asarray(utext, dtype=object)
+    ucodes = np.where(blank, -1, ucodes).astype(np.int64)
     out = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1)
     return out, np.asarray(utext, dtype=object)
 

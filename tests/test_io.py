@@ -510,3 +510,146 @@ def test_option_checks_and_single_strings(tmp_path):
     # a single string is one name, not a set of characters
     df = read_table(p, id_columns="code", required="code")
     assert df["code"].tolist() == ["02"] and df["id"].tolist() == ["01"]
+
+
+# ------------------------------------------------------------------ fast path for large files
+
+import alliance_lib.io as io_module  # noqa: E402  (the module, for its switches)
+
+
+def _read_both(monkeypatch, path, **opts):
+    """(general path result or error, fast path result or error) for one file."""
+
+    def run():
+        try:
+            return read_table(path, **opts)
+        except ReadError as err:
+            return ("ReadError", str(err), err.row, err.problems)
+
+    with monkeypatch.context() as m:
+        m.setattr(io_module, "_read_delimited_fast", lambda *a, **k: None)
+        general = run()
+    with monkeypatch.context() as m:
+        m.setattr(io_module, "_FAST_MIN_RECORDS", 0)
+        calls = []
+        real = io_module._read_delimited_fast
+        m.setattr(
+            io_module,
+            "_read_delimited_fast",
+            lambda *a, **k: calls.append(real(*a, **k)) or calls[-1],
+        )
+        fast = run()
+    return general, fast, calls[0] is not None if calls else False
+
+
+FAST_CASES = {
+    "plain": "client_id,session,wai_sr_1,note\n007,1,4,\n012,2,,x\n",
+    "blank_lines_and_delimiter_rows": "client_id,session,x\n01,1,2\n\n,,\n02,2,3\n  , ,\n03,3,4\n",
+    "quoted_newlines_and_quotes": 'client_id,x,note\n01,1,"a\nb"\n02,2,"say ""hi"", ok"\n03,3,c\n',
+    "title_rows": "Wave 1 export\nSite: Bern\nclient_id,session,x\n01,1,2\n02,2,3\n",
+    "tokens": "client_id,a,b,c,d,e\n1,NA,nan,inf,True,9007199254740993\n2,NaN,3,-inf,False,1\n",
+    "whitespace_cells": "client_id,x,y\n 01 , 3 ,a\n02,NA , b\n03,\u00a0,c\n",
+    "huge_integers": "client_id,x\n1,99999999999999999999\n2,3\n",
+    "crlf_bom_tabs": "\ufeffclient_id\tsession\tx\r\n01\t1\t2.5\r\n02\t2\t\r\n",
+    "pipes": "client_id|x\n01|1\n02|2\n",
+    "semicolon_decimal_comma": "client_id;x\n01;4,5\n02;3\n",
+    "no_trailing_newline": "client_id,x\n01,1\n02,2",
+    "ragged": "client_id,x\n01,1\n02,2,3\n",
+    "short_row": "client_id,x,y\n01,1,2\n02\n",
+    "unbalanced_quote": 'client_id,x\n01,"1\n02,2\n',
+    "duplicate_names": "client_id,x,x\n01,1,2\n",
+    "unnamed_empty_column": "client_id,x,\n01,1,\n02,2,\n",
+    "header_only": "client_id,x\n",
+    "all_text": "client_id,rater,date\n01,client,2025-01-06\n02,therapist,2025-01-13\n",
+    "blank_row_longer_than_header": "client_id,x\n01,1\n,,,\n02,2\n",
+    "no_header": "1,2\n3,4\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_fast_path_gives_the_general_paths_result(tmp_path, monkeypatch, name):
+    # the fast path either returns exactly what the general path returns (cells, dtypes, index,
+    # attrs, warnings) or hands the file over to the general path (errors included)
+    p = write(tmp_path, "w.csv", FAST_CASES[name])
+    general, fast, _ = _read_both(monkeypatch, p)
+    if isinstance(general, tuple):
+        assert fast == general
+        return
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    assert fast.attrs == general.attrs
+    assert fast.dtypes.tolist() == general.dtypes.tolist()
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"header": 3},
+        {"na_values": ("", "n/a")},
+        {"na_values": ()},
+        {"id_columns": ("x",)},
+        {"delimiter": ","},
+        {"decimal": "."},
+        {"allow_empty": True},
+    ],
+)
+def test_fast_path_options_match_the_general_path(tmp_path, monkeypatch, opts):
+    p = write(tmp_path, "w.csv", "Title\n\nclient_id,x,y\n01,n/a,3\n\n02,007,NA\n")
+    general, fast, _ = _read_both(monkeypatch, p, **opts)
+    if isinstance(general, tuple):
+        assert fast == general
+        return
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    assert fast.attrs == general.attrs
+
+
+def test_large_regular_file_takes_the_fast_path_with_file_rows(tmp_path, monkeypatch):
+    # 6,000 data rows (above the fast-path threshold) with a title row, a blank line, a row of
+    # empty fields, a quoted line break, text in a numeric column and ids with leading zeros
+    lines = ["Export 2026-11-26", "client_id,session,wai_sr_1,note"]
+    for i in range(6000):
+        lines.append(f"{i:05d},{i % 16},{1 + i % 5},")
+    lines[2 + 10] = '00010,10,1,"two\nlines"'  # record of data row 11 spans file lines 13-14
+    lines.insert(2 + 100, "")  # a blank line before data row 101
+    lines.insert(2 + 200, ",,,")  # a row of empty fields before data row 200
+    lines[2 + 300] = "00298,10,n/a,"
+    p = tmp_path / "big.csv"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    general, fast, used_fast = _read_both(monkeypatch, p)
+    assert used_fast
+    df = read_table(p)  # default threshold: this file is large enough for the fast path
+    pd.testing.assert_frame_equal(df, general, check_exact=True)
+    pd.testing.assert_frame_equal(df, fast, check_exact=True)
+    assert df.attrs == general.attrs
+    # by hand: header on line 2; data row k on line 2 + k, +1 after the quoted line break
+    # (data row 11), +1 after the blank line, +1 after the row of empty fields
+    assert len(df) == 6000 and df.attrs["header_row"] == 2
+    assert df.index[:11].tolist() == list(range(3, 14))
+    assert df.index[11] == 15  # data row 12: after the two-line record
+    assert df.loc[15, "client_id"] == "00011"
+    assert df.attrs["blank_rows_dropped"] == [104, 204]  # list positions 102, 202: +1, +1 quote
+    assert df.index[-1] == 6000 + 2 + 1 + 1 + 1
+    assert df.loc[14 + 1, "session"] == 11 and df["session"].dtype == np.int64
+    assert df.loc[13, "note"] == "two\nlines"
+    assert df.attrs["text_cells"] == {"wai_sr_1": 1}
+    assert df["wai_sr_1"].dtype == object and "n/a" in df["wai_sr_1"].tolist()
+    assert df["client_id"].iloc[0] == "00000" and df["note"].isna().sum() == 5999
+    assert df.attrs["warnings"][0].startswith("skipped 1 row(s) above the header (row 1: Export")
+
+
+def test_fast_path_with_many_rows_starting_with_an_empty_field(tmp_path, monkeypatch):
+    # every record starts with the delimiter, so none is settled by its first byte: the blank
+    # rows are found among 6,000 candidates at once; two of them are blank (file lines 1002,
+    # 4003), one holds only a non-ASCII space in a cell (blank too: cells are stripped)
+    lines = ["note,client_id,x"] + [f",{i:04d},{i % 5}" for i in range(6000)]
+    lines.insert(1001, ",,")
+    lines.insert(4002, ", ,")
+    lines.insert(5003, ",\u00a0,")
+    p = tmp_path / "lead.csv"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    general, fast, used_fast = _read_both(monkeypatch, p)
+    assert used_fast
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    assert fast.attrs == general.attrs
+    assert fast.attrs["blank_rows_dropped"] == [1002, 4003, 5004]
+    assert len(fast) == 6000 and fast["note"].isna().all()
+    assert fast.loc[1003, "client_id"] == "1000" and fast.loc[1003, "x"] == 0

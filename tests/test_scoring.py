@@ -569,3 +569,88 @@ def test_error_names_the_file():
         "wai_sr_1",
         0,
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed-ups keep the results: chunked screening, row-limited imputation, joined problem texts
+# ---------------------------------------------------------------------------------------------
+
+scoring_module = __import__("alliance_lib.scoring", fromlist=["_CHUNK"])
+
+
+def test_join_by_pos_keeps_the_order_of_the_pieces_per_row():
+    pieces = [
+        (np.array([3, 1]), np.array(["a", "b"], dtype=object)),
+        (np.array([], dtype=np.int64), np.array([], dtype=object)),
+        (np.array([1]), np.array(["c"], dtype=object)),
+        (np.array([3, 3, 0]), np.array(["d", "e", "f"], dtype=object)),
+    ]
+    pos, text = scoring_module._join_by_pos(pieces)
+    assert pos.tolist() == [0, 1, 3]
+    assert text.tolist() == ["f", "b; c", "a; d; e"]
+    pos, text = scoring_module._join_by_pos([])
+    assert pos.tolist() == [] and text.tolist() == []
+
+
+def test_screening_in_chunks_finds_every_cell(monkeypatch):
+    # chunks of 3 rows: the invalid cells and missing codes fall in different chunks, and one
+    # chunk (rows 5-7) is entirely missing in item 2
+    rows = [list(WAI_SR_ROW) for _ in range(10)]
+    rows[0][0] = 7  # chunk 1: out of range
+    rows[4][2] = 2.5  # chunk 2: fraction
+    rows[8][0] = -99  # chunk 3: missing code outside the scale
+    rows[9][0] = 0  # chunk 4: out of range below
+    for k in (3, 4, 5):
+        rows[k][1] = None
+    df = frame("wai_sr", 12, rows)
+    whole = al.score(df, "wai-sr", errors="quarantine", missing_codes=[-99])
+    monkeypatch.setattr(scoring_module, "_CHUNK", 3)
+    chunked = al.score(df, "wai-sr", errors="quarantine", missing_codes=[-99])
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+    assert chunked.attrs == whole.attrs
+    problems = chunked["wai_sr_problem"]
+    assert problems.loc[2] == "wai_sr_1 = 7 is outside 1-5"
+    assert problems.loc[6] == (
+        "wai_sr_3 = 2.5 is not a whole number (the 1-5 scale has whole-number answers)"
+    )
+    assert problems.loc[11] == "wai_sr_1 = 0 is outside 1-5"
+    assert problems.isna().sum() == 7
+    assert chunked["wai_sr_n_missing"].tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 0]
+    assert chunked.attrs["scoring"]["wai_sr"]["missing_codes"] == {"wai_sr_1": 1}
+    # row 10 (index 10): item 1 missing -> task = (2 + 5 + 4) / 3
+    close(chunked.loc[10, "wai_sr_task"], 11 / 3)
+
+
+def test_imputation_limited_to_rows_with_gaps_equals_every_row():
+    inst = al.get_instrument("oq-45.2")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 5, (200, 45)).astype(float)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[7] = np.nan  # nothing to impute from
+    full = scoring_module._impute_subscale_means(np.asfortranarray(x), inst)
+    rows = {}
+    for s, items in inst.scales.items():
+        nan = np.isnan(x[:, np.asarray(items) - 1]).sum(axis=1)
+        rows[s] = np.flatnonzero((nan > 0) & (nan < len(items)))
+    limited = scoring_module._impute_subscale_means(np.asfortranarray(x), inst, rows)
+    np.testing.assert_array_equal(limited, full)
+    # by hand for one row: a missing SR item gets the rounded mean of the row's other SR items
+    sr = np.asarray(inst.subscales["sr"]) - 1
+    k = next(r for r in range(200) if np.isnan(x[r, sr]).sum() == 1)
+    gap = sr[np.isnan(x[k, sr])][0]
+    assert full[k, gap] == np.floor(np.nanmean(x[k, sr]) + 0.5)
+
+
+def test_scales_with_negative_answers_zero_missing_cells_the_general_way():
+    # the same PHQ-9 answers on a shifted scale (-1..2 instead of 0..3): sums shift by -9
+    import dataclasses
+
+    inst = al.get_instrument("phq-9")
+    shifted = dataclasses.replace(inst, scale_min=-1, scale_max=2)
+    rows = [[1, 2, 3, 0, 1, 2, 3, 0, 1], with_missing([1, 2, 3, 0, 1, 2, 3, 0, 1], [2])]
+    df = frame("phq9", 9, rows)
+    low = frame("phq9", 9, [[None if v is None else v - 1 for v in r] for r in rows])
+    out = al.score(df, inst, prorate=1)
+    out_low = al.score(low, shifted, prorate=1)
+    close(out["phq9_total"], [13.0, 11 / 8 * 9])
+    close(out_low["phq9_total"], [13.0 - 9, (11 - 8) / 8 * 9])

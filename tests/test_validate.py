@@ -209,3 +209,58 @@ def test_numeric_string_missing_code_on_numeric_column():
     )
     v = al.validate(df, "wai-sr", missing_codes=["-99"])
     assert v.n_clean == 1 and v.missing_codes.to_dict() == {"wai_sr_2": 1}
+
+
+def test_clean_rows_copied_run_by_run_equal_the_row_by_row_copy(monkeypatch, result):
+    # the clean frame is built from runs of clean rows (few quarantined rows) or by gathering
+    # the clean rows one by one (many); both give the same frame, by hand: rows 2, 7, 17, 19
+    validate_module = __import__("sys").modules["alliance_lib.validate"]
+    monkeypatch.setattr(validate_module, "_FEW_RUNS", 0)
+    gathered = al.validate(table(MESSY), "wai-sr", missing_codes=[-99])
+    pd.testing.assert_frame_equal(result.clean, gathered.clean, check_exact=True)
+    assert result.clean.index.tolist() == [2, 7, 17, 19]
+    assert result.clean["client_id"].tolist() == ["001", "001", "003", "004"]
+    assert result.clean["session"].tolist() == [1, 6, 1, 3]
+    assert np.isnan(result.clean.loc[7, "wai_sr_8"]) and result.clean.loc[17, "wai_sr_1"] == 3
+    # a long table with one quarantined row in the middle: the runs either side of it
+    n = 5000
+    df = pd.DataFrame({"client_id": [f"{i:05d}" for i in range(n)], "session": 1})
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = np.arange(n) % 5 + 1.0
+    df.loc[2500, "wai_sr_3"] = 9
+    df.index = pd.RangeIndex(2, n + 2, name="row")
+    gathered = al.validate(df, "wai-sr")
+    monkeypatch.setattr(validate_module, "_FEW_RUNS", 256)
+    runs = al.validate(df, "wai-sr")
+    pd.testing.assert_frame_equal(runs.clean, gathered.clean, check_exact=True)
+    assert runs.quarantined.index.tolist() == [2502]
+    assert runs.clean.index[[2499, 2500]].tolist() == [2501, 2503]
+    assert runs.clean["wai_sr_3"].iloc[2500] == 2501 % 5 + 1
+    assert runs.clean["client_id"].iloc[2500] == "02501"
+
+
+def test_arrow_text_ids_in_several_chunks_are_matched_after_stripping():
+    # Arrow-backed text columns are encoded in Arrow; a column made of two chunks (concat) and
+    # ids differing only by blanks must behave like the object-dtype column, by hand:
+    # " 07" and "07" are one client (rows 2 and 4 duplicate), "" is a missing id (row 3)
+    rows = [("07", 1), ("", 1), (" 07", 1), ("08", 1), ("08", 2)]
+    parts = [
+        pd.DataFrame({"client_id": pd.array([c for c, _ in rows[a:b]], dtype="str")})
+        for a, b in ((0, 2), (2, 5))
+    ]
+    df = pd.concat(parts, ignore_index=True)
+    df["session"] = [s for _, s in rows]
+    df["rater"] = pd.array(["client", "client", "Client ", "client", "client"], dtype="str")
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = 3.0
+    df.index = pd.RangeIndex(2, 7, name="row")
+    assert df["client_id"].array.__arrow_array__().num_chunks == 2
+    v = al.validate(df, "wai-sr")
+    as_object = al.validate(df.astype({"client_id": object, "rater": object}), "wai-sr")
+    assert v.quarantined.index.tolist() == [2, 3, 4] == as_object.quarantined.index.tolist()
+    assert v.quarantined["reason"].tolist() == as_object.quarantined["reason"].tolist()
+    assert v.quarantined.loc[3, "reason"] == "client_id is missing"
+    assert v.quarantined.loc[2, "reason"] == (
+        "duplicate client_id x session x rater ('07', 1, 'client'): 2 rows (rows 2, 4)"
+    )
+    assert v.clean.index.tolist() == [5, 6]
