@@ -69,8 +69,14 @@ class WaveData:
         return "rater" in self.scored and (self.scored["rater"] == "therapist").any()
 
     def sessions(self) -> pd.DataFrame:
-        """One row per client × session: client alliance, therapist alliance and outcome."""
-        return session_table(self.scored, alliance=self.alliance, outcome=self.outcome)
+        """One row per client × session: client alliance, therapist alliance, outcome and the
+        study's covariates."""
+        return session_table(
+            self.scored,
+            alliance=self.alliance,
+            outcome=self.outcome,
+            covariates=self.study.covariates,
+        )
 
 
 def _rename_to_canonical(df: pd.DataFrame, study: Study, source: Path) -> pd.DataFrame:
@@ -126,6 +132,13 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     df = _rename_to_canonical(raw, study, source)
     if "rater" not in df.columns:
         df["rater"] = "client"
+    absent = [c for c in study.covariates if c not in df.columns]
+    if absent:
+        raise StudyError(
+            study.path,
+            "covariates",
+            f"column(s) {', '.join(map(repr, absent))} not found in {source.name}",
+        )
     instruments = [
         get_instrument(i, folder=study.instrument_folder) for i in study.instruments.values()
     ]
@@ -194,7 +207,13 @@ def _pseudonymise_text(text: pd.Series, rows: pd.DataFrame, salt: str) -> pd.Ser
     return out
 
 
-def session_table(scored: pd.DataFrame, *, alliance: str, outcome: str | None) -> pd.DataFrame:
+def session_table(
+    scored: pd.DataFrame,
+    *,
+    alliance: str,
+    outcome: str | None,
+    covariates: tuple[str, ...] | list[str] = (),
+) -> pd.DataFrame:
     """One row per client × session with the client-rated alliance (``alliance``), the
     therapist-rated alliance (``alliance_therapist``) and the outcome (``outcome``) totals.
 
@@ -204,12 +223,15 @@ def session_table(scored: pd.DataFrame, *, alliance: str, outcome: str | None) -
         Scored long table with ``client_id``, ``session``, ``rater`` and ``{prefix}_total`` columns.
     alliance, outcome : str
         Column prefixes of the alliance and outcome instruments (e.g. ``"wai_sr"``, ``"oq"``).
+    covariates : sequence of str
+        Client- or therapist-level columns carried along (the client's first non-missing value,
+        so a value entered on any of the client's rows counts).
 
     Returns
     -------
     DataFrame
         Columns ``client_id``, ``therapist_id`` (when present), ``session``, ``alliance``,
-        ``alliance_therapist`` and ``outcome`` (missing where not measured).
+        ``alliance_therapist`` and ``outcome`` (missing where not measured), then the covariates.
 
     Examples
     --------
@@ -235,4 +257,10 @@ def session_table(scored: pd.DataFrame, *, alliance: str, outcome: str | None) -
         out["therapist_id"] = out["client_id"].map(therapist_of)
     out = out.sort_values(keys, kind="stable").reset_index(drop=True)
     order = cols + ["alliance", "alliance_therapist", "outcome"]
-    return out[order]
+    missing = [c for c in covariates if c not in scored.columns]
+    if missing:
+        raise KeyError(f"covariate column(s) not in the data: {', '.join(missing)}")
+    for cov in covariates:
+        per_client = scored.dropna(subset=[cov]).drop_duplicates("client_id")
+        out[cov] = out["client_id"].map(per_client.set_index("client_id")[cov])
+    return out[order + list(covariates)]

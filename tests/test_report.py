@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -93,6 +94,29 @@ def test_provenance_records_inputs_and_environment(demo_wave1):
 def test_same_inputs_same_results_bytes(demo_wave1, tmp_path):
     again = run_report(DEMO, 1, tmp_path / "again", quiet=True)
     assert (again / "results.json").read_bytes() == (demo_wave1 / "results.json").read_bytes()
+
+
+def test_report_with_a_covariate(tmp_path):
+    d = simulate_study(n_clients=40, n_therapists=4, seed=10)
+    rng = np.random.default_rng(0)
+    age = pd.Series(rng.integers(18, 70, 40), index=sorted(d["client_id"].unique()))
+    d["age"] = d["client_id"].map(age).where(d["session"] == 0)  # entered at intake only
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: With covariate\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "columns: {client: client_id, therapist: therapist_id, session: session, rater: rater}\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\ncovariates: [age]\n"
+    )
+    out = run_report(tmp_path / "study.yaml", 1, tmp_path / "report", quiet=True)
+    terms = [
+        r["term"] for r in json.loads((out / "results.json").read_text())["trajectory"]["fixed"]
+    ]
+    assert terms == ["Intercept", "session", "age", "session:age"]
+    (tmp_path / "study.yaml").write_text(
+        (tmp_path / "study.yaml").read_text().replace("[age]", "[agee]")
+    )
+    with pytest.raises(ReportError, match="StudyError: .*'covariates'.*'agee' not found in w1.csv"):
+        run_report(tmp_path / "study.yaml", 1, tmp_path / "report2", quiet=True)
 
 
 def test_report_without_therapists_or_outcome(tmp_path):
