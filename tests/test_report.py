@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alliance_lib.privacy import pseudonymise
 from alliance_lib.report import TEMPLATE, ReportError, run_report
 from alliance_lib.simulate import simulate_study
 from alliance_lib.study import StudyError
@@ -96,8 +97,8 @@ def test_same_inputs_same_results_bytes(demo_wave1, tmp_path):
     assert (again / "results.json").read_bytes() == (demo_wave1 / "results.json").read_bytes()
 
 
-def test_report_with_a_covariate(tmp_path):
-    d = simulate_study(n_clients=40, n_therapists=4, seed=10)
+def test_report_with_a_covariate_and_small_caseloads(tmp_path):
+    d = simulate_study(n_clients=40, n_therapists=12, seed=10)
     rng = np.random.default_rng(0)
     age = pd.Series(rng.integers(18, 70, 40), index=sorted(d["client_id"].unique()))
     d["age"] = d["client_id"].map(age).where(d["session"] == 0)  # entered at intake only
@@ -112,6 +113,18 @@ def test_report_with_a_covariate(tmp_path):
         r["term"] for r in json.loads((out / "results.json").read_text())["trajectory"]["fixed"]
     ]
     assert terms == ["Intercept", "session", "age", "session:age"]
+    # therapists with fewer than 5 clients are suppressed from every therapist display
+    results = json.loads((out / "results.json").read_text())
+    caseload = d.groupby("therapist_id")["client_id"].nunique()
+    small = pseudonymise(pd.Series(caseload[caseload < 5].index), salt="with-covariate")
+    assert len(small) > 0
+    for section in ("therapist_effects", "event_rates_by_therapist"):
+        table = results[section]["table"]
+        assert results[section]["n_suppressed"] == len(small)
+        assert all(row["n_clients"] >= 5 for row in table)
+        assert not set(small) & {row["therapist_id"] for row in table}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert not any(p in html for p in small)
     (tmp_path / "study.yaml").write_text(
         (tmp_path / "study.yaml").read_text().replace("[age]", "[agee]")
     )
