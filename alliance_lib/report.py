@@ -282,6 +282,8 @@ def run_report(
             log_output=False,
             execution_timeout=timeout,
             report_mode=False,
+            # the kernel only talks to us on localhost; keep its TCP notice out of the log
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
         failed = target.parent / f"{target.name}.failed.ipynb"
