@@ -28,6 +28,7 @@ cells replaced per missing code column.
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -354,6 +355,92 @@ def _screen_column(xj, mj, src, lo, hi, inner_codes, outer_codes, check_int, scr
     return n_coded, out_range, frac
 
 
+#: Item blocks checked by ``validate``: key (instrument, rows, column addresses) -> (a weak
+#: reference to the witness frame that keeps the block's memory unwritten, the 2-D block).
+_CHECKED: dict[tuple, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _copy_on_write() -> bool:
+    """Whether pandas copies shared memory before writing (always from pandas 3); without it an
+    in-place edit could change a checked block behind its record, so the record is not used."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return pd.get_option("mode.copy_on_write") is True
+
+
+def _scale_key(instrument: Instrument) -> tuple:
+    """What a check of the item cells depends on: the columns and the scale."""
+    return (
+        instrument.id,
+        tuple(instrument.columns),
+        float(instrument.scale_min),
+        float(instrument.scale_max),
+        bool(instrument.integer_scale),
+    )
+
+
+def _block_key(df: pd.DataFrame, instrument: Instrument) -> tuple | None:
+    """Key of the item columns' memory: (scale key, rows, (address, stride) per column), or
+    None unless every item column is one float64 NumPy column."""
+    cells = []
+    for col in instrument.columns:
+        if col not in df.columns:
+            return None
+        s = df[col]
+        if not isinstance(s, pd.Series) or s.dtype != np.float64:  # (duplicate names, dtypes)
+            return None
+        a = s.to_numpy()  # a view (read-only under copy-on-write), not a copy
+        cells.append((a.__array_interface__["data"][0], a.strides[0]))
+    return (_scale_key(instrument), len(df), tuple(cells))
+
+
+def _mark_checked(clean: pd.DataFrame, instrument: Instrument, values: np.ndarray, witness) -> bool:
+    """Record that the item columns of `clean` are the checked float block `values` (validate);
+    True if recorded.
+
+    `witness` is a pandas object derived from `clean` that shares the block (e.g. ``clean[cols]``)
+    and lives as long as the record: while it lives, pandas copy-on-write copies the block
+    before any in-place change of a frame that shares it, so the memory at the recorded
+    addresses keeps the checked values. The record is dropped when the witness dies.
+    """
+    key = _block_key(clean, instrument)
+    if key is None or values.shape != (len(clean), instrument.n_items):
+        return False
+    mine = tuple(
+        (values[:, j].__array_interface__["data"][0], values.strides[0])
+        for j in range(values.shape[1])
+    )
+    if key[2] != mine:  # the frame does not hold this very block: nothing to record
+        return False
+
+    def drop(ref, key=key):
+        entry = _CHECKED.get(key)
+        if entry is not None and entry[0] is ref:
+            _CHECKED.pop(key, None)
+
+    _CHECKED[key] = (weakref.ref(witness, drop), values)
+    return True
+
+
+def _checked_block(df: pd.DataFrame, instrument: Instrument, missing_codes) -> np.ndarray | None:
+    """The item block of `df` as a read-only 2-D float array if ``validate`` has checked these
+    very columns (values within the scale or NaN, missing codes replaced) and no missing code
+    of `missing_codes` can be among them; else None (the cells must be checked)."""
+    if not _CHECKED or not _copy_on_write():
+        return None
+    codes = list(missing_codes) if missing_codes is not None else []
+    lo, hi = instrument.scale_min, instrument.scale_max
+    if any(lo <= c <= hi for c in map(_as_number, codes) if c is not None):
+        return None  # a code inside the scale could be any checked answer
+    key = _block_key(df, instrument)
+    entry = None if key is None else _CHECKED.get(key)
+    if entry is None or entry[0]() is None:
+        return None
+    view = entry[1].view()
+    view.flags.writeable = False
+    return view
+
+
 def _empty_cells() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -526,6 +613,13 @@ def score(
     scores the total only when every subscale is scored; ``subscales_require_total`` (OQ-45.2)
     the other way round. A row with every item missing is "not administered".
 
+    The item cells of ``validate(...).clean`` are not checked a second time: while the
+    ``Validated`` result lives, pandas copy-on-write keeps its checked item block unchanged, and
+    ``score`` uses that block directly when the frame still holds it (the same memory, rows and
+    columns; ``missing_codes`` without a code inside the scale). Any change to the item columns
+    puts other memory in the frame, whose cells are then checked as usual; the scores are the
+    same either way.
+
     Which rules are the manuals' and which are ours (status ``local`` in the definitions):
     manual rules are the OQ-45.2 imputation and its 4-item limit, the CORE-OM limits (CST) and
     the CORE-10 one-item rule. Ours: the item-mean metric of the alliance measures; their
@@ -562,7 +656,12 @@ def score(
     if errors not in ("raise", "quarantine"):
         raise ValueError(f"errors must be 'raise' or 'quarantine', got {errors!r}")
     limits = _limits(inst, prorate)
-    check = check_items(df, inst, missing_codes=missing_codes)
+    checked = _checked_block(df, inst, missing_codes)
+    if checked is not None:  # validate() checked these very cells: no second pass, no copy
+        require_columns(df, inst.columns, f"instrument {inst.id}")
+        check = ItemCheck(checked, None, None, _empty_cells(), {})  # masks: found below
+    else:
+        check = check_items(df, inst, missing_codes=missing_codes)
     n = len(df)
     has_bad = len(check.cells) > 0
     bad_row = np.zeros(n, dtype=bool)
@@ -571,11 +670,16 @@ def score(
         cells = _cells_table(df, check.cells, client, session)
         raise ScoringError(cells, inst.id, file=df.attrs.get("source"))
 
-    miss = check.missing
-    x = check.values  # a private copy: modified in place below
-    if not x.flags.f_contiguous:
+    x = check.values  # a private copy (modified in place below) unless it is read-only
+    if x.strides[0] != x.itemsize:  # columns must be contiguous
         x = np.asfortranarray(x)
+
+    def own(x):  # a private copy before any change in place (validate's block is shared)
+        return x if x.flags.writeable else np.array(x, order="F")
+
     reflect = inst.scale_min + inst.scale_max
+    if inst.reverse:
+        x = own(x)
     for i in inst.reverse:
         np.subtract(reflect, x[:, i - 1], out=x[:, i - 1])
     scales = inst.scales
@@ -584,10 +688,32 @@ def score(
     subs = names[1:]
     # when the subscales partition the items, total = sum of the subscale sums (fewer passes)
     partition = bool(subs) and sorted(i for s in subs for i in scales[s]) == list(inst.items)
-    any_missing = bool(miss.any())
     miss_counts = np.zeros((n, len(names)), dtype=np.int16, order="F")
-    if any_missing:
-        _column_sums(np.asfortranarray(miss), scales, names, partition, miss_counts)
+    # validate()'s checked block (no invalid cells, nothing to reverse or impute): sum every row
+    # first; NaN propagates, so a row misses an item iff its total is NaN, and only those rows
+    # need a missing mask (the same sums in the same order as below)
+    lean = (
+        check.missing is None
+        and not inst.reverse
+        and inst.missing_rule != "impute_subscale_mean"
+        and sorted(scales["total"]) == list(inst.items)
+    )
+    if lean:
+        sums = np.zeros((n, len(names)), order="F")
+        _column_sums(x, scales, names, partition, sums)
+        gappy = np.flatnonzero(np.isnan(sums[:, 0]))
+        sub = _take_rows(x, gappy)
+        sub_miss = np.isnan(sub)
+        any_missing = len(gappy) > 0
+        if any_missing:
+            counts = np.zeros((len(gappy), len(names)), dtype=np.int16, order="F")
+            _column_sums(sub_miss, scales, names, partition, counts)
+            miss_counts[gappy] = counts
+    else:
+        miss = check.missing if check.missing is not None else np.isnan(x)
+        any_missing = bool(miss.any())
+        if any_missing:
+            _column_sums(np.asfortranarray(miss), scales, names, partition, miss_counts)
     n_missing = miss_counts[:, 0]
     all_ok = not any_missing and not has_bad
     if all_ok:  # nothing missing, nothing invalid: every scale of every row is scored
@@ -611,24 +737,26 @@ def score(
             s: np.flatnonzero(((mc > 0) & (mc < sizes[j])) | bad_row)
             for j, (s, mc) in enumerate(zip(names, miss_counts.T, strict=True))
         }
-        x = _impute_subscale_means(x, inst, gaps)
+        x = _impute_subscale_means(own(x), inst, gaps)
         answered = np.broadcast_to(sizes, miss_counts.shape)
     else:
         answered = sizes.astype(miss_counts.dtype) - miss_counts  # (small ints: int16)
-    sums = np.zeros((n, len(names)), order="F")
-    # rows that hold a NaN (a missing or invalid cell); not-administered rows are never scored
-    gappy = None if all_ok else np.flatnonzero(((n_missing > 0) & ~not_administered) | bad_row)
-    if gappy is not None and len(gappy) * 8 < n:  # few: sum every row, then redo those rows
-        _column_sums(x, scales, names, partition, sums)
-        sub = np.empty((len(gappy), x.shape[1]), order="F")
-        for j in range(x.shape[1]):  # column gathers (x is column-major)
-            np.take(x[:, j], gappy, out=sub[:, j])
-        _zero_missing(sub, inst, miss[gappy])
-        redo = np.zeros((len(gappy), len(names)), order="F")
-        _column_sums(sub, scales, names, partition, redo)
-        sums[gappy] = redo
+    if not lean:
+        sums = np.zeros((n, len(names)), order="F")
+        # rows that hold a NaN (a missing or invalid cell); not-administered rows are not scored
+        gappy = None if all_ok else np.flatnonzero(((n_missing > 0) & ~not_administered) | bad_row)
+    if lean or (gappy is not None and len(gappy) * 8 < n):  # few: every row, then redo those
+        if not lean:  # (lean: summed and gathered above)
+            _column_sums(x, scales, names, partition, sums)
+            sub, sub_miss = _take_rows(x, gappy), miss[gappy]
+        if len(gappy):
+            _zero_missing(sub, inst, sub_miss)
+            redo = np.zeros((len(gappy), len(names)), order="F")
+            _column_sums(sub, scales, names, partition, redo)
+            sums[gappy] = redo
     else:
         if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
+            x = own(x)
             _zero_missing(x, inst, miss)
         _column_sums(x, scales, names, partition, sums)
     prorated = np.zeros(n, dtype=bool)
@@ -700,6 +828,14 @@ def score(
             inst, metric, limits, prorate, np.broadcast_to(ok, (n, len(names))), prorated, check
         ),
     }
+    return out
+
+
+def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a column-major 2-D array, gathered column by column (a new column-major array)."""
+    out = np.empty((len(rows), x.shape[1]), order="F")
+    for j in range(x.shape[1]):
+        np.take(x[:, j], rows, out=out[:, j])
     return out
 
 

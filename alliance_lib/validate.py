@@ -8,7 +8,7 @@ Nothing is lost: every input row ends up in exactly one of ``.clean`` and ``.qua
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from alliance_lib.registry import Instrument, get_instrument
 from alliance_lib.scoring import (
     _fmt_values,
     _join_by_pos,
+    _mark_checked,
     check_items,
     require_columns,
 )
@@ -63,6 +64,8 @@ class Validated:
     n_quarantined: int
     instruments: tuple[str, ...] = ()
     source: str | None = None
+    #: item columns of `clean` (a view): keeps the checked blocks unwritten for score()
+    _witness: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.n_clean + self.n_quarantined != self.n_in:  # pragma: no cover - invariant
@@ -161,6 +164,11 @@ def validate(
     items of an instrument are all missing is "not administered", which is not an error.
     Invariant: ``n_clean + n_quarantined == n_in``.
 
+    The item columns of ``.clean`` are the checked float blocks; the result keeps a view of them,
+    so that while it lives pandas copy-on-write copies a block before any change in place and
+    :func:`~alliance_lib.scoring.score` can use the untouched blocks without checking the cells
+    again (a changed column is checked again).
+
     References
     ----------
     Data contract: the project's DESIGN.md (canonical long table); item rules from the
@@ -251,9 +259,13 @@ def validate(
     ra_codes = None
     ra_bad = np.zeros(n, dtype=bool)
     if rater is not None and rater in df.columns:
-        codes, uniq = _factorize_text(df[rater], lower=True)
-        known = pd.Index(RATERS).get_indexer(uniq)
-        ra_codes = np.where(codes < 0, 0, known[np.maximum(codes, 0)]) if len(uniq) else codes * 0
+        ra_codes = _exact_raters(df[rater])
+        if ra_codes is None:
+            codes, uniq = _factorize_text(df[rater], lower=True)
+            known = pd.Index(RATERS).get_indexer(uniq)
+            ra_codes = (
+                np.where(codes < 0, 0, known[np.maximum(codes, 0)]) if len(uniq) else codes * 0
+            )
         ra_bad = ra_codes < 0
         pos = np.flatnonzero(ra_bad)
         probs.add(
@@ -322,7 +334,7 @@ def validate(
     bad = probs.bad
     good = ~bad
 
-    clean = _clean_frame(df, good, checks, session, se_raw, se_num)
+    clean, witness = _clean_frame(df, good, checks, session, se_raw, se_num)
 
     quarantined = df.iloc[qpos].assign(reason=pd.array(reason, dtype="str"))
     quarantined.attrs = dict(df.attrs)
@@ -355,6 +367,7 @@ def validate(
         n_quarantined=len(quarantined),
         instruments=tuple(i.id for i in insts),
         source=None if source is None else str(source),
+        _witness=witness,
     )
 
 
@@ -363,9 +376,13 @@ def validate(
 _FEW_RUNS = 256
 
 
-def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
+def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFrame, object]:
     """The clean rows: item columns from the checked float blocks (missing codes -> NaN), the
-    session as int64, every other column as it was; the input's column order and index."""
+    session as int64, every other column as it was; the input's column order and index.
+
+    Also returns the witness of the checked blocks (a view of the item columns of the clean
+    frame, or None): while it lives, :func:`score` can use the blocks without checking them
+    again (``scoring._mark_checked``)."""
     some_bad = not good.all()
     keep = np.flatnonzero(good) if some_bad else None
     runs = None
@@ -376,6 +393,7 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
         if len(runs) > _FEW_RUNS or not runs:
             runs = None
     blocks = []
+    own = []
     replaced = set()
     for inst, chk in checks.values():
         cols = [c for c in inst.columns if c not in replaced]
@@ -394,6 +412,8 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
                 np.take(values[:, j], keep, out=kept[:, j], mode="clip")  # keep is in range
             values = kept
         blocks.append(pd.DataFrame(values, columns=cols, copy=False))
+        if len(idx) == inst.n_items:  # the instrument's own whole block: can be marked
+            own.append((inst, values))
         replaced.update(cols)
     if se_raw.dtype != np.int64:
         sessions = se_num[keep] if some_bad else se_num
@@ -409,7 +429,25 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> pd.DataFrame:
         block.index = rest.index
     clean = pd.concat([rest, *blocks], axis=1)[list(df.columns)]
     clean.attrs = dict(df.attrs)
-    return clean
+    witness = None
+    if own:
+        witness = clean[[c for inst, _ in own for c in inst.columns]]
+        marked = [_mark_checked(clean, inst, values, witness) for inst, values in own]
+        witness = witness if any(marked) else None
+    return clean, witness
+
+
+def _exact_raters(raw: pd.Series) -> np.ndarray | None:
+    """Rater codes (positions in RATERS; missing -> 0, client) when every value is missing or
+    exactly one of RATERS, as usual: one Arrow look-up instead of factorising the text. None
+    otherwise (other text, or not Arrow text), for the general path."""
+    if not isinstance(raw.array, pd.arrays.ArrowStringArray):
+        return None
+    values = raw.array.__arrow_array__()
+    found = pc.index_in(values, value_set=pa.array(RATERS, type=values.type))
+    if found.null_count != values.null_count:  # some value is not exactly a rater
+        return None
+    return np.asarray(pc.fill_null(found, 0), dtype=np.int64)
 
 
 def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -420,11 +458,32 @@ def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray,
     """
     codes = uniq = None
     if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
-        enc = pc.dictionary_encode(raw.array.__arrow_array__(), null_encoding="mask")
+        values = raw.array.__arrow_array__()
+        n = len(values)
+        runs = None
+        if n > 1:  # a table sorted by client holds runs of equal ids: encode one id per run
+            change = pc.not_equal(values.slice(1), values.slice(0, n - 1))
+            starts = np.flatnonzero(np.r_[True, np.asarray(pc.fill_null(change, True))])
+            if len(starts) * 4 <= n:
+                runs = starts
+                values = values.take(pa.array(starts))
+        enc = pc.dictionary_encode(values, null_encoding="mask")
         if isinstance(enc, pa.ChunkedArray):
             enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else None
         if enc is not None:  # (distinct values in order of appearance, as pd.factorize)
             codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+            if runs is not None:
+                codes = np.repeat(codes, np.diff(np.r_[runs, n]))
+            # usually no value changes when stripped (and lowered) and none is blank: then the
+            # distinct values stay distinct (the Arrow kernels of pandas' str.strip / str.lower)
+            text = pc.utf8_trim_whitespace(enc.dictionary)
+            if lower:
+                text = pc.utf8_lower(text)
+            if (
+                pc.all(pc.equal(text, enc.dictionary)).as_py() is not False
+                and not pc.any(pc.equal(text, "")).as_py()
+            ):
+                return codes.astype(np.int64), text.to_numpy(zero_copy_only=False)
             uniq = enc.dictionary.to_pylist()
     if codes is None:
         codes, uniq = pd.factorize(raw)

@@ -6,7 +6,8 @@ writes ``benchmarks/results/scoring.json``. The naive scorer is timed on a rando
 extrapolated linearly to the full table (row-wise apply cost is linear in the number of rows);
 the output says so. Issue 6 sets the target at 0.3 s for validation + scoring on a 2-core
 machine; the wall time depends on the machine's load, so the CPU (process) time is printed too.
-This is a benchmark, not a test.
+``score(v.clean, ...)`` uses the item block that ``validate`` has checked, without checking the
+cells again (see the Notes of ``alliance_lib.score``). This is a benchmark, not a test.
 
 The data are synthetic: 62,500 clients x 16 sessions, items 1-5, with 0.5% of the item cells set
 to the missing code -99 and 100 rows holding an out-of-range answer (quarantined).

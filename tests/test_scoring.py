@@ -654,3 +654,147 @@ def test_scales_with_negative_answers_zero_missing_cells_the_general_way():
     out_low = al.score(low, shifted, prorate=1)
     close(out["phq9_total"], [13.0, 11 / 8 * 9])
     close(out_low["phq9_total"], [13.0 - 9, (11 - 8) / 8 * 9])
+
+
+# ---------------------------------------------------------------------------------------------
+# score() after validate(): the checked item block is used without a second check (issue 6)
+# ---------------------------------------------------------------------------------------------
+
+
+def raw_table(ids, n=400, seed=11):
+    """Random answers for several instruments: missing cells, rows with many or all items
+    missing, the missing code -99, a few invalid cells (quarantined by validate) and, on the
+    0-10 scales, fractional answers."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {"client_id": [f"c{k // 4}" for k in range(n)], "session": np.arange(n) % 4},
+        index=pd.RangeIndex(2, n + 2, name="row"),
+    )
+    for ident in ids:
+        inst = al.get_instrument(ident)
+        lo, hi = inst.scale_min, inst.scale_max
+        x = rng.integers(lo, hi + 1, (n, inst.n_items)).astype(float)
+        if not inst.integer_scale:
+            x += np.round(rng.random(x.shape), 1) * (x < hi)
+        x[rng.random(x.shape) < 0.04] = np.nan
+        x[rng.random(x.shape) < 0.02] = -99
+        x[rng.random(n) < 0.2, : inst.n_items // 3] = np.nan  # many missing
+        x[rng.random(n) < 0.05] = np.nan  # not administered
+        x[rng.choice(n, 3, replace=False), 0] = hi + 1  # invalid: quarantined
+        for j, col in enumerate(inst.columns):
+            df[col] = x[:, j]
+    return df
+
+
+def scored_part(out, inst):
+    cols = [c for c in out.columns if c.startswith(inst.prefix + "_")]
+    return out[[c for c in cols if c not in inst.columns]]
+
+
+@pytest.mark.parametrize(
+    "ident, options",
+    [
+        ("wai-sr", {}),
+        ("wai-sr", {"metric": "sum", "prorate": 3}),
+        ("wai-s", {}),  # reverse items
+        ("oq-45.2", {}),  # subscale-mean imputation, reverse items
+        ("core-om", {"prorate": 4}),
+        ("ors", {"prorate": 1}),  # 0-10, fractional answers
+        ("phq-9", {}),
+    ],
+)
+def test_score_after_validate_equals_score_of_the_raw_rows(ident, options):
+    inst = al.get_instrument(ident)
+    df = raw_table(["wai-sr", ident])
+    v = al.validate(df, ["wai-sr", ident], missing_codes=[-99])
+    assert v.n_quarantined >= 3
+    # validate recorded the block: score uses it without checking the cells again
+    assert scoring_module._checked_block(v.clean, inst, ()) is not None
+    assert scoring_module._checked_block(v.clean.copy(), inst, ()) is None  # other memory
+    fast = al.score(v.clean, ident, **options)
+    raw = al.score(df.loc[v.clean.index], ident, missing_codes=[-99], **options)
+    pd.testing.assert_frame_equal(scored_part(fast, inst), scored_part(raw, inst), check_exact=True)
+    pd.testing.assert_frame_equal(fast[list(v.clean.columns)], v.clean, check_exact=True)
+    prov, prov_raw = fast.attrs["scoring"][inst.prefix], raw.attrs["scoring"][inst.prefix]
+    assert prov["missing_codes"] == {}  # validate replaced them (counted in v.missing_codes)
+    assert {**prov, "missing_codes": None} == {**prov_raw, "missing_codes": None}
+    # the same as checking the cells again (a deep copy is not the checked block)
+    checked_again = al.score(v.clean.copy(), ident, **options)
+    pd.testing.assert_frame_equal(fast, checked_again, check_exact=True)
+    assert fast.attrs == checked_again.attrs
+    # some rows were actually rescored from gaps, and some are not administered
+    assert (fast[f"{inst.prefix}_n_missing"] > 0).any()
+    assert fast[f"{inst.prefix}_problem"].str.startswith("not administered").any()
+    assert fast[f"{inst.prefix}_total"].notna().sum() > 100
+
+
+def test_changes_after_validate_are_checked_again():
+    inst = al.get_instrument("wai-sr")
+    df = raw_table(["wai-sr"], n=40)
+    v = al.validate(df, "wai-sr", missing_codes=[-99])
+    clean = v.clean
+    items = list(inst.columns)
+    original = clean[items].to_numpy().copy()
+    first, second = clean.index[0], clean.index[1]
+    before = al.score(clean, "wai-sr")
+    raw = df.loc[clean.index]
+
+    edited = clean.copy(deep=False)  # shares the block until changed (copy-on-write)
+    assert scoring_module._checked_block(edited, inst, ()) is not None
+    edited.loc[first, "wai_sr_3"] = 7
+    assert scoring_module._checked_block(edited, inst, ()) is None
+    with pytest.raises(ScoringError, match="wai_sr_3 = 7 is outside 1-5"):
+        al.score(edited, "wai-sr")
+    # changes in place to valid answers are scored from the new values
+    clean.iloc[1, clean.columns.get_loc("wai_sr_1")] = 1.0
+    clean.replace({"wai_sr_2": {np.nan: 5.0}}, inplace=True)
+    assert scoring_module._checked_block(clean, inst, ()) is None
+    after = al.score(clean, "wai-sr")
+    expect = al.score(
+        raw.assign(wai_sr_1=clean["wai_sr_1"], wai_sr_2=clean["wai_sr_2"]),
+        "wai-sr",
+        missing_codes=[-99],
+    )
+    pd.testing.assert_frame_equal(scored_part(after, inst), scored_part(expect, inst))
+    assert after.loc[second, "wai_sr_1"] == 1.0
+    assert not after["wai_sr_2"].isna().any()
+    assert not scored_part(after, inst).equals(scored_part(before, inst))
+    # the checked block itself was never written: the result's view still holds the old
+    # answers, is still trusted, and scores as before
+    held = v._witness
+    np.testing.assert_array_equal(held[items].to_numpy(), original)
+    assert scoring_module._checked_block(held, inst, ()) is not None
+    pd.testing.assert_frame_equal(
+        scored_part(al.score(held, "wai-sr"), inst), scored_part(before, inst)
+    )
+    # a missing code inside the scale must be looked for: the cells are checked again
+    assert scoring_module._checked_block(held, inst, [3]) is None
+    coded = al.score(held, "wai-sr", missing_codes=[3])
+    assert coded.attrs["scoring"]["wai_sr"]["missing_codes"]
+    pd.testing.assert_frame_equal(
+        scored_part(coded, inst),
+        scored_part(al.score(raw, "wai-sr", missing_codes=[-99, 3]), inst),
+    )
+    # a subset of the rows is not the recorded block (checked again, same scores)
+    assert scoring_module._checked_block(held.iloc[:5], inst, ()) is None
+    head = al.score(held.iloc[:5], "wai-sr")
+    pd.testing.assert_frame_equal(scored_part(head, inst), scored_part(before.iloc[:5], inst))
+
+
+def test_record_lives_as_long_as_the_validated_result():
+    import gc
+
+    inst = al.get_instrument("wai-sr")
+    df = raw_table(["wai-sr"], n=40)
+    v = al.validate(df, "wai-sr", missing_codes=[-99])
+    clean = v.clean
+    assert scoring_module._checked_block(clean, inst, ()) is not None
+    key = scoring_module._block_key(clean, inst)
+    assert key in scoring_module._CHECKED
+    del v
+    gc.collect()
+    assert key not in scoring_module._CHECKED
+    assert scoring_module._checked_block(clean, inst, ()) is None
+    clean.loc[clean.index[0], "wai_sr_5"] = 0.0  # not protected any more: checked again
+    with pytest.raises(ScoringError, match="wai_sr_5 = 0 is outside 1-5"):
+        al.score(clean, "wai-sr")

@@ -264,3 +264,62 @@ def test_arrow_text_ids_in_several_chunks_are_matched_after_stripping():
         "duplicate client_id x session x rater ('07', 1, 'client'): 2 rows (rows 2, 4)"
     )
     assert v.clean.index.tolist() == [5, 6]
+
+
+def test_exact_arrow_raters_are_looked_up_like_the_general_path():
+    # Arrow text raters that are all exactly one of RATERS (or missing) are looked up in Arrow;
+    # others, and object columns, take the general path. By hand: rows 2 and 4 are duplicates
+    # (a missing rater is the client), rows 3 (therapist) and 5 (observer) are clean
+    validate_module = __import__("sys").modules["alliance_lib.validate"]
+    df = pd.DataFrame(
+        {
+            "client_id": pd.array(["01"] * 4, dtype="str"),
+            "session": [1, 1, 1, 1],
+            "rater": pd.array(["client", "therapist", None, "observer"], dtype="str"),
+        },
+        index=pd.RangeIndex(2, 6, name="row"),
+    )
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = 3.0
+    assert validate_module._exact_raters(df["rater"]).tolist() == [0, 1, 0, 2]
+    assert validate_module._exact_raters(df["rater"].astype(object)) is None
+    assert validate_module._exact_raters(pd.Series(["client", "Client"], dtype="str")) is None
+    v = al.validate(df, "wai-sr")
+    as_object = al.validate(df.astype({"rater": object}), "wai-sr")
+    assert v.quarantined.index.tolist() == [2, 4] == as_object.quarantined.index.tolist()
+    assert v.quarantined["reason"].tolist() == as_object.quarantined["reason"].tolist()
+    assert v.quarantined.loc[2, "reason"] == (
+        "duplicate client_id x session x rater ('01', 1, 'client'): 2 rows (rows 2, 4)"
+    )
+    assert v.clean.index.tolist() == [3, 5]
+    unknown = df.assign(rater=pd.array(["client", "therapist", None, "patient"], dtype="str"))
+    assert validate_module._exact_raters(unknown["rater"]) is None
+    assert al.validate(unknown, "wai-sr").quarantined.loc[5, "reason"] == (
+        "rater = 'patient' is not one of client, therapist, observer"
+    )
+
+
+def test_runs_of_arrow_ids_are_encoded_once_per_run():
+    # a table sorted by client holds runs of equal ids, encoded one id per run; by hand:
+    # " 07" is "07" once stripped, None is missing (-1), "08" is the second id
+    validate_module = __import__("sys").modules["alliance_lib.validate"]
+    ids = ["07"] * 4 + [" 07"] * 4 + [None] * 4 + ["08"] * 4
+    codes, uniq = validate_module._factorize_text(pd.Series(ids, dtype="str"))
+    assert codes.tolist() == [0] * 4 + [0] * 4 + [-1] * 4 + [1] * 4
+    assert list(uniq) == ["07", "08"] and codes.dtype == np.int64
+    codes, uniq = validate_module._factorize_text(pd.Series(["b"] * 5 + ["a"] * 3, dtype="str"))
+    assert codes.tolist() == [0] * 5 + [1] * 3 and list(uniq) == ["b", "a"]
+    df = pd.DataFrame(
+        {"client_id": pd.array(ids, dtype="str"), "session": [1, 2, 3, 4] * 4},
+        index=pd.RangeIndex(2, 18, name="row"),
+    )
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = 3.0
+    v = al.validate(df, "wai-sr")
+    as_object = al.validate(df.astype({"client_id": object}), "wai-sr")
+    assert v.clean.index.tolist() == [14, 15, 16, 17] == as_object.clean.index.tolist()
+    assert v.quarantined["reason"].tolist() == as_object.quarantined["reason"].tolist()
+    assert v.quarantined.loc[2, "reason"] == (
+        "duplicate client_id x session x rater ('07', 1, 'client'): 2 rows (rows 2, 6)"
+    )
+    assert v.quarantined.loc[10, "reason"] == "client_id is missing"
