@@ -577,13 +577,14 @@ def _maybe_blank(scan: dict, delimiter: str, lo: int) -> np.ndarray:
     return maybe
 
 
-def _str_grid(buf: bytes, delimiter: str, width: int) -> pd.DataFrame:
+def _str_grid(buf: bytes, delimiter: str, width: int, usecols=None) -> pd.DataFrame:
     """Records as a grid of raw strings, exactly as the general path tokenises them."""
     return pd.read_csv(
         _stdio.BytesIO(buf),
         sep=delimiter,
         header=None,
         names=range(width),
+        usecols=usecols,
         dtype=str,
         na_filter=False,
         skip_blank_lines=False,
@@ -780,19 +781,7 @@ def _read_delimited_fast(
             raw_text.append(col)  # bool, uint64, huge integers ...: read the raw cells again
     if raw_text:
         where = [labels.index(c) for c in raw_text]
-        again = pd.read_csv(
-            _stdio.BytesIO(body_buf),
-            sep=delimiter,
-            header=None,
-            names=range(width),
-            usecols=where,
-            dtype=str,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-            quotechar='"',
-            encoding="utf-8",
-        )
+        again = _str_grid(body_buf, delimiter, width, usecols=where)
         if len(again) != len(body):
             return None
         again = again.iloc[np.flatnonzero(keep)] if not keep.all() else again
