@@ -22,6 +22,7 @@ from pathlib import Path
 
 from alliance_lib._version import __version__
 from alliance_lib.study import Study, load_study
+from alliance_lib.waves import read_wave
 
 __all__ = ["run_report", "ReportError", "TEMPLATE", "report_dir"]
 
@@ -248,7 +249,9 @@ def run_report(
             for w in study.waves
         ]
     wave = study.waves[-1] if wave is None else int(wave)
-    study.wave_file(wave)  # unknown wave -> StudyError
+    # fail fast, before a kernel starts: unknown wave, unreadable file, absent id or covariate
+    # columns raise StudyError / ReadError with the file and the problem
+    read_wave(study, wave)
     target = Path(out_dir) if out_dir is not None else report_dir(study, wave)
     target = target.resolve()
     template = Path(template) if template is not None else TEMPLATE

@@ -20,7 +20,7 @@ from alliance_lib.scoring import score
 from alliance_lib.study import Study, StudyError
 from alliance_lib.validate import validate
 
-__all__ = ["WaveData", "prepare_wave", "session_table"]
+__all__ = ["WaveData", "prepare_wave", "read_wave", "session_table"]
 
 CANONICAL = {
     "client": "client_id",
@@ -97,6 +97,34 @@ def _rename_to_canonical(df: pd.DataFrame, study: Study, source: Path) -> pd.Dat
     return df.rename(columns=mapping)
 
 
+def read_wave(study: Study, wave: int) -> pd.DataFrame:
+    """Read one wave's file with the study's column names mapped to the canonical ones.
+
+    Raises :class:`~alliance_lib.study.StudyError` when the client or session column, or a
+    covariate named in the study, is not in the file.
+
+    Examples
+    --------
+    >>> from alliance_lib.study import load_study
+    >>> from pathlib import Path
+    >>> study = load_study(Path(__file__).parents[1] / "data" / "demo" / "study.yaml")
+    >>> list(read_wave(study, 1).columns[:4])
+    ['client_id', 'therapist_id', 'session', 'rater']
+    """
+    source = study.wave_file(wave)
+    df = _rename_to_canonical(read_table(source), study, source)
+    if "rater" not in df.columns:
+        df["rater"] = "client"
+    absent = [c for c in study.covariates if c not in df.columns]
+    if absent:
+        raise StudyError(
+            study.path,
+            "covariates",
+            f"column(s) {', '.join(map(repr, absent))} not found in {source.name}",
+        )
+    return df
+
+
 def prepare_wave(study: Study, wave: int) -> WaveData:
     """Read, validate, score and pseudonymise one wave of a study.
 
@@ -127,18 +155,8 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     True
     """
     source = study.wave_file(wave)
-    raw = read_table(source)
-    n_read = len(raw)
-    df = _rename_to_canonical(raw, study, source)
-    if "rater" not in df.columns:
-        df["rater"] = "client"
-    absent = [c for c in study.covariates if c not in df.columns]
-    if absent:
-        raise StudyError(
-            study.path,
-            "covariates",
-            f"column(s) {', '.join(map(repr, absent))} not found in {source.name}",
-        )
+    df = read_wave(study, wave)
+    n_read = len(df)
     instruments = [
         get_instrument(i, folder=study.instrument_folder) for i in study.instruments.values()
     ]

@@ -128,7 +128,7 @@ def test_report_with_a_covariate_and_small_caseloads(tmp_path):
     (tmp_path / "study.yaml").write_text(
         (tmp_path / "study.yaml").read_text().replace("[age]", "[agee]")
     )
-    with pytest.raises(ReportError, match="StudyError: .*'covariates'.*'agee' not found in w1.csv"):
+    with pytest.raises(StudyError, match="'covariates'.*'agee' not found in w1.csv"):
         run_report(tmp_path / "study.yaml", 1, tmp_path / "report2", quiet=True)
 
 
