@@ -16,6 +16,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
+from alliance_lib.errors import DataError
+
 __all__ = [
     "ChangeInputError",
     "reliable_change",
@@ -32,7 +34,7 @@ RCI_CATEGORIES = ("improved", "unchanged", "deteriorated")
 CS_CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated")
 
 
-class ChangeInputError(ValueError):
+class ChangeInputError(DataError):
     """Bad input to a change-event function.
 
     Attributes
@@ -43,7 +45,6 @@ class ChangeInputError(ValueError):
     """
 
     def __init__(self, message: str, *, column: Any = None, row: Any = None, value: Any = None):
-        self.column, self.row, self.value = column, row, value
         where = []
         if row is not None:
             where.append(f"row {row}")
@@ -52,7 +53,7 @@ class ChangeInputError(ValueError):
         if value is not None:
             where.append(f"value {value!r}")
         prefix = (", ".join(where) + ": ") if where else ""
-        super().__init__(prefix + message)
+        super().__init__(prefix + message, column=column, row=row, value=value)
 
 
 # ---------------------------------------------------------------------------------------------

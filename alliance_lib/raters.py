@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance_lib.errors import DataError
+
 __all__ = ["RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
 
-class RaterAgreementError(ValueError):
+class RaterAgreementError(DataError):
     """Data that cannot give a rater-agreement analysis.
 
     Attributes
@@ -26,12 +28,6 @@ class RaterAgreementError(ValueError):
     column, row, value : object or None
         The offending column, row label(s) and value, when known.
     """
-
-    def __init__(self, message: str, *, column: Any = None, row: Any = None, value: Any = None):
-        super().__init__(message)
-        self.column = column
-        self.row = row
-        self.value = value
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from alliance_lib.errors import DataError
 from alliance_lib.registry import get_instrument
 
 __all__ = [
@@ -40,7 +41,7 @@ _NAN_POLICIES = ("listwise", "pairwise")
 _PSI_LOWER = 0.005
 
 
-class ReliabilityError(ValueError):
+class ReliabilityError(DataError):
     """Input that cannot give a reliability estimate.
 
     Attributes
@@ -48,12 +49,6 @@ class ReliabilityError(ValueError):
     column, row, value : object or None
         The offending column, row label and value, when the problem is one cell or column.
     """
-
-    def __init__(self, message: str, *, column: Any = None, row: Any = None, value: Any = None):
-        super().__init__(message)
-        self.column = column
-        self.row = row
-        self.value = value
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance_lib.engine import EngineError, EngineFit, NestedLMM
+from alliance_lib.errors import DataError
 
 __all__ = [
     "ModelError",
@@ -32,7 +33,7 @@ __all__ = [
 SHAPES = ("linear", "quadratic", "log", "piecewise")
 
 
-class ModelError(ValueError):
+class ModelError(DataError):
     """A model cannot be fitted to these data; names the column, row and value at fault.
 
     Attributes
@@ -40,10 +41,6 @@ class ModelError(ValueError):
     column, row, value
         The offending column, row label (the data's index) and value, where known.
     """
-
-    def __init__(self, message: str, *, column=None, row=None, value=None):
-        super().__init__(message)
-        self.column, self.row, self.value = column, row, value
 
 
 class _SummaryText(str):

@@ -8,6 +8,7 @@ comparisons use an absolute tolerance of 1e-12.
 import numpy as np
 import pandas as pd
 import pytest
+from instrument_keys import EXPECTED
 
 import alliance_lib as al
 from alliance_lib.scoring import MissingColumnsError, ScoringError
@@ -189,36 +190,9 @@ def test_haq_reverse_and_boundary():
 # rounded mean of the item's own subscale; 5 or more -> not scored
 # ---------------------------------------------------------------------------------------------
 
-OQ_REVERSE = {1, 12, 13, 20, 21, 24, 31, 37, 43}
-OQ_SD = {
-    2,
-    3,
-    5,
-    6,
-    8,
-    9,
-    10,
-    11,
-    13,
-    15,
-    22,
-    23,
-    24,
-    25,
-    27,
-    29,
-    31,
-    33,
-    34,
-    35,
-    36,
-    40,
-    41,
-    42,
-    45,
-}
-OQ_IR = {1, 7, 16, 17, 18, 19, 20, 26, 30, 37, 43}
-OQ_SR = {4, 12, 14, 21, 28, 32, 38, 39, 44}
+_OQ = EXPECTED["oq-45.2"]
+OQ_REVERSE = set(_OQ[5])
+OQ_SD, OQ_IR, OQ_SR = (set(_OQ[6][name]) for name in ("sd", "ir", "sr"))
 
 
 def test_oq_each_reverse_key_and_subscale():
