@@ -1,6 +1,7 @@
 # alliance_lib: the two commands of the README are `make report` and `make test`.
-# Both create .venv when it is missing, install the project with the extras they need, and
-# reuse .venv afterwards (a stamp file per extra set; re-installs when pyproject.toml changes).
+# Both create .venv when it is missing and install the exact, hash-checked versions of
+# requirements/lock.txt (made by `make lock` from pyproject.toml), then the project itself without
+# dependencies; .venv is reused afterwards (re-installed when the lock or pyproject.toml changes).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ STUDY  ?= data/demo/study.yaml
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: report test lint unit notebooks lab demo-data bench clean-reports help
+.PHONY: lock test-latest report test lint unit notebooks lab demo-data bench clean-reports help template-copy
 
 help:
 	@echo "make report     set up .venv and run the demo study report (wave $(WAVE))"
@@ -18,34 +19,55 @@ help:
 	@echo "make lab        JupyterLab on notebooks/ with the project's kernel"
 	@echo "make demo-data  regenerate data/demo/ (byte-identical)"
 	@echo "make bench      benchmarks (results in benchmarks/results/)"
+	@echo "make lock       regenerate requirements/lock.txt from pyproject.toml"
+	@echo "make test-latest  the tests with the newest dependency versions (.venv-latest)"
+
+LOCK   := requirements/lock.txt
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.stamp-lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-%: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[$(subst +,$(comma),$*)]"
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-comma := ,
+# Regenerate the lock from pyproject.toml (all extras, Python 3.11, Linux x86-64), with uv.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra notebooks --extra dev \
+	  --extra lab --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --no-header --annotation-style line -o $(LOCK)
 
-report: $(VENV)/.stamp-notebooks
+# The suite against the newest releases of every dependency, in a separate venv.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[notebooks,dev]"
+	.venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(numpy|scipy|pandas|statsmodels|matplotlib)=='
+	.venv-latest/bin/pytest -q
+
+report: $(STAMP)
 	$(BIN)/alliance report $(STUDY) --wave $(WAVE)
 
-test: $(VENV)/.stamp-notebooks+dev
+test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 	$(BIN)/pytest -o addopts="-p no:cacheprovider" --nbval-lax --nbval-current-env notebooks
 
-lab: $(VENV)/.stamp-notebooks+lab
+lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-demo-data: $(VENV)/.stamp-notebooks
+demo-data: $(STAMP)
 	$(BIN)/alliance simulate --demo-study data/demo
 
-bench: $(VENV)/.stamp-notebooks+dev
+bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+template-copy:
+	cp alliance_lib/templates/study_report.ipynb notebooks/study_report.ipynb
 
 clean-reports:
 	rm -rf reports

@@ -11,13 +11,13 @@ from alliance_lib import plots, privacy
 from alliance_lib._version import __version__
 from alliance_lib.alliance_outcome import *
 from alliance_lib.change import *
-from alliance_lib.errors import DataError
+from alliance_lib.errors import AllianceError, DataError, DefinitionError, ReportError
 from alliance_lib.io import *
 from alliance_lib.norms import *
 from alliance_lib.raters import *
 from alliance_lib.registry import *
 from alliance_lib.reliability import *
-from alliance_lib.report import ReportError, run_report
+from alliance_lib.report import run_report
 from alliance_lib.ruptures import *
 from alliance_lib.scoring import *
 from alliance_lib.simulate import *

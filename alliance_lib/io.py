@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DataError
+
 __all__ = [
     "Codebook",
     "ReadError",
@@ -75,7 +77,7 @@ _DECIMAL_POINT = r"^[+-]?\d*\.\d+$"
 _MOJIBAKE = re.compile("[ÃÂ][\u0080-\u00bf]|â€")
 
 
-class ReadError(ValueError):
+class ReadError(DataError):
     """A file that cannot be read as a table, with the place and the fix.
 
     Parameters
@@ -136,7 +138,7 @@ class _MissingFileError(ReadError, FileNotFoundError):
     """`ReadError` for a path that does not exist (also a `FileNotFoundError`)."""
 
 
-class ReshapeError(ValueError):
+class ReshapeError(DataError):
     """A table that cannot be reshaped between wide and long form (names column and rows)."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DefinitionError
 from alliance_lib.registry import Instrument, _available, get_instrument
 from alliance_lib.scoring import require_columns
 
@@ -22,7 +23,7 @@ _CMP = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.le
 _DECIMALS = 9
 
 
-class NormsError(ValueError):
+class NormsError(DefinitionError):
     """The instrument has no norms of the kind requested."""
 
 

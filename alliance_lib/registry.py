@@ -33,6 +33,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from alliance_lib.errors import DefinitionError
+
 __all__ = [
     "FACT_STATUSES",
     "Fact",
@@ -73,7 +75,7 @@ _TOP_KEYS = {
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class InstrumentError(ValueError):
+class InstrumentError(DefinitionError):
     """A malformed instrument definition.
 
     Attributes
@@ -96,7 +98,7 @@ class InstrumentError(ValueError):
         super().__init__(prefix + message)
 
 
-class UnknownInstrumentError(LookupError):
+class UnknownInstrumentError(DefinitionError, LookupError):
     """An instrument id that is not in the registry (the message suggests near misses)."""
 
 

@@ -119,7 +119,10 @@ class OmegaResult:
     n : int
     n_items : int
     converged : bool
-        Whether the optimiser reported success.
+        Whether the solution is a stationary point of the bounded ML problem (projected gradient
+        below ``KKT_TOL``), not merely the optimiser's success flag.
+    optimizer_message : str
+        The optimiser's own message, for diagnosis.
     heywood : bool
         Whether a uniqueness sits at the lower bound 0.005 (a Heywood case).
     nan_policy : str
@@ -135,6 +138,7 @@ class OmegaResult:
     n: int
     n_items: int
     converged: bool
+    optimizer_message: str
     heywood: bool
     nan_policy: str
 
@@ -495,12 +499,13 @@ def item_statistics(
     )
 
 
-def _one_factor_ml(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+def _one_factor_ml(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, str]:
     """One-factor ML factor analysis of a correlation matrix.
 
     Minimises the concentrated discrepancy of Joreskog (1967) over the uniquenesses (as
     ``stats::factanal`` and ``psych::fa(fm="ml")``), with bounds [0.005, 1].
-    Returns standardised loadings, uniquenesses and the optimiser's success flag.
+    Returns standardised loadings, uniquenesses, whether the KKT conditions hold at the solution
+    (:func:`_kkt_satisfied`) and the optimiser's own message.
     """
     p = r.shape[0]
     eig_r = np.linalg.eigvalsh(r)
@@ -538,7 +543,35 @@ def _one_factor_ml(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     load = np.sqrt(psi) * vectors[:, -1] * np.sqrt(max(values[-1] - 1.0, 0.0))
     if load.sum() < 0:
         load = -load
-    return load, psi, bool(fit.success)
+    _, grad = objective(psi)
+    converged = _kkt_satisfied(psi, grad, _PSI_LOWER, 1.0)
+    return load, psi, converged, str(fit.message)
+
+
+#: Largest projected-gradient component accepted as a stationary point (the discrepancy is O(1))
+KKT_TOL = 1e-5
+
+
+def _kkt_satisfied(x: np.ndarray, grad: np.ndarray, lower: float, upper: float) -> bool:
+    """First-order optimality of a box-constrained minimum (the KKT conditions).
+
+    The projected gradient is the gradient with the components that point out of the box at an
+    active bound set to zero; a minimum has every remaining component below :data:`KKT_TOL`.
+    This replaces the optimiser's ``success`` flag, which only reports why it stopped.
+
+    Examples
+    --------
+    >>> bool(_kkt_satisfied(np.array([0.005, 0.5]), np.array([2.0, 1e-8]), 0.005, 1.0))
+    True
+    >>> bool(_kkt_satisfied(np.array([0.005, 0.5]), np.array([-2.0, 1e-8]), 0.005, 1.0))
+    False
+    """
+    span = upper - lower
+    at_lower = x <= lower + 1e-9 * span
+    at_upper = x >= upper - 1e-9 * span
+    projected = np.where(at_lower, np.minimum(grad, 0.0), grad)
+    projected = np.where(at_upper, np.maximum(projected, 0.0), projected)
+    return bool(np.all(np.isfinite(grad)) and np.max(np.abs(projected)) < KKT_TOL)
 
 
 def omega(
@@ -606,7 +639,7 @@ def omega(
     """
     x, names = _prepare(items, nan_policy, missing_codes, min_items=3)
     r = _correlation(x, names)
-    load, psi, converged = _one_factor_ml(r)
+    load, psi, converged, message = _one_factor_ml(r)
     h2 = load**2
     u2 = 1.0 - h2
     sd = np.nanstd(x, axis=0, ddof=1)
@@ -624,6 +657,7 @@ def omega(
         n=int(x.shape[0]),
         n_items=int(x.shape[1]),
         converged=converged,
+        optimizer_message=message,
         heywood=bool(np.any(psi <= _PSI_LOWER * (1 + 1e-6))),
         nan_policy=nan_policy,
     )

@@ -21,12 +21,15 @@ from importlib import metadata
 from pathlib import Path
 
 from alliance_lib._version import __version__
+from alliance_lib.errors import ReportError
 from alliance_lib.study import Study, load_study
 from alliance_lib.waves import read_wave
 
 __all__ = ["run_report", "ReportError", "TEMPLATE", "report_dir"]
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "notebooks" / "study_report.ipynb"
+# the template ships inside the package; notebooks/study_report.ipynb is the readable copy (a
+# test keeps the two identical: edit the package copy, then `make template-copy`)
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "study_report.ipynb"
 KERNEL = "python3"
 OUTPUTS = ("report.ipynb", "report.html", "results.json", "provenance.json", "quarantine.csv")
 PACKAGES = (
@@ -43,14 +46,6 @@ PACKAGES = (
     "nbformat",
     "ipykernel",
 )
-
-
-class ReportError(RuntimeError):
-    """A report run that failed; ``failed_notebook`` is kept for inspection when it exists."""
-
-    def __init__(self, message: str, failed_notebook: Path | None = None):
-        self.failed_notebook = failed_notebook
-        super().__init__(message)
 
 
 def report_dir(study: Study, wave: int, root: str | Path | None = None) -> Path:

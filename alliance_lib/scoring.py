@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from alliance_lib.errors import DataError
 from alliance_lib.registry import METRICS, Instrument, get_instrument
 
 __all__ = ["MissingColumnsError", "ScoringError", "reverse_items", "score"]
@@ -43,7 +44,7 @@ __all__ = ["MissingColumnsError", "ScoringError", "reverse_items", "score"]
 _MAX_LISTED = 20
 
 
-class ScoringError(ValueError):
+class ScoringError(DataError):
     """Invalid item answers (out of range, non-integer on an integer scale, or text).
 
     Attributes
@@ -77,7 +78,7 @@ class ScoringError(ValueError):
         )
 
 
-class MissingColumnsError(ValueError):
+class MissingColumnsError(DataError):
     """Item (or id) columns that the table lacks.
 
     Attributes

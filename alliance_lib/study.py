@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from alliance_lib.errors import DefinitionError
+
 __all__ = ["Study", "StudyError", "load_study"]
 
 SHAPES = ("linear", "quadratic", "log", "piecewise")
@@ -59,7 +61,7 @@ ANALYSIS_DEFAULTS = {
 }
 
 
-class StudyError(ValueError):
+class StudyError(DefinitionError):
     """A study YAML that cannot be used; names the file, the key and what is expected."""
 
     def __init__(self, file: str | Path, key: str | None, message: str):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from alliance_lib.errors import DataError
+
 __all__ = [
     "EngineError",
     "EngineFit",
@@ -49,7 +51,7 @@ def _single_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-class EngineError(ValueError):
+class EngineError(DataError):
     """The arrays cannot define a nested mixed model (shape, missing values, nesting, rank)."""
 
 
