@@ -699,3 +699,208 @@ def test_empty_and_degenerate_input():
     all_missing = pd.DataFrame({"client_id": "a", "session": [1, 2, 3, 4, 5], "y": np.nan})
     out = al.sudden_gains_by_client(all_missing, "y", cutoff=7)
     assert out["has_event"].tolist() == [False] and out["n_events"].tolist() == [0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The six reliable-change methods against clinicalsignificance 3.0.0 on its own data (claus_2020)
+# ---------------------------------------------------------------------------------------------
+# Counts: tests/reference/fixtures/clinicalsignificance_counts.json, transcribed from the
+# package's test snapshots (_snaps/cs_distribution.md, _snaps/cs_combined.md) and vignettes.
+# The data (GPL >= 3) are not copied into this MIT repository: they are read from the project's
+# shared reference data (../shared/reference-data/external/clinicalsignificance/, found by
+# walking up from this file, or the folder named by $ALLIANCE_REFERENCE_DATA).
+
+CS_COUNTS = FIXTURES / "clinicalsignificance_counts.json"
+
+
+def _reference_data_dir() -> Path | None:
+    import os
+
+    env = os.environ.get("ALLIANCE_REFERENCE_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "reference-data" for p in HERE.resolve().parents]
+    for c in candidates:
+        if (c / "external" / "clinicalsignificance" / "claus_2020.csv").exists():
+            return c
+    return None
+
+
+@pytest.fixture(scope="module")
+def claus():
+    ref = _reference_data_dir()
+    if ref is None:
+        pytest.skip("clinicalsignificance's claus_2020 not found (set ALLIANCE_REFERENCE_DATA)")
+    long = pd.read_csv(ref / "external" / "clinicalsignificance" / "claus_2020.csv")
+    assert long.shape == (172, 9)
+
+    def wide(outcome):
+        w = long.pivot(index="id", columns="time", values=outcome)[[1, 4]]
+        w.columns = ["pre", "post"]
+        w = w.reset_index()
+        return w.merge(long[["id", "treatment"]].drop_duplicates(), on="id")
+
+    return wide
+
+
+@pytest.fixture(scope="module")
+def cs_counts():
+    import json
+
+    return json.loads(CS_COUNTS.read_text())
+
+
+def _counts(cat: pd.Series) -> dict:
+    return {k: int(v) for k, v in cat.value_counts(sort=False).items()}
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_rci_methods_match_clinicalsignificance_counts(method, claus, cs_counts):
+    # R: cs_distribution(claus_2020, id, time, hamd, pre = 1, post = 4, reliability = 0.8,
+    #    rci_method = method) -- tolerance: every count exact
+    expected = dict(cs_counts["distribution"]["counts"][method])
+    r_post = expected.pop("reliability_post", None)
+    out = al.reliable_change(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        method=method, reliability_post=r_post,
+    )  # fmt: skip
+    assert out["category"].notna().sum() == 40  # 43 patients, 40 complete pairs
+    assert _counts(out["category"]) == expected
+    assert out.attrs["reliable_change"]["method"] == method
+
+
+def test_rci_intermediate_values_on_claus_hamd(claus):
+    # methods.md section 2.2 (recomputed from clinicalsignificance's source): M_pre 24.85,
+    # SD_pre 3.340121, SD_post 7.711089, r12 .163119, SEM 1.493748, S_diff 2.112478,
+    # SE_pred 2.004073, r_dd .928272
+    w = claus("hamd")
+    kw = dict(pre="pre", post="post", reliability=0.8, higher_is_better=False)
+    jt = al.reliable_change(w, **kw).attrs["reliable_change"]
+    assert jt["m_pre"] == pytest.approx(24.85) and jt["sd_pre"] == pytest.approx(3.340121, 1e-6)
+    assert jt["se_measurement"] == pytest.approx(1.493748, rel=1e-6)
+    assert al.reliable_change(w, **kw)["rc_threshold"].iloc[0] == pytest.approx(
+        1.959964 * 2.112478, rel=1e-6
+    )
+    gln = al.reliable_change(w, method="GLN", **kw).attrs["reliable_change"]
+    assert gln["se_prediction"] == pytest.approx(2.004073, rel=1e-6)
+    ha = al.reliable_change(w, method="HA", **kw).attrs["reliable_change"]
+    assert ha["r_dd"] == pytest.approx(0.928272, rel=1e-5)
+    assert ha["r_pre_post"] == pytest.approx(0.163119, rel=1e-5)
+    assert ha["critical_value"] == pytest.approx(1.644854, rel=1e-6)  # one-sided
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_clinical_significance_methods_match_clinicalsignificance_counts(method, claus, cs_counts):
+    # R: cs_combined(claus_2020, id, time, hamd, pre = 1, post = 4, reliability = 0.8,
+    #    m_functional = 8, sd_functional = 8, cutoff_type = "c", rci_method = method)
+    # -- tolerance: every count exact; HA group level to the 2 decimals printed (in percent)
+    out = al.clinical_significance(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        cutoff="c", functional_mean=8, functional_sd=8, method=method,
+        reliability_post=0.5 if method == "NK" else None, harmed=True,
+    )  # fmt: skip
+    assert _counts(out["category"]) == cs_counts["combined"]["counts"][method]
+    if method == "HA":
+        level = out.attrs["group_level"]
+        pct = cs_counts["combined"]["ha_group_level_percent"]
+        assert 100 * level["changed"] == pytest.approx(pct["changed"], abs=0.005)
+        assert 100 * level["functional"] == pytest.approx(pct["functional"], abs=0.005)
+        assert "cs_indiv" in out.columns
+    # without harmed=True the harmed clients are counted as deteriorated (Jacobson & Truax)
+    four = al.clinical_significance(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        cutoff="c", functional_mean=8, functional_sd=8, method=method,
+        reliability_post=0.5 if method == "NK" else None,
+    )  # fmt: skip
+    exp = dict(cs_counts["combined"]["counts"][method])
+    exp["deteriorated"] += exp.pop("harmed")
+    assert _counts(four["category"]) == exp
+
+
+def test_vignette_counts_who_higher_and_by_group(claus, cs_counts):
+    v = cs_counts["vignette_distribution"]
+    who = al.reliable_change(
+        claus("who"), pre="pre", post="post", reliability=0.85, higher_is_better=True
+    )
+    assert _counts(who["category"]) == v["who_higher"]["counts"]
+    # grouped analysis: the RCI from the whole sample, counts by treatment arm
+    hamd = al.reliable_change(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False
+    )
+    for arm, exp in v["hamd_by_treatment"]["counts"].items():
+        assert _counts(hamd.loc[hamd["treatment"] == arm, "category"]) == exp
+
+
+def test_vignette_bdi_jacobson_truax_cutoff_c(claus, cs_counts):
+    v = cs_counts["vignette_bdi_jt"]
+    kw = dict(
+        pre="pre", post="post", reliability=0.801, higher_is_better=False, cutoff="c",
+        functional_mean=7.69, functional_sd=7.52, harmed=True,
+    )  # fmt: skip
+    out = al.clinical_significance(claus("bdi"), **kw)
+    assert out["cutoff"].iloc[0] == pytest.approx(v["cutoff"], abs=0.005)
+    assert _counts(out["category"]) == v["counts"]
+    level = al.clinical_significance(claus("bdi"), method="HA", **kw).attrs["group_level"]
+    assert level["changed"] == pytest.approx(v["ha_group_level"]["changed"], abs=5e-4)
+    assert level["functional"] == pytest.approx(v["ha_group_level"]["functional"], abs=5e-4)
+
+
+def test_ha_true_score_cutoffs_bauer_example():
+    # clinicalsignificance test-calc_cutoff.R, Bauer et al. (2004): M 68.35 / 50, SD 22.33 / 22,
+    # r .93 for both. Here r_t is derived from the SEM of the clinical SD, so the functional
+    # reliability is 1 - (1 - .93) * 22.33^2 / 22^2; a and b only use the clinical one (.93).
+    m1, s1, m0, s0, r = 68.35, 22.33, 50.0, 22.0, 0.93
+    df = pd.DataFrame({"pre": [70.0, 60.0, 80.0], "post": [30.0, 55.0, 80.0]})
+    kw = dict(
+        pre="pre", post="post", reliability=r, clinical_mean=m1, clinical_sd=s1, sd=s1,
+        functional_mean=m0, functional_sd=s0, method="HA", b_sd="clinical",
+    )  # fmt: skip
+    for hib, d in ((True, 1), (False, -1)):
+        a = al.clinical_significance(df, cutoff="a", higher_is_better=hib, **kw)["cutoff"][0]
+        b = al.clinical_significance(df, cutoff="b", higher_is_better=hib, **kw)["cutoff"][0]
+        assert a == pytest.approx(m1 + d * 2 * s1 * np.sqrt(r))
+        assert b == pytest.approx(m0 - d * 2 * s1 * np.sqrt(r))
+    r0 = 1 - (1 - r) * s1**2 / s0**2
+    c = al.clinical_significance(df, cutoff="c", higher_is_better=False, **kw)["cutoff"][0]
+    t1, t0 = s1 * np.sqrt(r), s0 * np.sqrt(r0)
+    assert c == pytest.approx((t1 * m0 + t0 * m1) / (t1 + t0))
+
+
+def test_rci_method_errors():
+    df = pd.DataFrame({"pre": [30.0, 25.0, 35.0], "post": [18.0, 24.0, 30.0]})
+    kw = dict(pre="pre", post="post", higher_is_better=False)
+    with pytest.raises(ValueError, match="method must be one of"):
+        al.reliable_change(df, reliability=0.8, method="XX", **kw)
+    with pytest.raises(ValueError, match="needs reliability"):
+        al.reliable_change(df, method="GLN", instrument="oq-45.2", pre="pre", post="post")
+    with pytest.raises(ValueError, match="NK"):
+        al.reliable_change(df, reliability=0.8, reliability_post=0.7, method="EN", **kw)
+    # NK with equal reliabilities equals NK without reliability_post
+    a = al.reliable_change(df, reliability=0.8, method="NK", **kw)["rci"]
+    b = al.reliable_change(df, reliability=0.8, reliability_post=0.8, method="NK", **kw)["rci"]
+    assert_allclose(a, b)
+    with pytest.raises(ValueError, match="post SD"):
+        al.clinical_significance(
+            pd.DataFrame({"pre": [30.0, 20.0, 40.0], "post": [20.0, 21.0, 20.5]}),
+            reliability=0.8, method="HA", **kw,
+        )  # fmt: skip
+    # method names are case-insensitive
+    assert (
+        al.reliable_change(df, reliability=0.8, method="gln", **kw).attrs["reliable_change"][
+            "method"
+        ]
+        == "GLN"
+    )
+
+
+def test_rci_methods_by_hand():
+    # pre 10, 20, 30 (M 20, SD 10), post 5, 15, 40 (M 20, SD 17.32); r .8
+    df = pd.DataFrame({"pre": [10.0, 20.0, 30.0], "post": [5.0, 15.0, 40.0]})
+    kw = dict(pre="pre", post="post", reliability=0.8, higher_is_better=False)
+    sem, se_pred = 10 * np.sqrt(0.2), 10 * np.sqrt(1 - 0.64)
+    rci = {m: al.reliable_change(df, method=m, **kw)["rci"].to_numpy() for m in al.RCI_METHODS}
+    x1, x2 = df["pre"].to_numpy(), df["post"].to_numpy()
+    assert_allclose(rci["JT"], (x2 - x1) / (np.sqrt(2) * sem))
+    assert_allclose(rci["GLN"], ((x2 - 20) - 0.8 * (x1 - 20)) / se_pred)
+    assert_allclose(rci["HLL"], ((x2 - 20) - 0.8 * (x1 - 20)) / se_pred)  # M_post = M_pre
+    assert_allclose(rci["EN"], (x2 - (0.8 * (x1 - 20) + 20)) / sem)
+    assert_allclose(rci["NK"], (x2 - (0.8 * (x1 - 20) + 20)) / np.sqrt(64 * 0.2 + 100 * 0.2))
