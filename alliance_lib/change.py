@@ -28,6 +28,7 @@ __all__ = [
     "sudden_losses",
     "sudden_gains_by_client",
     "count_intervals",
+    "select_sudden_gain_cases",
     "RCI_METHODS",
 ]
 
@@ -746,6 +747,91 @@ def count_intervals(
             "n_analysable": analysable,
             "n_not_analysable": n_tested - analysable,
         }
+    )
+
+
+#: suddengains' ``select_cases(method = "pattern")`` availability patterns (1 = observed): each
+#: leaves the three criteria computable for at least one interval.
+SELECT_PATTERNS = ((1, 1, 1, 1), (1, 1, 1, 0, 1), (1, 0, 1, 1, 1), (1, 0, 1, 1, 0, 1))
+
+
+def select_sudden_gain_cases(
+    data: pd.DataFrame,
+    score: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    method: str = "pattern",
+    min_sessions: int | None = None,
+    sessions: Any = None,
+) -> pd.DataFrame:
+    """Which clients provide enough data to look for sudden gains (suddengains' ``select_cases``).
+
+    Parameters
+    ----------
+    data, score, client, session, sessions
+        As for :func:`sudden_gains` (long data; the session grid defaults to every integer from
+        the first to the last session in the data, an absent session is a missing value).
+    method : {"pattern", "min_sess"}
+        ``"pattern"``: the client's availability over the grid contains one of the four patterns
+        below; ``"min_sess"``: at least ``min_sessions`` observed sessions on the grid.
+    min_sessions : int, optional
+        Needed for ``method="min_sess"`` (suddengains' ``min_sess_num``).
+
+    Returns
+    -------
+    DataFrame
+        One row per client (sorted by id): the client column, ``n_sessions`` (observed sessions
+        on the grid) and ``selected`` (bool; suddengains' ``sg_select``).
+
+    Notes
+    -----
+    With x = observed and . = missing, and N the pregain session, the patterns are
+    ``x N x x`` (4 consecutive), ``x N x . x``, ``x . N x x`` and ``x . N x . x``: the
+    smallest layouts with 2 values on each side of an interval whose two sessions are observed,
+    so that criterion 3 can be computed (Tang & DeRubeis 1999; Wiedemann et al. 2020). They are
+    matched anywhere on the grid, as suddengains matches them in the row's string of
+    ``TRUE``/``FALSE``. A client with no observed session is not selected by either method.
+
+    References
+    ----------
+    Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R package to
+    identify sudden gains in longitudinal data. PLoS ONE, 15(3), e0230276.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"client_id": ["a"] * 4 + ["b"] * 4,
+    ...                    "session": [1, 2, 3, 4, 1, 3, 5, 6], "bdi": 10})
+    >>> select_sudden_gain_cases(df, "bdi")
+      client_id  n_sessions  selected
+    0         a           4      True
+    1         b           4     False
+    >>> select_sudden_gain_cases(df, "bdi", method="min_sess", min_sessions=4)["selected"].tolist()
+    [True, True]
+    """
+    if method not in ("pattern", "min_sess"):
+        raise ValueError(f"method must be 'pattern' or 'min_sess' (got {method!r})")
+    if method == "min_sess" and (
+        min_sessions is None or int(min_sessions) != min_sessions or min_sessions < 1
+    ):
+        raise ValueError(
+            f"method='min_sess' needs min_sessions, a whole number >= 1 (got {min_sessions!r})"
+        )
+    grid = _session_grid(data, score, client, session, sessions)
+    observed = ~np.isnan(grid.values)
+    n_obs = observed.sum(axis=1)
+    if method == "min_sess":
+        selected = n_obs >= int(min_sessions)
+    else:
+        selected = np.zeros(observed.shape[0], dtype=bool)
+        for pattern in SELECT_PATTERNS:
+            width = len(pattern)
+            if observed.shape[1] < width:
+                continue
+            windows = sliding_window_view(observed, width, axis=1)  # (C, K - width + 1, width)
+            selected |= (windows == np.array(pattern, dtype=bool)).all(axis=2).any(axis=1)
+    return pd.DataFrame(
+        {client: grid.clients.to_numpy(), "n_sessions": n_obs, "selected": selected}
     )
 
 

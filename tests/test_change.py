@@ -904,3 +904,74 @@ def test_rci_methods_by_hand():
     assert_allclose(rci["HLL"], ((x2 - 20) - 0.8 * (x1 - 20)) / se_pred)  # M_post = M_pre
     assert_allclose(rci["EN"], (x2 - (0.8 * (x1 - 20) + 20)) / sem)
     assert_allclose(rci["NK"], (x2 - (0.8 * (x1 - 20) + 20)) / np.sqrt(64 * 0.2 + 100 * 0.2))
+
+
+# ---------------------------------------------------------------------------------------------
+# select_sudden_gain_cases: suddengains' select_cases
+# ---------------------------------------------------------------------------------------------
+
+# suddengains tests/testthat/test-select_cases.R (6 sessions; 1 = observed): expected sg_select
+SELECT_CASES_TESTTHAT = [
+    ("011110", True, False),
+    ("011101", True, False),
+    ("101110", True, False),
+    ("101111", True, True),
+    ("100111", False, False),
+    ("100001", False, False),
+    ("111111", True, True),
+]
+
+
+def test_select_cases_matches_suddengains_testthat():
+    rows = [
+        (i, s + 1, 10.0)
+        for i, (pattern, _, _) in enumerate(SELECT_CASES_TESTTHAT, start=1)
+        for s, ch in enumerate(pattern)
+        if ch == "1"
+    ]
+    df = pd.DataFrame(rows, columns=["id", "session", "bdi"])
+    pat = al.select_sudden_gain_cases(df, "bdi", client="id", sessions=range(1, 7))
+    mins = al.select_sudden_gain_cases(
+        df, "bdi", client="id", sessions=range(1, 7), method="min_sess", min_sessions=5
+    )
+    assert pat["selected"].tolist() == [p for _, p, _ in SELECT_CASES_TESTTHAT]
+    assert mins["selected"].tolist() == [m for _, _, m in SELECT_CASES_TESTTHAT]
+    assert pat["n_sessions"].tolist() == [p.count("1") for p, _, _ in SELECT_CASES_TESTTHAT]
+
+
+def test_select_cases_sgdata_matches_r_reference():
+    # R: tests/reference/select_cases_reference.R (suddengains' string logic in base R) on
+    # sgdata bdi_s1 ... bdi_s12: pattern selects 39 of 43, min_sess 9 selects 35; exact.
+    ref = pd.read_csv(FIXTURES / "sgdata_select_cases.csv")
+    long = long_bdi()
+    pat = al.select_sudden_gain_cases(long, "bdi", sessions=range(1, 13))
+    mins = al.select_sudden_gain_cases(
+        long, "bdi", sessions=range(1, 13), method="min_sess", min_sessions=9
+    )
+    assert_array_equal(pat["client_id"], ref["id"])
+    assert_array_equal(pat["n_sessions"], ref["n_sessions"])
+    assert_array_equal(pat["selected"], ref["select_pattern"])
+    assert_array_equal(mins["selected"], ref["select_min_sess_9"])
+    assert (pat["selected"].sum(), mins["selected"].sum()) == (39, 35)
+
+
+def test_select_cases_pattern_means_an_analysable_interval():
+    # A client is selected by "pattern" exactly when some interval has all three criteria
+    # computable (count_intervals: n_analysable > 0) on a grid with room on both sides.
+    rng = np.random.default_rng(7)
+    keep = rng.random((300, 10)) < 0.7
+    rows = [(c, s, 20.0) for c, s in zip(*np.nonzero(keep), strict=True)]
+    df = pd.DataFrame(rows, columns=["client_id", "session", "y"])
+    grid = range(-1, 12)  # two empty sessions either side: every real interval is tested
+    sel = al.select_sudden_gain_cases(df, "y", sessions=grid).set_index("client_id")
+    n_ok = al.count_intervals(df, "y", sessions=grid).set_index("client_id")["n_analysable"]
+    assert_array_equal(sel["selected"], n_ok.loc[sel.index] > 0)
+
+
+def test_select_cases_errors_and_short_grid():
+    df = series([10, 11, 12], name="bdi")
+    assert not al.select_sudden_gain_cases(df, "bdi")["selected"].any()
+    with pytest.raises(ValueError, match="min_sessions"):
+        al.select_sudden_gain_cases(df, "bdi", method="min_sess")
+    with pytest.raises(ValueError, match="pattern"):
+        al.select_sudden_gain_cases(df, "bdi", method="all")
