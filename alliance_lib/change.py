@@ -29,7 +29,10 @@ __all__ = [
     "sudden_gains_by_client",
     "count_intervals",
     "select_sudden_gain_cases",
+    "treatment_status",
+    "keep_ended_clients",
     "RCI_METHODS",
+    "TREATMENT_STATUSES",
 ]
 
 RCI_CATEGORIES = ("improved", "unchanged", "deteriorated")
@@ -836,6 +839,229 @@ def select_sudden_gain_cases(
 
 
 # ---------------------------------------------------------------------------------------------
+# Ended vs ongoing clients
+# ---------------------------------------------------------------------------------------------
+
+TREATMENT_STATUSES = ("ended", "ongoing", "unknown")
+_TRUE_WORDS = {"1", "true", "yes", "y", "ended", "end", "x"}
+_FALSE_WORDS = {"0", "false", "no", "n", ""}
+
+
+def _end_marks(values: pd.Series, column: str) -> np.ndarray:
+    """True where an end-of-treatment cell marks the end: yes/true/1/ended/x or a date."""
+    out = np.zeros(len(values), dtype=bool)
+    present = values.notna().to_numpy()
+    if not present.any():
+        return out
+    v = values[present]
+    if pd.api.types.is_bool_dtype(v) or pd.api.types.is_numeric_dtype(v):
+        out[present] = v.astype(float).to_numpy() != 0
+        return out
+    text = v.astype(str).str.strip().str.lower()
+    is_true, is_false = text.isin(_TRUE_WORDS), text.isin(_FALSE_WORDS)
+    other = ~(is_true | is_false)
+    as_date = pd.to_datetime(v[other.to_numpy()], errors="coerce", format="mixed")
+    if as_date.isna().any():
+        row = as_date.index[np.argmax(as_date.isna().to_numpy())]
+        raise ChangeInputError(
+            "not an end-of-treatment mark: use yes/no, 1/0, true/false or the end date",
+            column=column,
+            row=row,
+            value=values.loc[row],
+        )
+    out[present] = is_true.to_numpy() | other.to_numpy()
+    return out
+
+
+def treatment_status(
+    data: pd.DataFrame,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    date: str | None = None,
+    end: str | None = None,
+    cutoff_date: Any = None,
+    ongoing_within_days: float | None = 28,
+    last_planned_session: int | None = None,
+) -> pd.DataFrame:
+    """Whether each client has ended treatment or is still in treatment at the data cut-off.
+
+    An interim wave holds clients who are still coming: their last session so far is not an
+    end-of-treatment score, and their session count is not an early ending. This classifies
+    each client from an explicit end-of-treatment column, from the session dates, or both.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long data, one row per client x session (several rows per session, e.g. raters, are
+        fine).
+    client, session : str
+        Client id and session number columns.
+    date : str, optional
+        Session date column (anything ``pandas.to_datetime`` reads).
+    end : str, optional
+        End-of-treatment column: a client has ended when any of its rows is marked (yes / true
+        / 1 / ended / x, or an end date); empty, no, false and 0 are not marks.
+    cutoff_date : date-like, optional
+        The wave's data cut-off; default the latest date in ``date``.
+    ongoing_within_days : float or None
+        Study setting: a client seen within this many days of the cut-off is still in
+        treatment (default 28 days, i.e. four missed weekly sessions); a client last seen
+        longer ago has ended. ``None`` switches the date rule off.
+    last_planned_session : int, optional
+        The last planned session of the protocol; adds ``ended_early`` (ended before it).
+
+    Returns
+    -------
+    DataFrame
+        One row per client (sorted by id): the client column, ``n_sessions``,
+        ``first_session``, ``last_session``, ``last_date`` and ``days_since_last`` (with
+        ``date``), ``marked_ended`` (with ``end``), ``status`` (categorical: ended / ongoing /
+        unknown), ``reason`` and, with ``last_planned_session``, ``ended_early`` (nullable
+        boolean: ended before the last planned session; missing for clients not ended).
+
+    Notes
+    -----
+    A client is *ended* when marked in ``end``, or, with ``date`` and ``ongoing_within_days``,
+    when its last session date lies more than ``ongoing_within_days`` days before the cut-off.
+    Otherwise it is *ongoing*; it is *unknown* when the date rule applies but the client has no
+    date and no mark. "Dropout" is avoided on purpose: a client of an interim wave with few
+    sessions may simply be early in treatment; ``ended_early`` is what an early ending measures.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c"],
+    ...                    "session": [1, 2, 1, 2, 1],
+    ...                    "date": ["2025-01-06", "2025-01-13", "2025-03-03", "2025-03-10",
+    ...                             "2025-03-01"]})
+    >>> st = treatment_status(df, date="date", ongoing_within_days=28, last_planned_session=12)
+    >>> st[["client_id", "last_session", "days_since_last", "status", "ended_early"]]
+      client_id  last_session  days_since_last   status  ended_early
+    0         a             2             56.0    ended         True
+    1         b             2              0.0  ongoing         <NA>
+    2         c             1              9.0  ongoing         <NA>
+    """
+    _require_columns(data, {"client": client, "session": session})
+    if date is None and end is None:
+        raise ValueError(
+            "say how to tell ended from ongoing clients: pass date= (with ongoing_within_days) "
+            "and/or end= (an end-of-treatment column)"
+        )
+    if date is None and ongoing_within_days is not None and end is None:
+        raise ValueError("ongoing_within_days needs date=")
+    if ongoing_within_days is not None and not ongoing_within_days >= 0:
+        raise ValueError(f"ongoing_within_days must be >= 0 days (got {ongoing_within_days!r})")
+    if date is not None:
+        _require_columns(data, {"date": date})
+    if end is not None:
+        _require_columns(data, {"end": end})
+    ids = data[client]
+    if ids.isna().any():
+        row = data.index[np.argmax(ids.isna().to_numpy())]
+        raise ChangeInputError("client id is missing", column=client, row=row)
+    sess = _numeric(data[session], session)
+    codes, clients = pd.factorize(ids, sort=True)
+    n_c = len(clients)
+    frame = pd.DataFrame({"c": codes, "s": sess})
+    by = frame.groupby("c")["s"]
+    out = pd.DataFrame(
+        {
+            client: clients,
+            "n_sessions": by.nunique().reindex(range(n_c)).to_numpy(),
+            "first_session": by.min().reindex(range(n_c)).to_numpy(),
+            "last_session": by.max().reindex(range(n_c)).to_numpy(),
+        }
+    )
+    ended = np.zeros(n_c, dtype=bool)
+    ongoing = np.zeros(n_c, dtype=bool)
+    reason = np.full(n_c, "", dtype=object)
+    if end is not None:
+        marks = _end_marks(data[end], end)
+        marked = np.bincount(codes, weights=marks.astype(float), minlength=n_c) > 0
+        out["marked_ended"] = marked
+        ended |= marked
+        reason[marked] = "marked as ended"
+    if date is not None:
+        raw = data[date]
+        when = pd.to_datetime(raw, errors="coerce", format="mixed")
+        bad = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        if bad.any():
+            row = raw.index[np.argmax(bad.to_numpy())]
+            raise ChangeInputError(
+                "not a date; write dates as YYYY-MM-DD", column=date, row=row, value=raw.loc[row]
+            )
+        last = pd.Series(when.to_numpy(), index=codes).groupby(level=0).max().reindex(range(n_c))
+        cut = pd.Timestamp(cutoff_date) if cutoff_date is not None else when.max()
+        days = (cut - last).dt.total_seconds().to_numpy() / 86400.0
+        out["last_date"] = last.to_numpy()
+        out["days_since_last"] = days
+        if ongoing_within_days is not None:
+            has_date = ~np.isnan(days)
+            stale = has_date & (days > ongoing_within_days) & ~ended
+            fresh = has_date & (days <= ongoing_within_days) & ~ended
+            ended |= stale
+            ongoing |= fresh
+            reason[stale] = f"no session within {ongoing_within_days:g} days of the cut-off"
+            reason[fresh] = f"seen within {ongoing_within_days:g} days of the cut-off"
+            unknown = ~ended & ~ongoing
+            reason[unknown] = "no session date"
+        else:
+            ongoing |= ~ended
+            reason[~ended] = "not marked as ended"
+    else:
+        ongoing |= ~ended
+        reason[~ended] = "not marked as ended"
+    status = np.where(ended, "ended", np.where(ongoing, "ongoing", "unknown"))
+    out["status"] = pd.Categorical(status, categories=TREATMENT_STATUSES)
+    out["reason"] = reason
+    if last_planned_session is not None:
+        early = out["last_session"].to_numpy() < float(last_planned_session)
+        out["ended_early"] = pd.arrays.BooleanArray(early & ended, ~ended)
+    for col in ("first_session", "last_session"):
+        if np.all(np.mod(out[col].dropna(), 1) == 0):
+            out[col] = out[col].astype("Int64")
+    return out
+
+
+def keep_ended_clients(
+    data: pd.DataFrame, status: pd.DataFrame, *, client: str = "client_id"
+) -> pd.DataFrame:
+    """The rows of ``data`` whose client has ended treatment (a pre-filter for change analyses).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Any table with a client column (long or wide).
+    status : DataFrame
+        Output of :func:`treatment_status`.
+    client : str
+        Client id column of both tables.
+
+    Returns
+    -------
+    DataFrame
+        The rows of ended clients; ``.attrs["treatment_status"]`` counts the clients of
+        ``data`` by status (clients absent from ``status`` count as unknown).
+
+    Examples
+    --------
+    >>> st = pd.DataFrame({"client_id": ["a", "b"], "status": ["ended", "ongoing"]})
+    >>> keep_ended_clients(pd.DataFrame({"client_id": ["a", "a", "b"], "y": [1, 2, 3]}), st)
+      client_id  y
+    0         a  1
+    1         a  2
+    """
+    _require_columns(data, {"client": client})
+    _require_columns(status, {"client": client, "status": "status"})
+    of_client = status.set_index(client)["status"].astype(str)
+    st = data[client].map(of_client).fillna("unknown")
+    per_client = st.groupby(data[client].to_numpy()).first()
+    kept = data[(st == "ended").to_numpy()].copy()
+    kept.attrs["treatment_status"] = {s: int((per_client == s).sum()) for s in TREATMENT_STATUSES}
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
 # Reliable and clinically significant change
 # ---------------------------------------------------------------------------------------------
 
@@ -1155,6 +1381,7 @@ def reliable_change_from_long(
     session: str = "session",
     first: Any = None,
     last: Any = None,
+    status: pd.DataFrame | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Reliable change from long data: each client's first and last observed score.
@@ -1168,6 +1395,11 @@ def reliable_change_from_long(
     first, last : int, optional
         Use these sessions as pre and post instead of each client's first and last session with
         a non-missing score.
+    status : DataFrame, optional
+        Output of :func:`treatment_status`: only clients who have *ended* treatment are
+        analysed, so that a client still in treatment does not count its latest session as an
+        end-of-treatment score. ``.attrs["treatment_status"]`` of the result counts the clients
+        by status. Default: every client.
     **kwargs
         Passed to :func:`reliable_change` (``sd``, ``reliability``, ``instrument``, ...).
 
@@ -1189,6 +1421,10 @@ def reliable_change_from_long(
     0         a            1             5   -20.0  improved
     1         b            1          <NA>     NaN       NaN
     """
+    counts = None
+    if status is not None:
+        data = keep_ended_clients(data, status, client=client)
+        counts = data.attrs["treatment_status"]
     grid = _session_grid(data, score, client, session)
     x = grid.values
     observed = ~np.isnan(x)
@@ -1221,7 +1457,10 @@ def reliable_change_from_long(
             "post": np.where(ok2, x[rows, i2], np.nan),
         }
     )
-    return reliable_change(wide, pre="pre", post="post", **kwargs)
+    out = reliable_change(wide, pre="pre", post="post", **kwargs)
+    if counts is not None:
+        out.attrs["treatment_status"] = counts
+    return out
 
 
 def clinical_significance(

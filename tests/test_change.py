@@ -975,3 +975,134 @@ def test_select_cases_errors_and_short_grid():
         al.select_sudden_gain_cases(df, "bdi", method="min_sess")
     with pytest.raises(ValueError, match="pattern"):
         al.select_sudden_gain_cases(df, "bdi", method="all")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ended vs ongoing clients
+# ---------------------------------------------------------------------------------------------
+
+
+def _dated(rows):
+    return pd.DataFrame(rows, columns=["client_id", "session", "date"])
+
+
+def test_treatment_status_date_rule_boundaries():
+    # cut-off = latest date 2025-03-31; a: last 28 days before (ongoing, "within" is
+    # inclusive); b: 29 days before (ended); c: on the cut-off day (ongoing)
+    df = _dated(
+        [
+            ("a", 1, "2025-02-24"), ("a", 2, "2025-03-03"),
+            ("b", 1, "2025-02-23"), ("b", 2, "2025-03-02"),
+            ("c", 1, "2025-03-31"),
+        ]
+    )  # fmt: skip
+    st = al.treatment_status(df, date="date", ongoing_within_days=28).set_index("client_id")
+    assert st["days_since_last"].tolist() == [28.0, 29.0, 0.0]
+    assert st["status"].tolist() == ["ongoing", "ended", "ongoing"]
+    assert st.loc["b", "reason"] == "no session within 28 days of the cut-off"
+    # an explicit cut-off a week later: a is now 35 days out
+    st2 = al.treatment_status(df, date="date", cutoff_date="2025-04-07").set_index("client_id")
+    assert st2["status"].tolist() == ["ended", "ended", "ongoing"]
+    assert str(st2["status"].dtype) == "category"
+
+
+def test_treatment_status_end_column_and_combination():
+    df = pd.DataFrame(
+        {
+            "client_id": ["a", "a", "b", "b", "c", "d", "e"],
+            "session": [1, 2, 1, 2, 1, 1, 1],
+            "date": ["2025-03-24", "2025-03-31", "2025-01-06", "2025-01-13", "2025-03-30",
+                     None, "2025-03-31"],
+            "eot": [None, "yes", "", "no", "2025-03-30", None, "0"],
+        }
+    )  # fmt: skip
+    only_end = al.treatment_status(df, end="eot").set_index("client_id")
+    assert only_end["marked_ended"].tolist() == [True, False, True, False, False]
+    assert only_end["status"].tolist() == ["ended", "ongoing", "ended", "ongoing", "ongoing"]
+    both = al.treatment_status(df, date="date", end="eot").set_index("client_id")
+    # a marked (though seen on the cut-off day); b not marked but last seen 77 days before;
+    # d has neither a mark nor a date
+    assert both["status"].tolist() == ["ended", "ended", "ended", "unknown", "ongoing"]
+    assert both.loc["a", "reason"] == "marked as ended"
+    assert both.loc["d", "reason"] == "no session date"
+    bools = al.treatment_status(df.assign(eot=[0, 1, 0, 0, 1, 0, 0]), end="eot")
+    assert bools["status"].tolist() == ["ended", "ongoing", "ended", "ongoing", "ongoing"]
+
+
+def test_treatment_status_ended_early_and_errors():
+    df = _dated([("a", 1, "2025-01-06"), ("a", 12, "2025-03-24"), ("b", 3, "2025-01-20")])
+    st = al.treatment_status(df, date="date", last_planned_session=12).set_index("client_id")
+    assert st["status"].tolist() == ["ongoing", "ended"]
+    assert pd.isna(st.loc["a", "ended_early"]) and st.loc["b", "ended_early"]
+    assert st.loc["a", "n_sessions"] == 2 and st.loc["a", "last_session"] == 12
+    with pytest.raises(ValueError, match="date="):
+        al.treatment_status(df)
+    with pytest.raises(ChangeInputError, match="not a date"):
+        al.treatment_status(df.assign(date=["2025-01-06", "soon", None]), date="date")
+    with pytest.raises(ChangeInputError, match="end-of-treatment"):
+        al.treatment_status(df.assign(eot=["yes", "maybe", None]), end="eot")
+    with pytest.raises(ChangeInputError, match="client"):
+        al.treatment_status(df, date="date", client="id")
+
+
+def test_treatment_status_never_ends_a_client_still_in_weekly_treatment():
+    # Recovery: 400 clients start on random days, attend weekly (each session missed with
+    # probability .15, so gaps stay below 28 days with near certainty; the simulation keeps
+    # only clients whose gaps are < 28 days) and stop after a random number of sessions. At
+    # a data cut-off, a client truly in treatment (next session after the cut-off) must be
+    # classified ongoing, and a client whose last session is more than 28 days before the
+    # cut-off must be classified ended.
+    rng = np.random.default_rng(4)
+    rows, truth = [], {}
+    cut = pd.Timestamp("2025-06-30")
+    for c in range(400):
+        start = pd.Timestamp("2025-01-01") + pd.Timedelta(days=int(rng.integers(0, 170)))
+        n = int(rng.integers(2, 21))
+        weeks = np.nonzero(rng.random(3 * n) > 0.15)[0][:n]
+        if np.diff(weeks, prepend=0).max() >= 4:
+            continue
+        dates = start + pd.to_timedelta(7 * weeks, unit="D")
+        seen = dates[dates <= cut]
+        if not len(seen):
+            continue
+        in_treatment = bool((dates > cut).any())
+        truth[c] = (in_treatment, (cut - seen.max()).days)
+        rows += [(c, s + 1, d.date().isoformat()) for s, d in enumerate(seen)]
+    df = _dated(rows)
+    st = al.treatment_status(df, date="date", cutoff_date=cut).set_index("client_id")
+    in_tx = np.array([truth[c][0] for c in st.index])
+    long_gone = np.array([(not truth[c][0]) and truth[c][1] > 28 for c in st.index])
+    assert in_tx.sum() > 50 and long_gone.sum() > 50
+    assert (st["status"][in_tx] == "ongoing").all()
+    assert (st["status"][long_gone] == "ended").all()
+
+
+def test_reliable_change_for_ended_clients_only():
+    df = pd.DataFrame(
+        {
+            "client_id": ["a", "a", "b", "b", "c", "c"],
+            "session": [1, 8, 1, 3, 1, 2],
+            "y": [30.0, 15.0, 30.0, 14.0, 30.0, 31.0],
+        }
+    )
+    status = pd.DataFrame({"client_id": ["a", "b", "c"], "status": ["ended", "ongoing", "ended"]})
+    kw = dict(sd=7.5, reliability=0.8, higher_is_better=False)
+    out = al.reliable_change_from_long(df, "y", status=status, **kw)
+    assert out["client_id"].tolist() == ["a", "c"]  # b is still in treatment
+    assert out.attrs["treatment_status"] == {"ended": 2, "ongoing": 1, "unknown": 0}
+    # identical to filtering first with the documented pre-filter
+    pre = al.keep_ended_clients(df, status)
+    assert pre.attrs["treatment_status"] == {"ended": 2, "ongoing": 1, "unknown": 0}
+    same = al.reliable_change_from_long(pre, "y", **kw)
+    assert_allclose(out["rci"], same["rci"])
+    # a client missing from the status table counts as unknown and is left out
+    part = al.reliable_change_from_long(df, "y", status=status.iloc[:2], **kw)
+    assert part["client_id"].tolist() == ["a"]
+    assert part.attrs["treatment_status"]["unknown"] == 1
+
+
+def test_study_defaults_have_treatment_status_settings():
+    from alliance_lib.study import ANALYSIS_DEFAULTS
+
+    assert ANALYSIS_DEFAULTS["ongoing_within_days"] == 28
+    assert ANALYSIS_DEFAULTS["end_of_treatment"] is None
