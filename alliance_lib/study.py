@@ -60,6 +60,11 @@ ANALYSIS_DEFAULTS = {
     "rupture_preset": "stiles",
     "rupture_min_drop": 0.5,
     "sudden_gain_cutoff": None,
+    # ended vs ongoing clients (alliance_lib.treatment_status): a client seen within this many
+    # days of the wave's data cut-off is still in treatment; end_of_treatment names an optional
+    # data column marking the end of treatment (yes/no, 1/0 or the end date)
+    "ongoing_within_days": 28,
+    "end_of_treatment": None,
 }
 
 
