@@ -44,7 +44,7 @@ lock: | $(BIN)/python
 # The suite against the newest releases of every dependency, in a separate venv.
 test-latest:
 	$(PYTHON) -m venv .venv-latest
-	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[notebooks,dev]"
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager setuptools wheel -e ".[notebooks,dev]"
 	.venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(numpy|scipy|pandas|statsmodels|matplotlib)=='
 	.venv-latest/bin/pytest -q
 
