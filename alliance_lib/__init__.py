@@ -13,6 +13,7 @@ from alliance_lib.alliance_outcome import *
 from alliance_lib.change import *
 from alliance_lib.errors import AllianceError, DataError, DefinitionError, ReportError
 from alliance_lib.io import *
+from alliance_lib.monitoring import *
 from alliance_lib.norms import *
 from alliance_lib.raters import *
 from alliance_lib.registry import *
@@ -22,6 +23,7 @@ from alliance_lib.ruptures import *
 from alliance_lib.scoring import *
 from alliance_lib.simulate import *
 from alliance_lib.study import Study, StudyError, load_study
+from alliance_lib.talking_therapies import *
 from alliance_lib.trajectories import *
 from alliance_lib.validate import *
 from alliance_lib.waves import WaveData, prepare_wave
