@@ -119,12 +119,12 @@ def _norms(instrument, cutoff, rci, direction):
         direction = direction or getattr(inst, "direction", None)
         if cutoff is None and norms.get("cutoff"):
             c = norms["cutoff"]
-            # store the cutoff as the lowest (highest) clinical score on the worse scale
+            # white means y < cutoff on the worse scale: shift strict rules by one ulp
             cutoff = float(c["value"])
             if c["clinical_if"] == ">":
                 cutoff = math.nextafter(cutoff, math.inf)
-            elif c["clinical_if"] == "<=":
-                cutoff = math.nextafter(cutoff, math.inf)
+            elif c["clinical_if"] == "<":
+                cutoff = math.nextafter(cutoff, -math.inf)
         if rci is None and norms.get("reliable_change"):
             rci = float(norms["reliable_change"]["points"])
     direction = direction or "higher_is_worse"
@@ -573,7 +573,8 @@ def not_on_track(
         direction are used unless given.
     cutoff : float, optional
         Clinical cutoff: on a higher-is-worse scale, scores below it are ``white`` (functioning
-        in the normal range); on a higher-is-better scale, scores at or above it.
+        in the normal range); on a higher-is-better scale, scores above it. With
+        ``instrument``, the registry's rule is used exactly (OQ-45.2: clinical from 64).
     rci : float, optional
         Reliable change (points), needed for ``failure``.
     red, yellow : float

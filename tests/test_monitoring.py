@@ -380,3 +380,62 @@ def test_alliance_signals_predict_dropout_only_when_the_alliance_drives_it():
     # combining the signal with the outcome alert raises sensitivity, never lowers it
     both = res["linked"]
     assert both.loc["outcome red or low", "sensitivity"] >= both.loc["outcome red", "sensitivity"]
+
+
+# ----------------------------------------------------------------------------- report section
+@pytest.fixture(scope="module")
+def demo_sections():
+    from pathlib import Path
+
+    from alliance_lib.sections.monitoring import monitoring_section
+
+    study = al.load_study(Path(__file__).resolve().parents[1] / "data" / "demo" / "study.yaml")
+    return {w: (al.prepare_wave(study, w), monitoring_section) for w in (2, 3)}
+
+
+def test_monitoring_section_on_the_demo_study(demo_sections):
+    import json
+
+    wave, section = demo_sections[3]
+    s = section(wave, n_boot=50)
+    assert s.applies and s.key == "monitoring"
+    json.dumps(s.numbers, allow_nan=False)
+    assert s.numbers["reference"]["outcome"] == "outcome"
+    assert s.numbers["validation_settings"]["cv"] == "therapist"  # the demo has therapists
+    v3 = {r["predictor"]: r for r in s.numbers["validation"]["3"]["no_reliable_improvement"]}
+    assert 0.5 < v3["expected curve"]["auc"] <= 1
+    titles = [t.title for t in s.tables]
+    assert titles[0].startswith("Accuracy of Not-on-Track Alerts")
+    vt = s.tables[0].data
+    assert set(vt["Session"]) == {3, 5}
+    assert {"Sensitivity", "Specificity", "PPV", "NPV", "AUC", "AUC CI"} <= set(vt.columns)
+    assert len(s.figures) == 1 and s.figures[0].caption
+    assert s.summary and s.methods and s.references
+    # no raw ids, no paths in anything the report shows
+    shown = json.dumps(s.numbers) + " ".join(s.sentences) + s.tables[2].data.to_csv()
+    assert "CL-" not in shown and "TH-" not in shown and "/work" not in shown
+
+
+def test_not_on_track_list_is_pseudonymous_and_respects_small_cells(demo_sections):
+    wave, section = demo_sections[2]
+    s = section(wave, n_boot=20)
+    listed = s.tables[2].data
+    assert s.numbers["current"]["states"]["red"] == len(listed) > 0
+    assert listed["Client"].str.match(r"^C-[0-9a-f]{8}$").all()
+    per_ther = wave.sessions().drop_duplicates("client_id")["therapist_id"].value_counts()
+    for ther in listed["Therapist"].dropna():
+        assert per_ther[ther] >= wave.study.small_cell
+    # a threshold above every therapist's caseload hides every therapist pseudonym
+    import dataclasses
+
+    strict = dataclasses.replace(wave, study=dataclasses.replace(wave.study, small_cell=10_000))
+    hidden = section(strict, n_boot=20).tables[2].data
+    assert len(hidden) == len(listed) and hidden["Therapist"].isna().all()
+
+
+def test_monitoring_section_skips_without_an_outcome(demo_sections):
+    import dataclasses
+
+    wave, section = demo_sections[3]
+    s = section(dataclasses.replace(wave, outcome=None))
+    assert not s.applies and "outcome" in s.not_applicable
