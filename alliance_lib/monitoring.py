@@ -482,12 +482,14 @@ def expected_response(
 
 # --------------------------------------------------------------------------- alerts
 def _cum_by_client(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Running sums of ``values`` over rows sorted by client, restarting at each client."""
-    c = np.cumsum(values, axis=0)
-    start = np.r_[True, codes[1:] != codes[:-1]]
-    first = np.maximum.accumulate(np.where(start, np.arange(len(codes)), 0))
-    before = np.concatenate([np.zeros_like(c[:1]), c[:-1]])
-    return c - before[first]
+    """Running sums of ``values`` per client (rows sorted by client).
+
+    Each client's sums are its own (a grouped cumulative sum), so they do not depend, even in
+    the last bit, on other clients' rows: deleting data elsewhere leaves them unchanged.
+    """
+    flat = values.reshape(len(values), -1)
+    out = pd.DataFrame(flat).groupby(codes, sort=False).cumsum().to_numpy()
+    return out.reshape(values.shape)
 
 
 def _end_score_moments(ref: ExpectedResponse, post: pd.DataFrame, horizon):
