@@ -368,7 +368,8 @@ def expected_response(
     Parameters
     ----------
     data : DataFrame
-        Long table, one row per client x session, with the outcome score.
+        Long table, one row per client x session, with the outcome score (one rater: filter
+        first; a repeated client x session keeps its first row).
     outcome : str
         Outcome score column (e.g. ``oq_45_2_total``).
     client, session : str
@@ -738,8 +739,9 @@ class AlertValidation:
         ``auc`` each with ``_low`` / ``_high`` (percentile cluster-bootstrap 95 % CI) and, with
         ``in_sample=True``, ``auc_in_sample``.
     burden : DataFrame
-        Per predictor: share of clients ever flagged (any session before their last), alerts per
-        100 sessions, and the share flagged by each of the ``sessions``.
+        Per predictor (and ``failure`` definition for the probability alerts, p >= .5): share of
+        clients ever flagged (any session before their last), alerts per 100 sessions, and the
+        share flagged by each of the ``sessions``.
     calibration : DataFrame
         Per failure definition x probability predictor x session: mean predicted, observed
         rate, calibration intercept and slope (logistic recalibration).
@@ -901,7 +903,7 @@ def validate_alerts(
     ...                        dropout=False, response={})
     >>> v = validate_alerts(df, "outcome", therapist="therapist_id", cutoff=64, rci=14,
     ...                     sessions=[3], n_boot=20, failures=["no_reliable_improvement"])
-    >>> v.at(3).loc["expected curve", "auc"] > 0.6
+    >>> bool(v.at(3).loc["expected curve", "auc"] > 0.6)
     True
     """
     if cv not in ("therapist", "client", "none"):
@@ -1017,7 +1019,7 @@ def validate_alerts(
                         }
                     )
     table = pd.DataFrame(rows)
-    burden = _burden(scores, sessions, alert)
+    burden = _burden(scores, sessions, alert, failures, ideal)
     settings = {
         "cv": cv,
         "k": k if cv == "client" else None,
@@ -1167,22 +1169,34 @@ def _add_ideal(scores, data, client, session, outcome, end, failures, rci, cutof
             scores[f"ideal_{given}_{f}"] = col
 
 
-def _burden(scores, sessions, alert):
-    """Share of clients ever flagged, alerts per 100 sessions and flagged by session t."""
+def _burden(scores, sessions, alert, failures=(), ideal=False):
+    """Share of clients ever flagged, alerts per 100 sessions and flagged by session t.
+
+    The state-based alerts do not depend on the failure definition (``failure`` missing); the
+    probability alerts (p >= .5) have one row per definition.
+    """
     live = scores[scores["session"] < scores["end"]]
     states = live["state"].to_numpy()
-    flags = {
-        "expected curve": (states == "red")
-        | ((states == "yellow") if alert == "yellow" else False),
-        "rational rule": live["rational_alert"].to_numpy(),
-    }
+    flags = [
+        (
+            "expected curve",
+            None,
+            (states == "red") | ((states == "yellow") if alert == "yellow" else False),
+        ),
+        ("rational rule", None, live["rational_alert"].to_numpy()),
+    ]
+    for f in failures:
+        flags.append(("failure probability", f, live[f"p_{f}"].to_numpy() >= 0.5))
+        if ideal:
+            flags.append(("ideal (history)", f, live[f"ideal_history_{f}"].to_numpy() >= 0.5))
     rows = []
     n_clients = live["client"].nunique()
-    for name, flag in flags.items():
+    for name, failure, flag in flags:
         f = pd.Series(flag, index=live.index)
         ever = f.groupby(live["client"]).any()
         row = {
             "predictor": name,
+            "failure": failure,
             "clients": int(n_clients),
             "ever_flagged": float(ever.mean()),
             "alerts_per_100_sessions": float(100 * flag.mean()),

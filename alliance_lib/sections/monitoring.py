@@ -242,6 +242,7 @@ def monitoring_section(
         name="monitoring-validation",
     )
     b = val.burden
+    b = b[b["failure"].isna() | (b["failure"] == failure)].reset_index(drop=True)
     burden = pd.DataFrame(
         {
             "Alert": [_PREDICTOR_WORDS.get(p, p) for p in b["predictor"]],
@@ -353,7 +354,7 @@ def monitoring_section(
         )
     if red_now.empty:
         sentences.append("No client currently in treatment is above the red boundary.")
-    ever = b.set_index("predictor").loc["expected curve", "ever_flagged"]
+    ever = b.loc[b["predictor"] == "expected curve", "ever_flagged"].iloc[0]
     sentences.append(
         f"{ever:.0%} of clients were flagged red at least once before their last session."
     )
