@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DataError
 from alliance_lib.monitoring import (
     expected_response,
     not_on_track,
@@ -149,8 +150,17 @@ def monitoring_section(
         return Section.skip(
             KEY, TITLE, f"{name} has no reliable change index in its definition (norms)"
         )
+    # Clients still in treatment have no end score yet: accuracy uses those who have ended.
+    last_session = data.groupby("client_id")["session"].max()
+    ongoing = pd.Index([], dtype=object)
+    if "date" in wave.scored.columns:
+        dates = pd.to_datetime(wave.scored["date"], errors="coerce")
+        last_date = dates.groupby(wave.scored["client_id"]).max()
+        recent = last_date[last_date >= dates.max() - pd.Timedelta(days=current_days)].index
+        ongoing = recent.intersection(last_session[last_session < last_session.max()].index)
+    ended = data[~data["client_id"].isin(ongoing)]
     val = validate_alerts(
-        data,
+        ended,
         "outcome",
         therapist=therapist,
         cv="therapist" if therapist else "client",
@@ -160,11 +170,17 @@ def monitoring_section(
         seed=seed,
         **norms_kw,
     )
+    alliance_table, alliance_numbers = _alliance_part(
+        wave, ended, therapist, sessions, norms_kw, seed
+    )
     nt = not_on_track(data, "outcome", reference=ref, **norms_kw)
 
     # --- numbers ---------------------------------------------------------------------------
     numbers = {
         "reference": ref.to_dict(),
+        "clients_ended": int(ended["client_id"].nunique()),
+        "clients_ongoing": int(len(ongoing)),
+        "alliance_signals": alliance_numbers,
         "validation_settings": val.settings,
         "validation": {},
         "burden": val.burden.to_dict(orient="records"),
@@ -266,12 +282,9 @@ def monitoring_section(
     # --- clients currently not on track ----------------------------------------------------
     latest = nt.sort_values(["client_id", "session"]).groupby("client_id").tail(1)
     if "date" in wave.scored.columns:
-        dates = pd.to_datetime(wave.scored["date"], errors="coerce")
-        last_date = dates.groupby(wave.scored["client_id"]).max()
-        current = last_date[last_date >= dates.max() - pd.Timedelta(days=current_days)].index
-        latest = latest[latest["client_id"].isin(current)]
-    # a client at the study's last session has finished treatment
-    latest = latest[latest["session"] < data["session"].max()]
+        latest = latest[latest["client_id"].isin(ongoing)]
+    else:  # without dates: everyone short of the study's last session
+        latest = latest[latest["session"] < data["session"].max()]
     state_counts = (
         latest["state"].value_counts().reindex(["white", "green", "yellow", "red"], fill_value=0)
     )
@@ -354,6 +367,17 @@ def monitoring_section(
         )
     if red_now.empty:
         sentences.append("No client currently in treatment is above the red boundary.")
+    if alliance_numbers:
+        ev = pd.DataFrame(alliance_numbers["rows"])
+        row = ev[(ev["session"] == sessions[0]) & (ev["target"] == "dropout")]
+        row = row.set_index("signal")
+        if "any_signal" in row.index and pd.notna(row.loc["any_signal", "risk_ratio"]):
+            r = row.loc["any_signal"]
+            sentences.append(
+                f"By session {sessions[0]}, {r['flag_rate']:.0%} of clients had an alliance "
+                f"signal; they dropped out {r['risk_ratio']:.1f} times as often as the others "
+                f"(sensitivity {r['sensitivity']:.0%}, specificity {r['specificity']:.0%})."
+            )
     ever = b.loc[b["predictor"] == "expected curve", "ever_flagged"].iloc[0]
     sentences.append(
         f"{ever:.0%} of clients were flagged red at least once before their last session."
@@ -377,16 +401,113 @@ def monitoring_section(
         "typical last session given the sessions so far. Accuracy was estimated "
         f"{cv_words}, at each session among clients with a later session, against a rational "
         "rule (change since intake against the reliable change index and the cutoff) and an "
-        "intake-only logistic model (Spielmans et al., 2006)."
+        "intake-only logistic model (Spielmans et al., 2006). Clients still in treatment "
+        f"(seen in the last {current_days} days) were left out of the accuracy estimates. "
+        "Alliance signals (a low score, a drop, a rupture judged against the client's earlier "
+        "sessions only, the alliance below its own expected curve) were evaluated for "
+        "predicting drop-out and combined with the outcome alert."
     )
     return Section(
         key=KEY,
         title=TITLE,
         numbers=_jsonable(numbers),
-        tables=[validation_table, burden_table, list_table],
+        tables=[validation_table, burden_table, list_table]
+        + ([alliance_table] if alliance_table is not None else []),
         figures=[figure],
         sentences=sentences,
         summary=summary,
         methods=methods,
         references=REFERENCES,
     )
+
+
+def _alliance_part(wave, ended, therapist, sessions, norms_kw, seed):
+    """Alliance signals (low, drop, past-only rupture, below its expected curve) vs drop-out."""
+    from alliance_lib.monitoring import evaluate_alliance_signals
+
+    alliance = ended[["client_id", "session", "alliance"]].dropna()
+    if alliance["client_id"].nunique() < 30:
+        return None, None
+    aid = wave.study.instruments.get("alliance")
+    srs = isinstance(aid, str) and aid.lower() == "srs"
+    first = alliance.sort_values("session").groupby("client_id")["alliance"].first()
+    # SRS: the published rules (< 36; a 1-point drop); other measures have none, so "low" is
+    # the study's own 10th percentile of the first rating and the drop rule is not used
+    cutoff = 36.0 if srs else float(first.quantile(0.10))
+    drop = 1.0 if srs else None
+    try:
+        ev = evaluate_alliance_signals(
+            ended,
+            "alliance",
+            "outcome",
+            therapist=therapist,
+            by_sessions=tuple(sessions),
+            cutoff=cutoff,
+            drop=drop,
+            alliance_intake_session=int(alliance["session"].min()),
+            seed=seed,
+            outcome_cutoff=None,
+            **norms_kw,
+        )
+    except DataError:
+        return None, None
+    labels = {
+        "low": "Low alliance" + (" (SRS < 36)" if srs else f" (< {cutoff:.2f}, 10th percentile)"),
+        "drop": "Drop of 1 point or more",
+        "rupture": "Rupture (past sessions only)",
+        "below_expected": "Below its expected curve",
+        "any_signal": "Any alliance signal",
+        "outcome red": "Outcome red",
+        "outcome red or any_signal": "Outcome red or any alliance signal",
+    }
+    keep = ev[ev["signal"].isin(labels) & (srs | (ev["signal"] != "drop"))]
+    keep = keep[
+        ~((keep["target"] == "no_reliable_improvement") & ~keep["signal"].str.startswith("outcome"))
+    ]
+    table = pd.DataFrame(
+        {
+            "By session": keep["session"].to_numpy(),
+            "Predicting": keep["target"]
+            .map({"dropout": "drop-out", "no_reliable_improvement": "no reliable improvement"})
+            .to_numpy(),
+            "Signal": keep["signal"].map(labels).to_numpy(),
+            "Clients": keep["n"].to_numpy(),
+            "Events": keep["n_events"].to_numpy(),
+            "Flagged": keep["flag_rate"].to_numpy(),
+            "Sensitivity": keep["sensitivity"].to_numpy(),
+            "Specificity": keep["specificity"].to_numpy(),
+            "PPV": keep["ppv"].to_numpy(),
+            "Risk ratio": keep["risk_ratio"].to_numpy(),
+        }
+    )
+    t = Table(
+        "Alliance Signals as Early Warnings",
+        table,
+        formats={
+            "By session": "int",
+            "Clients": "int",
+            "Events": "int",
+            "Flagged": "pct",
+            "Sensitivity": "prop",
+            "Specificity": "prop",
+            "PPV": "prop",
+            "Risk ratio": "num",
+            "Predicting": "text",
+            "Signal": "text",
+        },
+        note=(
+            "A signal counts when raised at any session up to the one shown, among clients still "
+            "in treatment then; drop-out: ending before the study's last session. Ruptures use "
+            "the mean and SD of the client's earlier sessions only (2 SD below). The expected "
+            "alliance curve and the outcome alert were fitted without the client (5-fold by "
+            'client). Rows "Outcome red or ..." show what the alliance adds to the outcome alert '
+            "for predicting no reliable improvement."
+        ),
+        name="monitoring-alliance-signals",
+    )
+    numbers = {
+        "cutoff": cutoff,
+        "drop": drop,
+        "rows": ev.to_dict(orient="records"),
+    }
+    return t, numbers
