@@ -445,3 +445,33 @@ def test_monitoring_section_skips_without_an_outcome(demo_sections):
     wave, section = demo_sections[3]
     s = section(dataclasses.replace(wave, outcome=None))
     assert not s.applies and "outcome" in s.not_applicable
+
+
+# ----------------------------------------------------------------------------- against lme4
+def test_expected_response_against_lme4():
+    # R: tests/reference/lme4_monitoring.R (lmer(outcome ~ t * c + (t | client) + (1 | therapist)),
+    # predictive SDs and the conditional normal of one client's session-12 score in matrix algebra)
+    import json
+    from pathlib import Path
+
+    fx = Path(__file__).parent / "reference" / "fixtures"
+    r = json.loads((fx / "lme4_monitoring.json").read_text())
+    df = pd.read_csv(fx / "monitoring_etr.csv", dtype={"client_id": str, "therapist_id": str})
+    ref = mon.expected_response(df, "outcome", therapist="therapist_id")
+    assert ref.intake_mean == pytest.approx(r["intake_mean"], rel=1e-12)
+    est = ref.fit.fixed["estimate"].to_numpy()
+    np.testing.assert_allclose(est, list(r["fixed"].values()), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ref._G, r["G"], rtol=2e-3, atol=1e-3)
+    assert ref._sigma2 == pytest.approx(r["sigma2"], rel=1e-4)
+    grid = pd.DataFrame(r["grid"])
+    mean, sd = ref._moments(grid["intake"].to_numpy(), grid["session"].to_numpy())
+    np.testing.assert_allclose(mean, grid["mean"], rtol=1e-5)
+    np.testing.assert_allclose(sd, grid["sd"], rtol=1e-4)
+    one = df[df["client_id"] == r["client"]]
+    for c in r["conditional"]:
+        post, _, _ = mon._frame(
+            one[one["session"] <= c["k"]], "outcome", "client_id", "session", None, 0, 1.0
+        )
+        mu, s = mon._end_score_moments(ref, post, 12)
+        assert mu[-1] == pytest.approx(c["mean"], rel=1e-4)
+        assert s[-1] == pytest.approx(c["sd"], rel=1e-4)
