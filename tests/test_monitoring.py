@@ -475,3 +475,14 @@ def test_expected_response_against_lme4():
         mu, s = mon._end_score_moments(ref, post, 12)
         assert mu[-1] == pytest.approx(c["mean"], rel=1e-4)
         assert s[-1] == pytest.approx(c["sd"], rel=1e-4)
+
+
+@pytest.mark.parametrize(("shape", "knot"), [("log", None), ("quadratic", None), ("piecewise", 4)])
+def test_other_curve_shapes(shape, knot):
+    df = _sim(300, 7, GAUSS)
+    ref = mon.expected_response(df, "outcome", shape=shape, knot=knot)
+    grid = ref.predict([80.0], sessions=[1, 4, 8, 16])
+    assert grid["expected"].is_monotonic_decreasing  # everyone improves in this world
+    assert (grid["p90"] > grid["expected"]).all() and (grid["p10"] < grid["expected"]).all()
+    nt = mon.not_on_track(df, "outcome", reference=ref, rci=14, failure="no_reliable_improvement")
+    assert nt["p_failure"].between(0, 1).all()
