@@ -353,6 +353,7 @@ def test_past_only_ruptures_do_not_change_when_later_sessions_are_deleted():
     assert full["rupture"].notna().any()
 
 
+@pytest.mark.slow
 def test_alliance_signals_predict_dropout_only_when_the_alliance_drives_it():
     res = {}
     for name, truth in (
@@ -393,6 +394,7 @@ def demo_sections():
     return {w: (al.prepare_wave(study, w), monitoring_section) for w in (2, 3)}
 
 
+@pytest.mark.slow
 def test_monitoring_section_on_the_demo_study(demo_sections):
     import json
 
@@ -422,6 +424,7 @@ def test_monitoring_section_on_the_demo_study(demo_sections):
     assert "CL-" not in shown and "TH-" not in shown and "/work" not in shown
 
 
+@pytest.mark.slow
 def test_not_on_track_list_is_pseudonymous_and_respects_small_cells(demo_sections):
     wave, section = demo_sections[2]
     s = section(wave, n_boot=20)
