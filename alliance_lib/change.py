@@ -28,6 +28,11 @@ __all__ = [
     "sudden_losses",
     "sudden_gains_by_client",
     "count_intervals",
+    "select_sudden_gain_cases",
+    "treatment_status",
+    "keep_ended_clients",
+    "RCI_METHODS",
+    "TREATMENT_STATUSES",
 ]
 
 RCI_CATEGORIES = ("improved", "unchanged", "deteriorated")
@@ -748,6 +753,314 @@ def count_intervals(
     )
 
 
+#: suddengains' ``select_cases(method = "pattern")`` availability patterns (1 = observed): each
+#: leaves the three criteria computable for at least one interval.
+SELECT_PATTERNS = ((1, 1, 1, 1), (1, 1, 1, 0, 1), (1, 0, 1, 1, 1), (1, 0, 1, 1, 0, 1))
+
+
+def select_sudden_gain_cases(
+    data: pd.DataFrame,
+    score: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    method: str = "pattern",
+    min_sessions: int | None = None,
+    sessions: Any = None,
+) -> pd.DataFrame:
+    """Which clients provide enough data to look for sudden gains (suddengains' ``select_cases``).
+
+    Parameters
+    ----------
+    data, score, client, session, sessions
+        As for :func:`sudden_gains` (long data; the session grid defaults to every integer from
+        the first to the last session in the data, an absent session is a missing value).
+    method : {"pattern", "min_sess"}
+        ``"pattern"``: the client's availability over the grid contains one of the four patterns
+        below; ``"min_sess"``: at least ``min_sessions`` observed sessions on the grid.
+    min_sessions : int, optional
+        Needed for ``method="min_sess"`` (suddengains' ``min_sess_num``).
+
+    Returns
+    -------
+    DataFrame
+        One row per client (sorted by id): the client column, ``n_sessions`` (observed sessions
+        on the grid) and ``selected`` (bool; suddengains' ``sg_select``).
+
+    Notes
+    -----
+    With x = observed and . = missing, and N the pregain session, the patterns are
+    ``x N x x`` (4 consecutive), ``x N x . x``, ``x . N x x`` and ``x . N x . x``: the
+    smallest layouts with 2 values on each side of an interval whose two sessions are observed,
+    so that criterion 3 can be computed (Tang & DeRubeis 1999; Wiedemann et al. 2020). They are
+    matched anywhere on the grid, as suddengains matches them in the row's string of
+    ``TRUE``/``FALSE``. A client with no observed session is not selected by either method.
+
+    References
+    ----------
+    Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R package to
+    identify sudden gains in longitudinal data. PLoS ONE, 15(3), e0230276.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"client_id": ["a"] * 4 + ["b"] * 4,
+    ...                    "session": [1, 2, 3, 4, 1, 3, 5, 6], "bdi": 10})
+    >>> select_sudden_gain_cases(df, "bdi")
+      client_id  n_sessions  selected
+    0         a           4      True
+    1         b           4     False
+    >>> select_sudden_gain_cases(df, "bdi", method="min_sess", min_sessions=4)["selected"].tolist()
+    [True, True]
+    """
+    if method not in ("pattern", "min_sess"):
+        raise ValueError(f"method must be 'pattern' or 'min_sess' (got {method!r})")
+    if method == "min_sess" and (
+        min_sessions is None or int(min_sessions) != min_sessions or min_sessions < 1
+    ):
+        raise ValueError(
+            f"method='min_sess' needs min_sessions, a whole number >= 1 (got {min_sessions!r})"
+        )
+    grid = _session_grid(data, score, client, session, sessions)
+    observed = ~np.isnan(grid.values)
+    n_obs = observed.sum(axis=1)
+    if method == "min_sess":
+        selected = n_obs >= int(min_sessions)
+    else:
+        selected = np.zeros(observed.shape[0], dtype=bool)
+        for pattern in SELECT_PATTERNS:
+            width = len(pattern)
+            if observed.shape[1] < width:
+                continue
+            windows = sliding_window_view(observed, width, axis=1)  # (C, K - width + 1, width)
+            selected |= (windows == np.array(pattern, dtype=bool)).all(axis=2).any(axis=1)
+    return pd.DataFrame(
+        {client: grid.clients.to_numpy(), "n_sessions": n_obs, "selected": selected}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Ended vs ongoing clients
+# ---------------------------------------------------------------------------------------------
+
+TREATMENT_STATUSES = ("ended", "ongoing", "unknown")
+_TRUE_WORDS = {"1", "true", "yes", "y", "ended", "end", "x"}
+_FALSE_WORDS = {"0", "false", "no", "n", ""}
+
+
+def _end_marks(values: pd.Series, column: str) -> np.ndarray:
+    """True where an end-of-treatment cell marks the end: yes/true/1/ended/x or a date."""
+    out = np.zeros(len(values), dtype=bool)
+    present = values.notna().to_numpy()
+    if not present.any():
+        return out
+    v = values[present]
+    if pd.api.types.is_bool_dtype(v) or pd.api.types.is_numeric_dtype(v):
+        out[present] = v.astype(float).to_numpy() != 0
+        return out
+    text = v.astype(str).str.strip().str.lower()
+    is_true, is_false = text.isin(_TRUE_WORDS), text.isin(_FALSE_WORDS)
+    other = ~(is_true | is_false)
+    as_date = pd.to_datetime(v[other.to_numpy()], errors="coerce", format="mixed")
+    if as_date.isna().any():
+        row = as_date.index[np.argmax(as_date.isna().to_numpy())]
+        raise ChangeInputError(
+            "not an end-of-treatment mark: use yes/no, 1/0, true/false or the end date",
+            column=column,
+            row=row,
+            value=values.loc[row],
+        )
+    out[present] = is_true.to_numpy() | other.to_numpy()
+    return out
+
+
+def treatment_status(
+    data: pd.DataFrame,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    date: str | None = None,
+    end: str | None = None,
+    cutoff_date: Any = None,
+    ongoing_within_days: float | None = 28,
+    last_planned_session: int | None = None,
+) -> pd.DataFrame:
+    """Whether each client has ended treatment or is still in treatment at the data cut-off.
+
+    An interim wave holds clients who are still coming: their last session so far is not an
+    end-of-treatment score, and their session count is not an early ending. This classifies
+    each client from an explicit end-of-treatment column, from the session dates, or both.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long data, one row per client x session (several rows per session, e.g. raters, are
+        fine).
+    client, session : str
+        Client id and session number columns.
+    date : str, optional
+        Session date column (anything ``pandas.to_datetime`` reads).
+    end : str, optional
+        End-of-treatment column: a client has ended when any of its rows is marked (yes / true
+        / 1 / ended / x, or an end date); empty, no, false and 0 are not marks.
+    cutoff_date : date-like, optional
+        The wave's data cut-off; default the latest date in ``date``.
+    ongoing_within_days : float or None
+        Study setting: a client seen within this many days of the cut-off is still in
+        treatment (default 28 days, i.e. four missed weekly sessions); a client last seen
+        longer ago has ended. ``None`` switches the date rule off.
+    last_planned_session : int, optional
+        The last planned session of the protocol; adds ``ended_early`` (ended before it).
+
+    Returns
+    -------
+    DataFrame
+        One row per client (sorted by id): the client column, ``n_sessions``,
+        ``first_session``, ``last_session``, ``last_date`` and ``days_since_last`` (with
+        ``date``), ``marked_ended`` (with ``end``), ``status`` (categorical: ended / ongoing /
+        unknown), ``reason`` and, with ``last_planned_session``, ``ended_early`` (nullable
+        boolean: ended before the last planned session; missing for clients not ended).
+
+    Notes
+    -----
+    A client is *ended* when marked in ``end``, or, with ``date`` and ``ongoing_within_days``,
+    when its last session date lies more than ``ongoing_within_days`` days before the cut-off.
+    Otherwise it is *ongoing*; it is *unknown* when the date rule applies but the client has no
+    date and no mark. "Dropout" is avoided on purpose: a client of an interim wave with few
+    sessions may simply be early in treatment; ``ended_early`` is what an early ending measures.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c"],
+    ...                    "session": [1, 2, 1, 2, 1],
+    ...                    "date": ["2025-01-06", "2025-01-13", "2025-03-03", "2025-03-10",
+    ...                             "2025-03-01"]})
+    >>> st = treatment_status(df, date="date", ongoing_within_days=28, last_planned_session=12)
+    >>> st[["client_id", "last_session", "days_since_last", "status", "ended_early"]]
+      client_id  last_session  days_since_last   status  ended_early
+    0         a             2             56.0    ended         True
+    1         b             2              0.0  ongoing         <NA>
+    2         c             1              9.0  ongoing         <NA>
+    """
+    _require_columns(data, {"client": client, "session": session})
+    if date is None and end is None:
+        raise ValueError(
+            "say how to tell ended from ongoing clients: pass date= (with ongoing_within_days) "
+            "and/or end= (an end-of-treatment column)"
+        )
+    if date is None and ongoing_within_days is not None and end is None:
+        raise ValueError("ongoing_within_days needs date=")
+    if ongoing_within_days is not None and not ongoing_within_days >= 0:
+        raise ValueError(f"ongoing_within_days must be >= 0 days (got {ongoing_within_days!r})")
+    if date is not None:
+        _require_columns(data, {"date": date})
+    if end is not None:
+        _require_columns(data, {"end": end})
+    ids = data[client]
+    if ids.isna().any():
+        row = data.index[np.argmax(ids.isna().to_numpy())]
+        raise ChangeInputError("client id is missing", column=client, row=row)
+    sess = _numeric(data[session], session)
+    codes, clients = pd.factorize(ids, sort=True)
+    n_c = len(clients)
+    frame = pd.DataFrame({"c": codes, "s": sess})
+    by = frame.groupby("c")["s"]
+    out = pd.DataFrame(
+        {
+            client: clients,
+            "n_sessions": by.nunique().reindex(range(n_c)).to_numpy(),
+            "first_session": by.min().reindex(range(n_c)).to_numpy(),
+            "last_session": by.max().reindex(range(n_c)).to_numpy(),
+        }
+    )
+    ended = np.zeros(n_c, dtype=bool)
+    ongoing = np.zeros(n_c, dtype=bool)
+    reason = np.full(n_c, "", dtype=object)
+    if end is not None:
+        marks = _end_marks(data[end], end)
+        marked = np.bincount(codes, weights=marks.astype(float), minlength=n_c) > 0
+        out["marked_ended"] = marked
+        ended |= marked
+        reason[marked] = "marked as ended"
+    if date is not None:
+        raw = data[date]
+        when = pd.to_datetime(raw, errors="coerce", format="mixed")
+        bad = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        if bad.any():
+            row = raw.index[np.argmax(bad.to_numpy())]
+            raise ChangeInputError(
+                "not a date; write dates as YYYY-MM-DD", column=date, row=row, value=raw.loc[row]
+            )
+        last = pd.Series(when.to_numpy(), index=codes).groupby(level=0).max().reindex(range(n_c))
+        cut = pd.Timestamp(cutoff_date) if cutoff_date is not None else when.max()
+        days = (cut - last).dt.total_seconds().to_numpy() / 86400.0
+        out["last_date"] = last.to_numpy()
+        out["days_since_last"] = days
+        if ongoing_within_days is not None:
+            has_date = ~np.isnan(days)
+            stale = has_date & (days > ongoing_within_days) & ~ended
+            fresh = has_date & (days <= ongoing_within_days) & ~ended
+            ended |= stale
+            ongoing |= fresh
+            reason[stale] = f"no session within {ongoing_within_days:g} days of the cut-off"
+            reason[fresh] = f"seen within {ongoing_within_days:g} days of the cut-off"
+            unknown = ~ended & ~ongoing
+            reason[unknown] = "no session date"
+        else:
+            ongoing |= ~ended
+            reason[~ended] = "not marked as ended"
+    else:
+        ongoing |= ~ended
+        reason[~ended] = "not marked as ended"
+    status = np.where(ended, "ended", np.where(ongoing, "ongoing", "unknown"))
+    out["status"] = pd.Categorical(status, categories=TREATMENT_STATUSES)
+    out["reason"] = reason
+    if last_planned_session is not None:
+        early = out["last_session"].to_numpy() < float(last_planned_session)
+        out["ended_early"] = pd.arrays.BooleanArray(early & ended, ~ended)
+    for col in ("first_session", "last_session"):
+        if np.all(np.mod(out[col].dropna(), 1) == 0):
+            out[col] = out[col].astype("Int64")
+    return out
+
+
+def keep_ended_clients(
+    data: pd.DataFrame, status: pd.DataFrame, *, client: str = "client_id"
+) -> pd.DataFrame:
+    """The rows of ``data`` whose client has ended treatment (a pre-filter for change analyses).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Any table with a client column (long or wide).
+    status : DataFrame
+        Output of :func:`treatment_status`.
+    client : str
+        Client id column of both tables.
+
+    Returns
+    -------
+    DataFrame
+        The rows of ended clients; ``.attrs["treatment_status"]`` counts the clients of
+        ``data`` by status (clients absent from ``status`` count as unknown).
+
+    Examples
+    --------
+    >>> st = pd.DataFrame({"client_id": ["a", "b"], "status": ["ended", "ongoing"]})
+    >>> keep_ended_clients(pd.DataFrame({"client_id": ["a", "a", "b"], "y": [1, 2, 3]}), st)
+      client_id  y
+    0         a  1
+    1         a  2
+    """
+    _require_columns(data, {"client": client})
+    _require_columns(status, {"client": client, "status": "status"})
+    of_client = status.set_index(client)["status"].astype(str)
+    st = data[client].map(of_client).fillna("unknown")
+    per_client = st.groupby(data[client].to_numpy()).first()
+    kept = data[(st == "ended").to_numpy()].copy()
+    kept.attrs["treatment_status"] = {s: int((per_client == s).sum()) for s in TREATMENT_STATUSES}
+    return kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Reliable and clinically significant change
 # ---------------------------------------------------------------------------------------------
@@ -792,6 +1105,68 @@ def _z(confidence: float) -> float:
     return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
+#: Reliable-change methods, named as clinicalsignificance's ``rci_method``.
+RCI_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA")
+
+
+def _check_method(method: str, reliability: Any, reliability_post: Any) -> str:
+    if not isinstance(method, str) or method.upper() not in RCI_METHODS:
+        raise ValueError(f"method must be one of {', '.join(RCI_METHODS)} (got {method!r})")
+    method = method.upper()
+    if method != "JT" and reliability is None:
+        raise ValueError(
+            f"method {method!r} needs reliability= (an instrument's published reliable-change "
+            "points define the Jacobson-Truax method only)"
+        )
+    if reliability_post is not None:
+        if method != "NK":
+            raise ValueError("reliability_post= is used by method='NK' (Nunnally-Kotsch) only")
+        if not 0 <= reliability_post < 1:
+            raise ValueError(f"reliability_post must lie in [0, 1) (got {reliability_post!r})")
+    return method
+
+
+def _rci_parts(method, x1, x2, both, s1, r, r_post):
+    """Numerator, denominator and sample statistics of one RCI method (vectorised)."""
+    m1 = float(np.mean(x1[both]))
+    m2 = float(np.mean(x2[both]))
+    s2 = float(np.std(x2[both], ddof=1)) if both.sum() >= 2 else np.nan
+    sem = float(s1 * np.sqrt(1.0 - r))
+    info = {"m_pre": m1, "sd_pre": float(s1), "m_post": m2, "sd_post": s2, "se_measurement": sem}
+    if method == "JT":
+        return x2 - x1, np.sqrt(2.0) * sem, info
+    if method in ("GLN", "HLL"):
+        se_pred = s1 * np.sqrt(1.0 - r**2)
+        centre = m1 if method == "GLN" else m2
+        info["se_prediction"] = float(se_pred)
+        return (x2 - centre) - r * (x1 - m1), se_pred, info
+    if method in ("EN", "NK"):
+        expected = r * (x1 - m1) + m1  # estimated true pre score (Speer 1992)
+        if method == "EN":
+            return x2 - expected, sem, info
+        rp = r if r_post is None else r_post
+        info["reliability_post"] = rp
+        den = np.sqrt(r**2 * s1**2 * (1.0 - r) + s1**2 * (1.0 - rp))
+        return x2 - expected, den, info
+    # HA: reliability of the difference scores (Hageman & Arrindell 1999)
+    if both.sum() < 3:
+        raise ValueError("method 'HA' needs at least 3 complete pre/post pairs")
+    r12 = float(np.corrcoef(x1[both], x2[both])[0, 1])
+    r_pre = (s1**2 - sem**2) / s1**2
+    r_post_ha = (s2**2 - sem**2) / s2**2
+    r_dd = (s1**2 * r_pre + s2**2 * r_post_ha - 2 * s1 * s2 * r12) / (
+        s1**2 + s2**2 - 2 * s1 * s2 * r12
+    )
+    if not r_dd > 0:
+        raise ValueError(
+            f"method 'HA': the reliability of the change scores is {r_dd:.3f} (not positive); "
+            "the Hageman-Arrindell index is undefined for these data"
+        )
+    info.update(r_pre_post=r12, r_dd=float(r_dd), reliability_post=float(r_post_ha))
+    num = (x2 - x1) * r_dd + (m2 - m1) * (1.0 - r_dd)
+    return num, np.sqrt(r_dd) * np.sqrt(2.0) * sem, info
+
+
 def _rc_core(
     data: pd.DataFrame,
     pre: str,
@@ -802,10 +1177,13 @@ def _rc_core(
     higher_is_better: bool | None,
     confidence: float | None,
     inclusive: bool | None,
+    method: str = "JT",
+    reliability_post: float | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, bool, _Norms | None]:
     _require_columns(data, {"pre": pre, "post": post})
     x1 = _numeric(data[pre], pre)
     x2 = _numeric(data[post], post)
+    method = _check_method(method, reliability, reliability_post)
     norms = _instrument_norms(instrument) if instrument is not None else None
     if higher_is_better is None:
         if norms is None or norms.higher_is_better is None:
@@ -815,7 +1193,9 @@ def _rc_core(
         higher_is_better = norms.higher_is_better
     d = 1.0 if higher_is_better else -1.0
     change = x2 - x1
+    both = ~np.isnan(x1) & ~np.isnan(x2)
     use_points = sd is None and reliability is None and norms is not None
+    info: dict[str, Any] = {"method": method, "n_pairs": int(both.sum())}
     if use_points:
         if norms.rc_points is None:
             raise ValueError(
@@ -824,39 +1204,46 @@ def _rc_core(
         conf = confidence if confidence is not None else (norms.rc_confidence or 0.95)
         z = _z(conf)
         threshold = norms.rc_points
-        s_diff = threshold / z
+        numerator, denominator = change, threshold / z
         if inclusive is None:
             inclusive = True  # manuals say "changes by 14 points or more"
+        info["published_points"] = threshold
     else:
         if reliability is None:
             raise ValueError("pass reliability (and sd), or an instrument with norms")
         if not 0 <= reliability < 1:
             raise ValueError(f"reliability must lie in [0, 1) (got {reliability!r})")
         if sd is None:
-            both = ~np.isnan(x1) & ~np.isnan(x2)
             if both.sum() < 2:
                 raise ValueError("need sd, or at least 2 complete pre/post pairs to estimate it")
             sd = float(np.std(x1[both], ddof=1))
         if not sd > 0:
             raise ValueError(f"sd must be positive (got {sd!r})")
-        z = _z(confidence if confidence is not None else 0.95)
-        s_diff = sd * np.sqrt(2.0) * np.sqrt(1.0 - reliability)
-        threshold = z * s_diff
+        conf = confidence if confidence is not None else 0.95
+        # Hageman & Arrindell test one-sided (clinicalsignificance: qnorm(1 - alpha))
+        z = _z(conf) if method != "HA" else _z(1.0 - 2.0 * (1.0 - conf))
+        numerator, denominator, stats_info = _rci_parts(
+            method, x1, x2, both, float(sd), float(reliability), reliability_post
+        )
+        info.update(stats_info, reliability=float(reliability))
+        threshold = z * denominator
         if inclusive is None:
             inclusive = False
-    rci = change / s_diff
+    info.update(critical_value=z, inclusive=bool(inclusive))
+    rci = numerator / denominator
     with np.errstate(invalid="ignore"):
         if inclusive:
-            improved, worse = d * change >= threshold, d * change <= -threshold
+            improved, worse = d * numerator >= threshold, d * numerator <= -threshold
         else:
-            improved, worse = d * change > threshold, d * change < -threshold
+            improved, worse = d * numerator > threshold, d * numerator < -threshold
     category = np.where(improved, "improved", np.where(worse, "deteriorated", "unchanged"))
-    category = np.where(np.isnan(change), None, category)
+    category = np.where(np.isnan(rci), None, category)
     out = data.copy()
     out["change"] = change
     out["rci"] = rci
     out["rc_threshold"] = threshold
     out["category"] = pd.Categorical(category, categories=RCI_CATEGORIES)
+    out.attrs["reliable_change"] = info
     return out, category, bool(higher_is_better), norms
 
 
@@ -871,8 +1258,10 @@ def reliable_change(
     higher_is_better: bool | None = None,
     confidence: float | None = None,
     inclusive: bool | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
 ) -> pd.DataFrame:
-    """Jacobson-Truax reliable change index for pre/post scores in wide layout.
+    """Reliable change index for pre/post scores in wide layout (Jacobson-Truax and five others).
 
     Parameters
     ----------
@@ -898,28 +1287,70 @@ def reliable_change(
         Whether a change exactly at the threshold counts. Default: strict for a computed RCI
         (as clinicalsignificance; JTRCI is inclusive), inclusive for published points ("14
         points or more").
+    method : {"JT", "GLN", "HLL", "EN", "NK", "HA"}
+        The reliable-change index, named as clinicalsignificance's ``rci_method``:
+        Jacobson-Truax (default), Gulliksen-Lord-Novick, Hsu-Linn-Lord, Edwards-Nunnally,
+        Nunnally-Kotsch, Hageman-Arrindell. All but JT need ``reliability`` and use the means
+        (and, for HLL and HA, the post SD and the pre-post correlation) of the complete pairs in
+        ``data``; published reliable-change points are a JT criterion only.
+    reliability_post : float, optional
+        Reliability at the post measurement, for ``method="NK"`` only (default: ``reliability``,
+        as clinicalsignificance).
 
     Returns
     -------
     DataFrame
-        A copy of ``data`` with ``change`` (post - pre), ``rci``, ``rc_threshold`` (points) and
+        A copy of ``data`` with ``change`` (post - pre), ``rci``, ``rc_threshold`` and
         ``category`` (categorical: improved / unchanged / deteriorated; missing when pre or post
-        is missing).
+        is missing). ``rc_threshold`` is the critical value times the method's denominator, in
+        points of the method's numerator (for JT: the raw change). ``.attrs["reliable_change"]``
+        holds the method, critical value and the sample statistics used (means, SDs, SE of
+        measurement, ``r_dd`` for HA).
 
     Notes
     -----
-    .. math:: SE = s_1\\sqrt{1 - r_{xx}}, \\quad S_{diff} = \\sqrt{2 SE^2}, \\quad
-              RCI = (x_2 - x_1) / S_{diff}
+    With pre and post scores :math:`x_1, x_2`, the means :math:`M_1, M_2` and SDs
+    :math:`s_1, s_2` (n - 1) of the complete pairs (:math:`s_1` = ``sd`` when given), reliability
+    :math:`r`, :math:`SE = s_1\\sqrt{1 - r}` and :math:`SE_{pred} = s_1\\sqrt{1 - r^2}`:
 
-    Change is reliable when :math:`|RCI| > z_{1-\\alpha/2}`, i.e. when the change exceeds
-    :math:`z \\cdot S_{diff}` points, in the improving or worsening direction. With published
-    points, :math:`S_{diff}` = points / z. Published points apply to the instrument's total score
-    in its default metric (``registry.get_instrument(id).metric``).
+    * JT (Jacobson & Truax 1991): :math:`RCI = (x_2 - x_1) / \\sqrt{2 SE^2}`
+    * GLN (Gulliksen, Lord & Novick; Hsu 1989, 1995):
+      :math:`[(x_2 - M_1) - r (x_1 - M_1)] / SE_{pred}`
+    * HLL (Hsu, Linn & Lord; Hsu 1989): :math:`[(x_2 - M_2) - r (x_1 - M_1)] / SE_{pred}`
+    * EN (Edwards-Nunnally in Speer's 1992 form): :math:`[x_2 - (r (x_1 - M_1) + M_1)] / SE`
+    * NK (Nunnally & Kotsch 1983), with post reliability :math:`r_2`:
+      :math:`[x_2 - (r (x_1 - M_1) + M_1)] / \\sqrt{r^2 s_1^2 (1 - r) + s_1^2 (1 - r_2)}`
+    * HA (Hageman & Arrindell 1999): with :math:`r_{xx,t} = (s_t^2 - SE^2)/s_t^2` and the
+      pre-post correlation :math:`r_{12}`, the reliability of the differences
+      :math:`r_{dd} = (s_1^2 r_{xx,1} + s_2^2 r_{xx,2} - 2 s_1 s_2 r_{12}) /
+      (s_1^2 + s_2^2 - 2 s_1 s_2 r_{12})` and
+      :math:`RCI = [(x_2 - x_1) r_{dd} + (M_2 - M_1)(1 - r_{dd})] / (\\sqrt{r_{dd}}\\sqrt{2 SE^2})`
+
+    Change is reliable when :math:`d \\cdot RCI > z` (improved) or :math:`< -z` (deteriorated),
+    :math:`d = +1` when higher is better, with the two-sided :math:`z_{1-\\alpha/2}` (1.96 at
+    ``confidence`` .95) and, for HA, the one-sided :math:`z_{1-\\alpha}` (1.645), as
+    Hageman & Arrindell and clinicalsignificance 3.0.0. With published points,
+    :math:`S_{diff}` = points / z. Published points apply to the instrument's total score in its
+    default metric (``registry.get_instrument(id).metric``). On clinicalsignificance's
+    ``claus_2020`` (HAM-D, sessions 1 and 4, r = .80) every method reproduces the package's
+    category counts (``tests/test_change.py``).
 
     References
     ----------
     Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to
     defining meaningful change in psychotherapy research. JCCP, 59(1), 12-19.
+    Hsu, L. M. (1989). Reliable changes in psychotherapy: Taking into account regression toward
+    the mean. Behavioral Assessment, 11(4), 459-467.
+    Hsu, L. M. (1995). Regression toward the mean associated with measurement error and the
+    identification of improvement and deterioration in psychotherapy. JCCP, 63(1), 141-144.
+    Speer, D. C. (1992). Clinically significant change: Jacobson and Truax (1991) revisited.
+    JCCP, 60(3), 402-408.
+    Nunnally, J. C., & Kotsch, W. E. (1983). Studies of individual subjects: Logic and methods
+    of analysis. British Journal of Clinical Psychology, 22(2), 83-93.
+    Hageman, W. J., & Arrindell, W. A. (1999). Establishing clinically significant change:
+    increment of precision and the distinction between individual and group level analysis.
+    Behaviour Research and Therapy, 37(12), 1169-1193.
+    Claus, B. B., et al. clinicalsignificance (R package 3.0.0). J Stat Softw 111(1).
 
     Examples
     --------
@@ -930,10 +1361,15 @@ def reliable_change(
     9.3
     >>> out["category"].tolist()
     ['improved', 'unchanged', 'deteriorated']
+    >>> df = pd.DataFrame({"pre": [30.0, 25.0, 35.0, 28.0], "post": [18.0, 24.0, 30.0, 29.0]})
+    >>> reliable_change(df, pre="pre", post="post", reliability=0.8, higher_is_better=False,
+    ...                 method="EN")["category"].tolist()
+    ['improved', 'unchanged', 'improved', 'unchanged']
     """
     out, _, _, _ = _rc_core(
-        data, pre, post, sd, reliability, instrument, higher_is_better, confidence, inclusive
-    )
+        data, pre, post, sd, reliability, instrument, higher_is_better, confidence, inclusive,
+        method, reliability_post,
+    )  # fmt: skip
     return out
 
 
@@ -945,6 +1381,7 @@ def reliable_change_from_long(
     session: str = "session",
     first: Any = None,
     last: Any = None,
+    status: pd.DataFrame | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Reliable change from long data: each client's first and last observed score.
@@ -958,6 +1395,11 @@ def reliable_change_from_long(
     first, last : int, optional
         Use these sessions as pre and post instead of each client's first and last session with
         a non-missing score.
+    status : DataFrame, optional
+        Output of :func:`treatment_status`: only clients who have *ended* treatment are
+        analysed, so that a client still in treatment does not count its latest session as an
+        end-of-treatment score. ``.attrs["treatment_status"]`` of the result counts the clients
+        by status. Default: every client.
     **kwargs
         Passed to :func:`reliable_change` (``sd``, ``reliability``, ``instrument``, ...).
 
@@ -979,6 +1421,10 @@ def reliable_change_from_long(
     0         a            1             5   -20.0  improved
     1         b            1          <NA>     NaN       NaN
     """
+    counts = None
+    if status is not None:
+        data = keep_ended_clients(data, status, client=client)
+        counts = data.attrs["treatment_status"]
     grid = _session_grid(data, score, client, session)
     x = grid.values
     observed = ~np.isnan(x)
@@ -1011,7 +1457,10 @@ def reliable_change_from_long(
             "post": np.where(ok2, x[rows, i2], np.nan),
         }
     )
-    return reliable_change(wide, pre="pre", post="post", **kwargs)
+    out = reliable_change(wide, pre="pre", post="post", **kwargs)
+    if counts is not None:
+        out.attrs["treatment_status"] = counts
+    return out
 
 
 def clinical_significance(
@@ -1033,8 +1482,11 @@ def clinical_significance(
     sd_multiplier: float = 2.0,
     b_sd: str = "functional",
     clinical_if: str | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
+    harmed: bool = False,
 ) -> pd.DataFrame:
-    """Jacobson-Truax clinically significant change: recovered, improved, unchanged, deteriorated.
+    """Clinically significant change: recovered, improved, unchanged, deteriorated (and harmed).
 
     Parameters
     ----------
@@ -1058,14 +1510,27 @@ def clinical_significance(
         the OQ-45.2's "64 or more", ``"<"`` for the SRS's "below 36"). Default: the instrument's
         rule when its cutoff is used, else the cutoff itself counts as clinical (``">="`` when
         lower is better, ``"<="`` when higher is better).
+    method : {"JT", "GLN", "HLL", "EN", "NK", "HA"}
+        The reliable-change index (see :func:`reliable_change`). ``"HA"`` also switches to
+        Hageman & Arrindell's true-score cutoffs and their individual test of having crossed
+        the cutoff (Notes).
+    reliability_post : float, optional
+        Post reliability for ``method="NK"``.
+    harmed : bool
+        Report clinicalsignificance's fifth category ``"harmed"`` (functional before, not
+        functional after and reliably worse) instead of counting those clients as
+        ``"deteriorated"`` (Jacobson & Truax's four categories, the default).
 
     Returns
     -------
     DataFrame
         The output of :func:`reliable_change`, its ``category`` renamed ``reliable_change``,
         plus ``cutoff`` (points), ``clinical_pre`` and ``functional_post`` (nullable booleans)
-        and ``category`` (categorical: recovered / improved / unchanged / deteriorated; missing
-        when pre or post is missing).
+        and ``category`` (categorical: recovered / improved / unchanged / deteriorated, and
+        harmed when asked; missing when pre or post is missing). With ``method="HA"`` also
+        ``cs_indiv`` (the individual z for the post true score against the cutoff), and
+        ``.attrs["group_level"]``: the expected shares of the group that changed and that ended
+        functional (Hageman & Arrindell's group-level analysis).
 
     Notes
     -----
@@ -1083,13 +1548,35 @@ def clinical_significance(
     Recovered = clinical before, functional after and reliably improved; improved = reliably
     improved but not recovered; deteriorated = reliably worse; unchanged otherwise. The
     clinicalsignificance package also has a "harmed" category (functional before, clinical after
-    and reliably worse); here such clients are "deteriorated", as in Jacobson & Truax (1991).
+    and reliably worse); here such clients are "deteriorated", as in Jacobson & Truax (1991),
+    unless ``harmed=True``.
+
+    Hageman & Arrindell (1999; ``method="HA"``) use true-score cutoffs and test whether the
+    post true score lies beyond the cutoff. With :math:`SE = s_1\\sqrt{1-r}` and
+    :math:`r_t = (s_t^2 - SE^2)/s_t^2` for the clinical (1), functional (0) and post samples:
+
+    .. math:: a = M_1 + d k s_1 \\sqrt{r_1}, \\quad b = M_0 - d k s_0 \\sqrt{r_0}, \\quad
+              c = \\frac{s_1\\sqrt{r_1} M_0 + s_0\\sqrt{r_0} M_1}{s_1\\sqrt{r_1} +
+              s_0\\sqrt{r_0}}
+
+    (``b_sd="clinical"`` uses :math:`s_1\\sqrt{r_1}` in b, as clinicalsignificance), and
+    :math:`CS_{indiv} = (M_{post} + (x_2 - M_{post}) r_{post} - cutoff) / (\\sqrt{r_{post}} SE)`;
+    a client is functional after when clinical before and :math:`d \\cdot CS_{indiv} > z_{1-\\alpha}`
+    (1.645), and recovered when also reliably improved by the HA index. Group level (for
+    :math:`d = -1`; complements for :math:`d = +1`): changed =
+    :math:`\\Phi(-\\bar\\Delta / (s_\\Delta \\sqrt{r_{dd}}))`, functional =
+    :math:`\\Phi((cutoff - M_{post}) / (s_{post}\\sqrt{r_{post}}))`. On ``claus_2020`` (HAM-D,
+    cutoff c with functional M = SD = 8, r = .80) all six methods reproduce
+    clinicalsignificance 3.0.0's five category counts, and HA its group-level 90.31 % and
+    75.55 %.
 
     References
     ----------
     Jacobson, N. S., & Truax, P. (1991). JCCP, 59(1), 12-19.
     Claus, B. B., et al. clinicalsignificance: Clinical significance analyses of intervention
     studies in R. Journal of Statistical Software, 111(1). doi:10.18637/jss.v111.i01
+    Hageman, W. J., & Arrindell, W. A. (1999). Behaviour Research and Therapy, 37(12),
+    1169-1193.
 
     Examples
     --------
@@ -1101,8 +1588,11 @@ def clinical_significance(
     (np.float64(50.0), ['recovered', 'improved', 'unchanged', 'deteriorated'])
     """
     out, rc_cat, hib, norms = _rc_core(
-        data, pre, post, sd, reliability, instrument, higher_is_better, confidence, inclusive
-    )
+        data, pre, post, sd, reliability, instrument, higher_is_better, confidence, inclusive,
+        method, reliability_post,
+    )  # fmt: skip
+    info = out.attrs["reliable_change"]
+    is_ha = info["method"] == "HA"
     d = 1.0 if hib else -1.0
     x1 = _numeric(data[pre], pre)
     x2 = _numeric(data[post], post)
@@ -1115,23 +1605,34 @@ def clinical_significance(
             cutoff, from_instrument = norms.cutoff, True
         else:
             cutoff = "a"
+    m1 = clinical_mean if clinical_mean is not None else float(np.mean(x1[both]))
+    s1 = clinical_sd if clinical_sd is not None else float(np.std(x1[both], ddof=1))
+    sem = info.get("se_measurement")
+    if is_ha:
+        sem = float(s1 * np.sqrt(1.0 - info["reliability"]))  # from the clinical SD
     if isinstance(cutoff, str):
         if cutoff not in ("a", "b", "c"):
             raise ValueError(f"cutoff must be 'a', 'b', 'c' or a number (got {cutoff!r})")
         if b_sd not in ("functional", "clinical"):
             raise ValueError(f"b_sd must be 'functional' or 'clinical' (got {b_sd!r})")
-        m1 = clinical_mean if clinical_mean is not None else float(np.mean(x1[both]))
-        s1 = clinical_sd if clinical_sd is not None else float(np.std(x1[both], ddof=1))
         if cutoff in ("b", "c") and (functional_mean is None or functional_sd is None):
             raise ValueError(f"cutoff {cutoff!r} needs functional_mean and functional_sd")
-        if cutoff == "a":
-            value = m1 + d * sd_multiplier * s1
-        elif cutoff == "b":
-            value = functional_mean - d * sd_multiplier * (
-                functional_sd if b_sd == "functional" else s1
+        # true-score SDs for HA (Hageman & Arrindell 1999), observed SDs otherwise
+        t1 = s1 * np.sqrt((s1**2 - sem**2) / s1**2) if is_ha else s1
+        t0 = None
+        if functional_sd is not None:
+            t0 = (
+                functional_sd * np.sqrt((functional_sd**2 - sem**2) / functional_sd**2)
+                if is_ha
+                else functional_sd
             )
+        if cutoff == "a":
+            value = m1 + d * sd_multiplier * t1
+        elif cutoff == "b":
+            value = functional_mean - d * sd_multiplier * (t0 if b_sd == "functional" else t1)
         else:
-            value = (s1 * functional_mean + functional_sd * m1) / (s1 + functional_sd)
+            value = (t1 * functional_mean + t0 * m1) / (t1 + t0)
+        value = float(value)
     else:
         value = float(cutoff)
     if clinical_if is None:
@@ -1148,14 +1649,41 @@ def clinical_significance(
         "<": np.less,
     }[clinical_if]
     with np.errstate(invalid="ignore"):
-        functional_pre = ~compare(x1, value)
-        functional_post = ~compare(x2, value)
-    recovered = (rc_cat == "improved") & ~functional_pre & functional_post
+        clinical_pre = compare(x1, value)
+        if is_ha:
+            m_post, s_post = info["m_post"], info["sd_post"]
+            r_post = (s_post**2 - sem**2) / s_post**2
+            if not r_post > 0:
+                raise ValueError(
+                    f"method 'HA': the post SD ({s_post:.3g}) is not larger than the standard "
+                    f"error of measurement ({sem:.3g}), so the post reliability is not positive"
+                )
+            cs_indiv = (m_post + (x2 - m_post) * r_post - value) / (np.sqrt(r_post) * sem)
+            functional_post = clinical_pre & (d * cs_indiv > info["critical_value"])
+        else:
+            functional_post = ~compare(x2, value)
+    recovered = (rc_cat == "improved") & clinical_pre & functional_post
     category = np.where(recovered, "recovered", rc_cat)
+    categories = CS_CATEGORIES
+    if harmed:
+        is_harmed = (rc_cat == "deteriorated") & ~clinical_pre & ~functional_post
+        category = np.where(is_harmed, "harmed", category)
+        categories = (*CS_CATEGORIES, "harmed")
     category = np.where(both, category, None)
     out = out.rename(columns={"category": "reliable_change"})
     out["cutoff"] = value
-    out["clinical_pre"] = _nullable_bool(~functional_pre, np.isnan(x1))
-    out["functional_post"] = _nullable_bool(functional_post, np.isnan(x2))
-    out["category"] = pd.Categorical(category, categories=CS_CATEGORIES)
+    out["clinical_pre"] = _nullable_bool(clinical_pre, np.isnan(x1))
+    out["functional_post"] = _nullable_bool(functional_post, np.isnan(x2) | (np.isnan(x1) & is_ha))
+    if is_ha:
+        out["cs_indiv"] = cs_indiv
+        change = (x2 - x1)[both]
+        z_changed = -float(np.mean(change)) / (
+            float(np.std(change, ddof=1)) * np.sqrt(info["r_dd"])
+        )
+        z_functional = (value - m_post) / (s_post * np.sqrt(r_post))
+        changed, functional = stats.norm.cdf(z_changed), stats.norm.cdf(z_functional)
+        if hib:
+            changed, functional = 1.0 - changed, 1.0 - functional
+        out.attrs["group_level"] = {"changed": float(changed), "functional": float(functional)}
+    out["category"] = pd.Categorical(category, categories=categories)
     return out

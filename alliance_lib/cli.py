@@ -6,15 +6,52 @@ alliance score FILE --instrument ID [-o OUT]        score a data file
 alliance validate FILE --instrument ID [-o OUT]     list rows that cannot be scored, and why
 alliance instruments [--folder DIR]                 list the known instruments
 alliance simulate -o OUT.csv [--n-clients N]        simulate a study (or --demo-study DIR)
+alliance key STUDY.yaml [--create]                  where the pseudonym key comes from
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
+
+# Python keyword spellings in library messages -> the flags of this command line
+_VOCABULARY = (
+    (r"\bmissing_codes=", "--missing-codes"),
+    (r"\berrors='quarantine'", "--errors quarantine"),
+    (r"\berrors=\"quarantine\"", "--errors quarantine"),
+    (r"\bmetric=", "--metric"),
+    (r"\bout_dir=", "--out"),
+    (r"\bnan_policy=", "--nan-policy"),
+    (r"\(or validate\(\)\)", "(or `alliance validate`)"),
+    (r"\bvalidate\(\)", "`alliance validate`"),
+)
+
+
+def _in_cli_words(message: str) -> str:
+    """A library message in the vocabulary of the command line (``--missing-codes``, not
+    ``missing_codes=``), on one line: the first detail line kept, the rest counted.
+
+    Examples
+    --------
+    >>> _in_cli_words("w.csv: 2 bad cells; declare missing codes with missing_codes=:\\n  row 3\\n  row 4")
+    'w.csv: 2 bad cells; declare missing codes with --missing-codes: row 3 (and 1 more line)'
+    """
+    for pattern, repl in _VOCABULARY:
+        message = re.sub(pattern, repl, message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    head = lines[0] + " " + lines[1]
+    rest = len(lines) - 2
+    if rest:
+        head += f" (and {rest} more line{'s' if rest > 1 else ''})"
+    return head
 
 
 def _codes(values: list[str] | None) -> tuple[float, ...]:
@@ -31,7 +68,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from alliance_lib.report import run_report
 
     result = run_report(
-        args.study_yaml, args.wave, args.out, all_waves=args.all_waves, quiet=args.quiet
+        args.study_yaml,
+        args.wave,
+        args.out,
+        all_waves=args.all_waves,
+        quiet=args.quiet,
+        out_flag="--out",
     )
     for path in result if isinstance(result, list) else [result]:
         print(path)
@@ -87,9 +129,26 @@ def _cmd_instruments(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    from alliance_lib.simulate import simulate_study, write_demo_study
+def _cmd_key(args: argparse.Namespace) -> int:
+    from alliance_lib.privacy import resolve_key
+    from alliance_lib.study import load_study
 
+    study = load_study(args.study_yaml, check_files=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # printed below, once
+        key = resolve_key(study, create=args.create)
+    verb = "created" if key.created else "uses"
+    print(f"{study.name}: pseudonym key {verb} {key.source}")
+    for note in key.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from alliance_lib.simulate import DEMO_SEED, simulate_study, write_demo_study
+
+    if args.seed is None:
+        args.seed = DEMO_SEED
     if args.demo_study:
         for path in write_demo_study(args.demo_study, seed=args.seed):
             print(path)
@@ -110,7 +169,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from alliance_lib._version import __version__
-    from alliance_lib.simulate import DEMO_SEED
 
     parser = argparse.ArgumentParser(prog="alliance", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"alliance_lib {__version__}")
@@ -121,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--wave", type=int, default=None, help="wave number (default: latest)")
     group.add_argument("--all-waves", action="store_true", help="report every wave")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default ./reports/...)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="root of the reports (default ./reports): writes OUT/<study>/wave-<N>/",
+    )
     p.add_argument("--quiet", action="store_true", help="no log lines")
     p.set_defaults(func=_cmd_report)
 
@@ -161,24 +224,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-clients", type=int, default=300)
     p.add_argument("--n-therapists", type=int, default=20)
     p.add_argument("--max-sessions", type=int, default=16)
-    p.add_argument("--seed", type=int, default=DEMO_SEED)
+    p.add_argument("--seed", type=int, default=None, help="default: the demo study's seed")
     p.add_argument("--output-kind", choices=["items", "scores"], default="items")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("key", help="show where the pseudonym key comes from (or create one)")
+    p.add_argument("study_yaml", type=Path)
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="create a random key file in the configuration folder when none is configured",
+    )
+    p.set_defaults(func=_cmd_key)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``alliance`` command; returns the exit status."""
+    """Entry point of the ``alliance`` command; returns the exit status.
+
+    Library errors (:class:`alliance_lib.errors.AllianceError`) print one line in the command
+    line's vocabulary and exit with status 2 (a failed report notebook: status 1); a closed
+    output pipe (``alliance score ... | head``) ends quietly.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    from alliance_lib.errors import AllianceError, ReportError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # StudyError, ReadError, ScoringError, ...
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly; point stdout at devnull so the
+        # interpreter's final flush does not raise again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+    except ReportError as exc:
+        status = 2 if getattr(exc, "failed_notebook", None) is None and exc.hint else 1
+        print(f"alliance {args.command}: error: {_in_cli_words(str(exc))}", file=sys.stderr)
+        return status
+    except AllianceError as exc:
+        print(f"alliance {args.command}: error: {_in_cli_words(str(exc))}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
         print(f"alliance {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # ReportError
-        print(f"alliance {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"alliance {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

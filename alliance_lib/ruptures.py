@@ -7,13 +7,15 @@ the return to that level within a few sessions (Safran & Muran; Stiles et al. 20
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import stats
 
-from alliance_lib.change import _numeric, _require_columns, _session_grid
+from alliance_lib.change import SessionGrid, _numeric, _require_columns, _session_grid
 
 __all__ = [
     "RUPTURE_PRESETS",
@@ -21,6 +23,10 @@ __all__ = [
     "rupture_patterns",
     "srs_alliance_flags",
     "change_event_timeline",
+    "compare_rupture_presets",
+    "rupture_false_alarms",
+    "rupture_null_session_rate",
+    "RuptureComparison",
 ]
 
 #: Published rules as (k_sd, sd_basis). See :func:`ruptures`, Notes.
@@ -84,6 +90,18 @@ def _detect(
         preset, k_sd, sd_basis, reference, repair_to, min_drop, repair_within, min_sessions
     )
     grid = _session_grid(data, score, client, session, sessions)
+    return _detect_grid(
+        grid, client=client, k=k, basis=basis, floor=floor, reference=reference,
+        repair_within=repair_within, repair_to=repair_to, min_sessions=min_sessions,
+        min_prior=min_prior,
+    )  # fmt: skip
+
+
+def _detect_grid(
+    grid, *, client, k, basis, floor, reference, repair_within, repair_to, min_sessions,
+    min_prior,
+):  # fmt: skip
+    """The detector on a client x session grid (shared by :func:`ruptures` and the null model)."""
     x = grid.values
     n_c, n_s = x.shape
     obs = ~np.isnan(x)
@@ -503,3 +521,327 @@ def change_event_timeline(
     out = pd.concat(parts, ignore_index=True)
     out["session"] = out["session"].astype("int64")
     return out.sort_values([client, "session", "kind"], kind="mergesort").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Both published rules side by side, each with its false-alarm rate under no ruptures
+# ---------------------------------------------------------------------------------------------
+
+
+def rupture_null_session_rate(n_sessions: Any, k_sd: float = 2.0) -> np.ndarray:
+    """Chance that a given session is flagged when a client's scores are pure noise.
+
+    The exact rate for the within-client rule (``sd_basis="within"``,
+    ``reference="client_mean"``, no ``min_drop``) when the client's scores are independent
+    normal draws around one level: it depends on the number of sessions only, not on the SD.
+
+    Parameters
+    ----------
+    n_sessions : int or array of int
+        Observed sessions of the client.
+    k_sd : float
+        Number of SDs below the client's mean (2 for Stiles et al. 2004, 1 for Strauss et al.
+        2006).
+
+    Returns
+    -------
+    ndarray
+        The probability per session (0 where the rule cannot fire).
+
+    Notes
+    -----
+    With :math:`r_t = (x_t - \\bar x)/s` the internally studentized residual of :math:`n`
+    independent normal scores, :math:`r_t^2 n / (n-1)^2 \\sim \\mathrm{Beta}(1/2, (n-2)/2)`
+    and :math:`r_t` is symmetric, so
+
+    .. math:: P(r_t \\le -k) = \\tfrac12 P\\left(B \\ge k^2 n / (n-1)^2\\right).
+
+    Since :math:`|r_t| \\le (n-1)/\\sqrt n`, the 2-SD rule can never fire with 5 or fewer
+    sessions. The expected number of flagged sessions of a client is :math:`n` times this rate.
+
+    References
+    ----------
+    Cook, R. D., & Weisberg, S. (1982). Residuals and influence in regression. Chapman & Hall
+    (distribution of internally studentized residuals).
+
+    Examples
+    --------
+    >>> rupture_null_session_rate([5, 6, 12, 30], k_sd=2.0).round(4)
+    array([0.    , 0.0003, 0.0141, 0.0198])
+    """
+    n = np.asarray(n_sessions, dtype=float)
+    k = float(k_sd)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = k**2 * n / (n - 1) ** 2
+        rate = 0.5 * stats.beta.sf(q, 0.5, np.maximum(n - 2, 1e-12) / 2)
+    # two sessions: r = -1/sqrt(2) or +1/sqrt(2), each with probability 1/2
+    rate = np.where(n == 2, np.where(k <= 1 / np.sqrt(2), 0.5, 0.0), rate)
+    return np.where(n >= 2, np.where(q >= 1, 0.0, rate), np.nan)
+
+
+def _noise_model(grid: SessionGrid, min_sessions: int) -> dict:
+    """Pooled within-client SD and the SD of true client levels, from the observed grid."""
+    x = grid.values
+    obs = ~np.isnan(x)
+    n_obs = obs.sum(axis=1)
+    use = n_obs >= max(int(min_sessions), 2)
+    if use.sum() < 2:
+        raise ValueError(
+            f"need at least 2 clients with {min_sessions} or more sessions to estimate the noise"
+        )
+    xu, ou, nu = x[use], obs[use], n_obs[use]
+    mean = np.where(ou, xu, 0.0).sum(axis=1) / nu
+    ss = np.where(ou, (xu - mean[:, None]) ** 2, 0.0).sum(axis=1)
+    within = float(np.sqrt(ss.sum() / (nu - 1).sum()))
+    # var(client means) = tau^2 + within^2 * mean(1 / n)
+    tau2 = float(np.var(mean, ddof=1) - within**2 * np.mean(1.0 / nu))
+    return {
+        "within_sd": within,
+        "between_sd": float(np.sqrt(max(tau2, 0.0))),
+        "grand_mean": float(mean.mean()),
+        "n_clients": int(use.sum()),
+    }
+
+
+def rupture_false_alarms(
+    data: pd.DataFrame,
+    score: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    preset: str = "stiles",
+    n_simulations: int = 200,
+    seed: int | None = None,
+    **options: Any,
+) -> dict:
+    """Expected false alarms of a rupture rule at the data's noise level (no true ruptures).
+
+    The clients' observed sessions are kept; their scores are replaced by independent normal
+    draws around a client level (client levels with the data's between-client SD, sessions
+    with the data's pooled within-client SD), and the rule is applied to each simulated data
+    set.
+
+    Parameters
+    ----------
+    data, score, client, session
+        As for :func:`ruptures`.
+    preset : {"stiles", "strauss", "gumz"}
+        The rule; further keyword arguments (``min_drop``, ``reference``, ``repair_within``,
+        ``min_sessions`` ...) are those of :func:`ruptures`.
+    n_simulations : int
+        Simulated data sets (default 200).
+    seed : int, optional
+        Seed of the random generator (pass the study's seed for a reproducible report).
+
+    Returns
+    -------
+    dict
+        ``share_clients`` (expected share of analysable clients with at least one rupture
+        episode when there are none), ``share_clients_se`` (its Monte Carlo SE),
+        ``episodes_per_client``, ``session_rate`` (flagged sessions per observed session of the
+        analysable clients), ``within_sd``, ``between_sd``, ``n_clients``, ``n_simulations``,
+        ``seed`` and, for the within-client rule without ``min_drop`` and with the client mean
+        as reference, ``session_rate_exact`` from :func:`rupture_null_session_rate`.
+
+    Notes
+    -----
+    The within-client SD is estimated from the data themselves, which contain any real
+    ruptures and trends, so it is, if anything, too large; with the within-client rule and no
+    ``min_drop`` the rate does not depend on it at all (see :func:`rupture_null_session_rate`).
+    With ``min_drop`` or a between-client SD (``gumz``) it does, and steeply: with 12 sessions
+    and a within-client SD of .35, the Gumz rule flags 82 %, 74 % and 61 % of clients without
+    ruptures when the SD of client levels is .35, .40 and .45. ``share_clients_se`` is the Monte
+    Carlo error only, not the uncertainty of the two SDs estimated from the data.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"client_id": np.repeat(np.arange(50), 12),
+    ...                    "session": np.tile(np.arange(1, 13), 50),
+    ...                    "wai": rng.normal(4, 0.3, 600)})
+    >>> fa = rupture_false_alarms(df, "wai", preset="stiles", n_simulations=50, seed=3)
+    >>> round(fa["session_rate"], 3), round(fa["session_rate_exact"], 3)
+    (0.014, 0.014)
+    """
+    opts = _detect_defaults({"preset": preset, **options})
+    k, basis, floor = _settings(
+        opts["preset"], opts["k_sd"], opts["sd_basis"], opts["reference"], opts["repair_to"],
+        opts["min_drop"], opts["repair_within"], opts["min_sessions"],
+    )  # fmt: skip
+    if not int(n_simulations) >= 1:
+        raise ValueError(f"n_simulations must be a whole number >= 1 (got {n_simulations!r})")
+    grid = _session_grid(data, score, client, session, opts["sessions"])
+    noise = _noise_model(grid, opts["min_sessions"])
+    obs = ~np.isnan(grid.values)
+    n_obs = obs.sum(axis=1)
+    analysable = n_obs >= int(opts["min_sessions"])
+    rng = np.random.default_rng(seed)
+    n_c, n_s = obs.shape
+    shares = np.empty(int(n_simulations))
+    episodes = np.empty(int(n_simulations))
+    flagged_sessions = np.empty(int(n_simulations))
+    detect = dict(
+        client=client, k=k, basis=basis, floor=floor, reference=opts["reference"],
+        repair_within=opts["repair_within"], repair_to=opts["repair_to"],
+        min_sessions=opts["min_sessions"], min_prior=opts["min_prior"],
+    )  # fmt: skip
+    codes = np.arange(n_c)
+    for r in range(int(n_simulations)):
+        level = noise["grand_mean"] + noise["between_sd"] * rng.standard_normal((n_c, 1))
+        values = level + noise["within_sd"] * rng.standard_normal((n_c, n_s))
+        sim = SessionGrid(
+            clients=pd.Index(codes, name=client),
+            sessions=grid.sessions,
+            values=np.where(obs, values, np.nan),
+        )
+        _, _, _, ep = _detect_grid(sim, **detect)
+        per_client = np.bincount(ep[client].to_numpy(int), minlength=n_c)[analysable]
+        shares[r] = np.mean(per_client > 0)
+        episodes[r] = per_client.mean()
+        flagged_sessions[r] = ep["length"].sum() / n_obs[analysable].sum()
+    out = {
+        "preset": opts["preset"],
+        "k_sd": k,
+        "sd_basis": basis,
+        "share_clients": float(shares.mean()),
+        "share_clients_se": float(shares.std(ddof=1) / np.sqrt(len(shares)))
+        if len(shares) > 1
+        else float("nan"),
+        "episodes_per_client": float(episodes.mean()),
+        "session_rate": float(flagged_sessions.mean()),
+        **noise,
+        "n_simulations": int(n_simulations),
+        "seed": seed,
+    }
+    if basis == "within" and opts["reference"] == "client_mean" and floor == 0:
+        n_a = n_obs[analysable]
+        exact = rupture_null_session_rate(n_a, k)
+        out["session_rate_exact"] = float((exact * n_a).sum() / n_a.sum())
+    return out
+
+
+@dataclass(frozen=True)
+class RuptureComparison:
+    """Two (or more) rupture rules applied to the same data, with their null false-alarm rates.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per preset: ``preset``, ``k_sd``, ``sd_basis``, ``n_clients`` (analysable),
+        ``n_rupture`` and ``share_rupture`` (clients with at least one episode), ``n_repaired``
+        and ``n_unrepaired`` (Larsson et al.'s repair and rupture patterns), ``n_episodes``,
+        ``false_alarm_share`` (expected share with at least one episode under no ruptures) and
+        ``false_alarm_se``, ``false_alarm_episodes`` (per client), ``excess_share``
+        (observed - expected share).
+    episodes, patterns : dict
+        Preset -> the output of :func:`ruptures` / :func:`rupture_patterns`.
+    crosstab : DataFrame
+        Clients by pattern under the first preset (rows) and the second (columns).
+    null : dict
+        Preset -> the output of :func:`rupture_false_alarms`.
+    """
+
+    summary: pd.DataFrame
+    episodes: dict = field(repr=False)
+    patterns: dict = field(repr=False)
+    crosstab: pd.DataFrame = field(repr=False)
+    null: dict = field(repr=False)
+
+
+def compare_rupture_presets(
+    data: pd.DataFrame,
+    score: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    presets: tuple[str, ...] = ("stiles", "gumz"),
+    n_simulations: int = 200,
+    seed: int | None = None,
+    **options: Any,
+) -> RuptureComparison:
+    """Apply the published rupture rules side by side, each with its expected false-alarm rate.
+
+    Gumz et al. (2012) showed that rupture counts depend strongly on the criterion and
+    recommend reporting more than one; this runs the rules of Stiles et al. (2004; 2 SD of the
+    client's own scores) and Gumz et al. (2012; 1 SD of the larger of the within- and
+    between-client SD) by default, with the same further settings, and says how many clients
+    each would flag if there were no ruptures at all (:func:`rupture_false_alarms`).
+
+    Parameters
+    ----------
+    data, score, client, session
+        As for :func:`ruptures`.
+    presets : tuple of str
+        Names from :data:`RUPTURE_PRESETS` (default Stiles and Gumz).
+    n_simulations, seed
+        For the null false-alarm rates (:func:`rupture_false_alarms`).
+    **options
+        Settings shared by every preset (``min_drop``, ``reference``, ``repair_within``,
+        ``repair_to``, ``min_sessions``, ``min_prior``, ``sessions``); ``k_sd`` and
+        ``sd_basis`` belong to the presets and cannot be given.
+
+    Returns
+    -------
+    RuptureComparison
+
+    References
+    ----------
+    Stiles, W. B., et al. (2004). J Couns Psychol, 51, 81-92.
+    Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). BMC Med Res Methodol, 12, 10.
+    Larsson, M. H., et al. (2018). Psychotherapy Research, 28(1), 123-136.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"client_id": np.repeat(np.arange(40), 10),
+    ...                    "session": np.tile(np.arange(1, 11), 40),
+    ...                    "wai": rng.normal(4, 0.3, 400) + np.repeat(rng.normal(0, .4, 40), 10)})
+    >>> cmp = compare_rupture_presets(df, "wai", min_drop=0.5, n_simulations=20, seed=2)
+    >>> cmp.summary[["preset", "k_sd", "sd_basis", "n_clients"]]
+       preset  k_sd sd_basis  n_clients
+    0  stiles   2.0   within         40
+    1    gumz   1.0      max         40
+    """
+    bad = sorted({"k_sd", "sd_basis", "preset"} & set(options))
+    if bad:
+        raise TypeError(f"{bad} are set by each preset; choose presets= instead")
+    presets = tuple(presets)
+    if not presets:
+        raise ValueError("name at least one preset")
+    rows, episodes, patterns, null = [], {}, {}, {}
+    for name in presets:
+        kw = {"preset": name, **options}
+        episodes[name] = ruptures(data, score, client=client, session=session, **kw)
+        patterns[name] = rupture_patterns(data, score, client=client, session=session, **kw)
+        null[name] = rupture_false_alarms(
+            data, score, client=client, session=session, n_simulations=n_simulations,
+            seed=seed, **kw,
+        )  # fmt: skip
+        pat = patterns[name]["pattern"]
+        n_clients = int((pat != "insufficient data").sum())
+        n_rep, n_unrep = int((pat == "repaired").sum()), int((pat == "unrepaired").sum())
+        share = (n_rep + n_unrep) / n_clients if n_clients else float("nan")
+        rows.append(
+            {
+                "preset": name,
+                "k_sd": RUPTURE_PRESETS[name]["k_sd"],
+                "sd_basis": RUPTURE_PRESETS[name]["sd_basis"],
+                "n_clients": n_clients,
+                "n_rupture": n_rep + n_unrep,
+                "share_rupture": share,
+                "n_repaired": n_rep,
+                "n_unrepaired": n_unrep,
+                "n_episodes": len(episodes[name]),
+                "false_alarm_share": null[name]["share_clients"],
+                "false_alarm_se": null[name]["share_clients_se"],
+                "false_alarm_episodes": null[name]["episodes_per_client"],
+                "excess_share": share - null[name]["share_clients"],
+            }
+        )
+    first = patterns[presets[0]]["pattern"]
+    second = patterns[presets[-1]]["pattern"]
+    crosstab = pd.crosstab(first.rename(presets[0]), second.rename(presets[-1]), dropna=False)
+    return RuptureComparison(
+        summary=pd.DataFrame(rows), episodes=episodes, patterns=patterns, crosstab=crosstab,
+        null=null,
+    )  # fmt: skip

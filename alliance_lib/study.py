@@ -11,12 +11,14 @@ Example ``study.yaml``::
 
 Optional keys: ``slug`` (folder name of the reports; default from ``study``), ``therapist_alliance``
 (therapist-rated alliance rows, ``rater = therapist``, are present), ``covariates`` (client- or
-therapist-level columns for the trajectory model), ``privacy: {salt, small_cell}``, ``seed``,
+therapist-level columns for the trajectory model), ``privacy: {key_file, salt, small_cell}`` (the pseudonym key: see
+:func:`alliance_lib.privacy.resolve_key`), ``seed``,
 ``instrument_folder`` (a folder of user instrument definitions, relative to the YAML).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,11 @@ ANALYSIS_DEFAULTS = {
     "rupture_preset": "stiles",
     "rupture_min_drop": 0.5,
     "sudden_gain_cutoff": None,
+    # ended vs ongoing clients (alliance_lib.treatment_status): a client seen within this many
+    # days of the wave's data cut-off is still in treatment; end_of_treatment names an optional
+    # data column marking the end of treatment (yes/no, 1/0 or the end date)
+    "ongoing_within_days": 28,
+    "end_of_treatment": None,
 }
 
 
@@ -85,11 +92,25 @@ class Study:
     therapist_alliance: bool
     covariates: tuple[str, ...]
     analysis: dict[str, Any]
-    salt: str
+    salt_configured: str | None = field(repr=False)
+    key_file: Path | None
     small_cell: int
     seed: int
     instrument_folder: Path | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def pseudonym_key(self):
+        """The secret key of the pseudonyms and its source (:func:`alliance_lib.privacy.resolve_key`;
+        resolved on first use, which may create the study's key file)."""
+        from alliance_lib.privacy import resolve_key
+
+        return resolve_key(self)
+
+    @property
+    def salt(self) -> str:
+        """The pseudonym key itself (never printed or written to an output)."""
+        return self.pseudonym_key.key
 
     @property
     def waves(self) -> list[int]:
@@ -308,10 +329,35 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
             "expected a non-negative number (or leave it out)",
         )
     privacy = raw.get("privacy") or {}
-    _expect(isinstance(privacy, dict), path, "privacy", "expected {salt: ..., small_cell: ...}")
-    salt = privacy.get("salt", slug)
+    _expect(isinstance(privacy, dict), path, "privacy", "expected {key_file: ..., small_cell: ...}")
+    bad_privacy = sorted(set(privacy) - {"salt", "key_file", "small_cell"})
+    _expect(
+        not bad_privacy,
+        path,
+        f"privacy.{bad_privacy[0] if bad_privacy else ''}",
+        "unknown privacy option; known: salt, key_file, small_cell",
+    )
+    # the pseudonym key never derives from the study (see alliance_lib.privacy.resolve_key)
+    salt = privacy.get("salt")
+    _expect(
+        salt is None or (isinstance(salt, str) and len(salt) >= 8),
+        path,
+        "privacy.salt",
+        "expected a secret text of at least 8 characters (better: the ALLIANCE_SALT environment "
+        "variable or privacy.key_file)",
+    )
+    key_file = privacy.get("key_file")
+    _expect(
+        key_file is None or (isinstance(key_file, str) and key_file != ""),
+        path,
+        "privacy.key_file",
+        "expected the path of a key file (relative to this YAML, or ~/...)",
+    )
+    key_path = None
+    if key_file is not None:
+        key_path = Path(key_file).expanduser()
+        key_path = key_path if key_path.is_absolute() else (base / key_path).resolve()
     small_cell = privacy.get("small_cell", 5)
-    _expect(isinstance(salt, str) and salt != "", path, "privacy.salt", "expected text")
     _expect(
         isinstance(small_cell, int) and small_cell >= 1,
         path,
@@ -340,7 +386,8 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         therapist_alliance=therapist_alliance,
         covariates=tuple(covariates),
         analysis=analysis,
-        salt=salt,
+        salt_configured=salt,
+        key_file=key_path,
         small_cell=small_cell,
         seed=seed,
         instrument_folder=instrument_folder,

@@ -699,3 +699,410 @@ def test_empty_and_degenerate_input():
     all_missing = pd.DataFrame({"client_id": "a", "session": [1, 2, 3, 4, 5], "y": np.nan})
     out = al.sudden_gains_by_client(all_missing, "y", cutoff=7)
     assert out["has_event"].tolist() == [False] and out["n_events"].tolist() == [0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The six reliable-change methods against clinicalsignificance 3.0.0 on its own data (claus_2020)
+# ---------------------------------------------------------------------------------------------
+# Counts: tests/reference/fixtures/clinicalsignificance_counts.json, transcribed from the
+# package's test snapshots (_snaps/cs_distribution.md, _snaps/cs_combined.md) and vignettes.
+# The data (GPL >= 3) are not copied into this MIT repository: they are read from the project's
+# shared reference data (../shared/reference-data/external/clinicalsignificance/, found by
+# walking up from this file, or the folder named by $ALLIANCE_REFERENCE_DATA).
+
+CS_COUNTS = FIXTURES / "clinicalsignificance_counts.json"
+
+
+def _reference_data_dir() -> Path | None:
+    import os
+
+    env = os.environ.get("ALLIANCE_REFERENCE_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "reference-data" for p in HERE.resolve().parents]
+    for c in candidates:
+        if (c / "external" / "clinicalsignificance" / "claus_2020.csv").exists():
+            return c
+    return None
+
+
+@pytest.fixture(scope="module")
+def claus():
+    ref = _reference_data_dir()
+    if ref is None:
+        pytest.skip("clinicalsignificance's claus_2020 not found (set ALLIANCE_REFERENCE_DATA)")
+    long = pd.read_csv(ref / "external" / "clinicalsignificance" / "claus_2020.csv")
+    assert long.shape == (172, 9)
+
+    def wide(outcome):
+        w = long.pivot(index="id", columns="time", values=outcome)[[1, 4]]
+        w.columns = ["pre", "post"]
+        w = w.reset_index()
+        return w.merge(long[["id", "treatment"]].drop_duplicates(), on="id")
+
+    return wide
+
+
+@pytest.fixture(scope="module")
+def cs_counts():
+    import json
+
+    return json.loads(CS_COUNTS.read_text())
+
+
+def _counts(cat: pd.Series) -> dict:
+    return {k: int(v) for k, v in cat.value_counts(sort=False).items()}
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_rci_methods_match_clinicalsignificance_counts(method, claus, cs_counts):
+    # R: cs_distribution(claus_2020, id, time, hamd, pre = 1, post = 4, reliability = 0.8,
+    #    rci_method = method) -- tolerance: every count exact
+    expected = dict(cs_counts["distribution"]["counts"][method])
+    r_post = expected.pop("reliability_post", None)
+    out = al.reliable_change(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        method=method, reliability_post=r_post,
+    )  # fmt: skip
+    assert out["category"].notna().sum() == 40  # 43 patients, 40 complete pairs
+    assert _counts(out["category"]) == expected
+    assert out.attrs["reliable_change"]["method"] == method
+
+
+def test_rci_intermediate_values_on_claus_hamd(claus):
+    # methods.md section 2.2 (recomputed from clinicalsignificance's source): M_pre 24.85,
+    # SD_pre 3.340121, SD_post 7.711089, r12 .163119, SEM 1.493748, S_diff 2.112478,
+    # SE_pred 2.004073, r_dd .928272
+    w = claus("hamd")
+    kw = dict(pre="pre", post="post", reliability=0.8, higher_is_better=False)
+    jt = al.reliable_change(w, **kw).attrs["reliable_change"]
+    assert jt["m_pre"] == pytest.approx(24.85) and jt["sd_pre"] == pytest.approx(3.340121, 1e-6)
+    assert jt["se_measurement"] == pytest.approx(1.493748, rel=1e-6)
+    assert al.reliable_change(w, **kw)["rc_threshold"].iloc[0] == pytest.approx(
+        1.959964 * 2.112478, rel=1e-6
+    )
+    gln = al.reliable_change(w, method="GLN", **kw).attrs["reliable_change"]
+    assert gln["se_prediction"] == pytest.approx(2.004073, rel=1e-6)
+    ha = al.reliable_change(w, method="HA", **kw).attrs["reliable_change"]
+    assert ha["r_dd"] == pytest.approx(0.928272, rel=1e-5)
+    assert ha["r_pre_post"] == pytest.approx(0.163119, rel=1e-5)
+    assert ha["critical_value"] == pytest.approx(1.644854, rel=1e-6)  # one-sided
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_clinical_significance_methods_match_clinicalsignificance_counts(method, claus, cs_counts):
+    # R: cs_combined(claus_2020, id, time, hamd, pre = 1, post = 4, reliability = 0.8,
+    #    m_functional = 8, sd_functional = 8, cutoff_type = "c", rci_method = method)
+    # -- tolerance: every count exact; HA group level to the 2 decimals printed (in percent)
+    out = al.clinical_significance(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        cutoff="c", functional_mean=8, functional_sd=8, method=method,
+        reliability_post=0.5 if method == "NK" else None, harmed=True,
+    )  # fmt: skip
+    assert _counts(out["category"]) == cs_counts["combined"]["counts"][method]
+    if method == "HA":
+        level = out.attrs["group_level"]
+        pct = cs_counts["combined"]["ha_group_level_percent"]
+        assert 100 * level["changed"] == pytest.approx(pct["changed"], abs=0.005)
+        assert 100 * level["functional"] == pytest.approx(pct["functional"], abs=0.005)
+        assert "cs_indiv" in out.columns
+    # without harmed=True the harmed clients are counted as deteriorated (Jacobson & Truax)
+    four = al.clinical_significance(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False,
+        cutoff="c", functional_mean=8, functional_sd=8, method=method,
+        reliability_post=0.5 if method == "NK" else None,
+    )  # fmt: skip
+    exp = dict(cs_counts["combined"]["counts"][method])
+    exp["deteriorated"] += exp.pop("harmed")
+    assert _counts(four["category"]) == exp
+
+
+def test_vignette_counts_who_higher_and_by_group(claus, cs_counts):
+    v = cs_counts["vignette_distribution"]
+    who = al.reliable_change(
+        claus("who"), pre="pre", post="post", reliability=0.85, higher_is_better=True
+    )
+    assert _counts(who["category"]) == v["who_higher"]["counts"]
+    # grouped analysis: the RCI from the whole sample, counts by treatment arm
+    hamd = al.reliable_change(
+        claus("hamd"), pre="pre", post="post", reliability=0.8, higher_is_better=False
+    )
+    for arm, exp in v["hamd_by_treatment"]["counts"].items():
+        assert _counts(hamd.loc[hamd["treatment"] == arm, "category"]) == exp
+
+
+def test_vignette_bdi_jacobson_truax_cutoff_c(claus, cs_counts):
+    v = cs_counts["vignette_bdi_jt"]
+    kw = dict(
+        pre="pre", post="post", reliability=0.801, higher_is_better=False, cutoff="c",
+        functional_mean=7.69, functional_sd=7.52, harmed=True,
+    )  # fmt: skip
+    out = al.clinical_significance(claus("bdi"), **kw)
+    assert out["cutoff"].iloc[0] == pytest.approx(v["cutoff"], abs=0.005)
+    assert _counts(out["category"]) == v["counts"]
+    level = al.clinical_significance(claus("bdi"), method="HA", **kw).attrs["group_level"]
+    assert level["changed"] == pytest.approx(v["ha_group_level"]["changed"], abs=5e-4)
+    assert level["functional"] == pytest.approx(v["ha_group_level"]["functional"], abs=5e-4)
+
+
+def test_ha_true_score_cutoffs_bauer_example():
+    # clinicalsignificance test-calc_cutoff.R, Bauer et al. (2004): M 68.35 / 50, SD 22.33 / 22,
+    # r .93 for both. Here r_t is derived from the SEM of the clinical SD, so the functional
+    # reliability is 1 - (1 - .93) * 22.33^2 / 22^2; a and b only use the clinical one (.93).
+    m1, s1, m0, s0, r = 68.35, 22.33, 50.0, 22.0, 0.93
+    df = pd.DataFrame({"pre": [70.0, 60.0, 80.0], "post": [30.0, 55.0, 80.0]})
+    kw = dict(
+        pre="pre", post="post", reliability=r, clinical_mean=m1, clinical_sd=s1, sd=s1,
+        functional_mean=m0, functional_sd=s0, method="HA", b_sd="clinical",
+    )  # fmt: skip
+    for hib, d in ((True, 1), (False, -1)):
+        a = al.clinical_significance(df, cutoff="a", higher_is_better=hib, **kw)["cutoff"][0]
+        b = al.clinical_significance(df, cutoff="b", higher_is_better=hib, **kw)["cutoff"][0]
+        assert a == pytest.approx(m1 + d * 2 * s1 * np.sqrt(r))
+        assert b == pytest.approx(m0 - d * 2 * s1 * np.sqrt(r))
+    r0 = 1 - (1 - r) * s1**2 / s0**2
+    c = al.clinical_significance(df, cutoff="c", higher_is_better=False, **kw)["cutoff"][0]
+    t1, t0 = s1 * np.sqrt(r), s0 * np.sqrt(r0)
+    assert c == pytest.approx((t1 * m0 + t0 * m1) / (t1 + t0))
+
+
+def test_rci_method_errors():
+    df = pd.DataFrame({"pre": [30.0, 25.0, 35.0], "post": [18.0, 24.0, 30.0]})
+    kw = dict(pre="pre", post="post", higher_is_better=False)
+    with pytest.raises(ValueError, match="method must be one of"):
+        al.reliable_change(df, reliability=0.8, method="XX", **kw)
+    with pytest.raises(ValueError, match="needs reliability"):
+        al.reliable_change(df, method="GLN", instrument="oq-45.2", pre="pre", post="post")
+    with pytest.raises(ValueError, match="NK"):
+        al.reliable_change(df, reliability=0.8, reliability_post=0.7, method="EN", **kw)
+    # NK with equal reliabilities equals NK without reliability_post
+    a = al.reliable_change(df, reliability=0.8, method="NK", **kw)["rci"]
+    b = al.reliable_change(df, reliability=0.8, reliability_post=0.8, method="NK", **kw)["rci"]
+    assert_allclose(a, b)
+    with pytest.raises(ValueError, match="post SD"):
+        al.clinical_significance(
+            pd.DataFrame({"pre": [30.0, 20.0, 40.0], "post": [20.0, 21.0, 20.5]}),
+            reliability=0.8, method="HA", **kw,
+        )  # fmt: skip
+    # method names are case-insensitive
+    assert (
+        al.reliable_change(df, reliability=0.8, method="gln", **kw).attrs["reliable_change"][
+            "method"
+        ]
+        == "GLN"
+    )
+
+
+def test_rci_methods_by_hand():
+    # pre 10, 20, 30 (M 20, SD 10), post 5, 15, 40 (M 20, SD 17.32); r .8
+    df = pd.DataFrame({"pre": [10.0, 20.0, 30.0], "post": [5.0, 15.0, 40.0]})
+    kw = dict(pre="pre", post="post", reliability=0.8, higher_is_better=False)
+    sem, se_pred = 10 * np.sqrt(0.2), 10 * np.sqrt(1 - 0.64)
+    rci = {m: al.reliable_change(df, method=m, **kw)["rci"].to_numpy() for m in al.RCI_METHODS}
+    x1, x2 = df["pre"].to_numpy(), df["post"].to_numpy()
+    assert_allclose(rci["JT"], (x2 - x1) / (np.sqrt(2) * sem))
+    assert_allclose(rci["GLN"], ((x2 - 20) - 0.8 * (x1 - 20)) / se_pred)
+    assert_allclose(rci["HLL"], ((x2 - 20) - 0.8 * (x1 - 20)) / se_pred)  # M_post = M_pre
+    assert_allclose(rci["EN"], (x2 - (0.8 * (x1 - 20) + 20)) / sem)
+    assert_allclose(rci["NK"], (x2 - (0.8 * (x1 - 20) + 20)) / np.sqrt(64 * 0.2 + 100 * 0.2))
+
+
+# ---------------------------------------------------------------------------------------------
+# select_sudden_gain_cases: suddengains' select_cases
+# ---------------------------------------------------------------------------------------------
+
+# suddengains tests/testthat/test-select_cases.R (6 sessions; 1 = observed): expected sg_select
+SELECT_CASES_TESTTHAT = [
+    ("011110", True, False),
+    ("011101", True, False),
+    ("101110", True, False),
+    ("101111", True, True),
+    ("100111", False, False),
+    ("100001", False, False),
+    ("111111", True, True),
+]
+
+
+def test_select_cases_matches_suddengains_testthat():
+    rows = [
+        (i, s + 1, 10.0)
+        for i, (pattern, _, _) in enumerate(SELECT_CASES_TESTTHAT, start=1)
+        for s, ch in enumerate(pattern)
+        if ch == "1"
+    ]
+    df = pd.DataFrame(rows, columns=["id", "session", "bdi"])
+    pat = al.select_sudden_gain_cases(df, "bdi", client="id", sessions=range(1, 7))
+    mins = al.select_sudden_gain_cases(
+        df, "bdi", client="id", sessions=range(1, 7), method="min_sess", min_sessions=5
+    )
+    assert pat["selected"].tolist() == [p for _, p, _ in SELECT_CASES_TESTTHAT]
+    assert mins["selected"].tolist() == [m for _, _, m in SELECT_CASES_TESTTHAT]
+    assert pat["n_sessions"].tolist() == [p.count("1") for p, _, _ in SELECT_CASES_TESTTHAT]
+
+
+def test_select_cases_sgdata_matches_r_reference():
+    # R: tests/reference/select_cases_reference.R (suddengains' string logic in base R) on
+    # sgdata bdi_s1 ... bdi_s12: pattern selects 39 of 43, min_sess 9 selects 35; exact.
+    ref = pd.read_csv(FIXTURES / "sgdata_select_cases.csv")
+    long = long_bdi()
+    pat = al.select_sudden_gain_cases(long, "bdi", sessions=range(1, 13))
+    mins = al.select_sudden_gain_cases(
+        long, "bdi", sessions=range(1, 13), method="min_sess", min_sessions=9
+    )
+    assert_array_equal(pat["client_id"], ref["id"])
+    assert_array_equal(pat["n_sessions"], ref["n_sessions"])
+    assert_array_equal(pat["selected"], ref["select_pattern"])
+    assert_array_equal(mins["selected"], ref["select_min_sess_9"])
+    assert (pat["selected"].sum(), mins["selected"].sum()) == (39, 35)
+
+
+def test_select_cases_pattern_means_an_analysable_interval():
+    # A client is selected by "pattern" exactly when some interval has all three criteria
+    # computable (count_intervals: n_analysable > 0) on a grid with room on both sides.
+    rng = np.random.default_rng(7)
+    keep = rng.random((300, 10)) < 0.7
+    rows = [(c, s, 20.0) for c, s in zip(*np.nonzero(keep), strict=True)]
+    df = pd.DataFrame(rows, columns=["client_id", "session", "y"])
+    grid = range(-1, 12)  # two empty sessions either side: every real interval is tested
+    sel = al.select_sudden_gain_cases(df, "y", sessions=grid).set_index("client_id")
+    n_ok = al.count_intervals(df, "y", sessions=grid).set_index("client_id")["n_analysable"]
+    assert_array_equal(sel["selected"], n_ok.loc[sel.index] > 0)
+
+
+def test_select_cases_errors_and_short_grid():
+    df = series([10, 11, 12], name="bdi")
+    assert not al.select_sudden_gain_cases(df, "bdi")["selected"].any()
+    with pytest.raises(ValueError, match="min_sessions"):
+        al.select_sudden_gain_cases(df, "bdi", method="min_sess")
+    with pytest.raises(ValueError, match="pattern"):
+        al.select_sudden_gain_cases(df, "bdi", method="all")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ended vs ongoing clients
+# ---------------------------------------------------------------------------------------------
+
+
+def _dated(rows):
+    return pd.DataFrame(rows, columns=["client_id", "session", "date"])
+
+
+def test_treatment_status_date_rule_boundaries():
+    # cut-off = latest date 2025-03-31; a: last 28 days before (ongoing, "within" is
+    # inclusive); b: 29 days before (ended); c: on the cut-off day (ongoing)
+    df = _dated(
+        [
+            ("a", 1, "2025-02-24"), ("a", 2, "2025-03-03"),
+            ("b", 1, "2025-02-23"), ("b", 2, "2025-03-02"),
+            ("c", 1, "2025-03-31"),
+        ]
+    )  # fmt: skip
+    st = al.treatment_status(df, date="date", ongoing_within_days=28).set_index("client_id")
+    assert st["days_since_last"].tolist() == [28.0, 29.0, 0.0]
+    assert st["status"].tolist() == ["ongoing", "ended", "ongoing"]
+    assert st.loc["b", "reason"] == "no session within 28 days of the cut-off"
+    # an explicit cut-off a week later: a is now 35 days out
+    st2 = al.treatment_status(df, date="date", cutoff_date="2025-04-07").set_index("client_id")
+    assert st2["status"].tolist() == ["ended", "ended", "ongoing"]
+    assert str(st2["status"].dtype) == "category"
+
+
+def test_treatment_status_end_column_and_combination():
+    df = pd.DataFrame(
+        {
+            "client_id": ["a", "a", "b", "b", "c", "d", "e"],
+            "session": [1, 2, 1, 2, 1, 1, 1],
+            "date": ["2025-03-24", "2025-03-31", "2025-01-06", "2025-01-13", "2025-03-30",
+                     None, "2025-03-31"],
+            "eot": [None, "yes", "", "no", "2025-03-30", None, "0"],
+        }
+    )  # fmt: skip
+    only_end = al.treatment_status(df, end="eot").set_index("client_id")
+    assert only_end["marked_ended"].tolist() == [True, False, True, False, False]
+    assert only_end["status"].tolist() == ["ended", "ongoing", "ended", "ongoing", "ongoing"]
+    both = al.treatment_status(df, date="date", end="eot").set_index("client_id")
+    # a marked (though seen on the cut-off day); b not marked but last seen 77 days before;
+    # d has neither a mark nor a date
+    assert both["status"].tolist() == ["ended", "ended", "ended", "unknown", "ongoing"]
+    assert both.loc["a", "reason"] == "marked as ended"
+    assert both.loc["d", "reason"] == "no session date"
+    bools = al.treatment_status(df.assign(eot=[0, 1, 0, 0, 1, 0, 0]), end="eot")
+    assert bools["status"].tolist() == ["ended", "ongoing", "ended", "ongoing", "ongoing"]
+
+
+def test_treatment_status_ended_early_and_errors():
+    df = _dated([("a", 1, "2025-01-06"), ("a", 12, "2025-03-24"), ("b", 3, "2025-01-20")])
+    st = al.treatment_status(df, date="date", last_planned_session=12).set_index("client_id")
+    assert st["status"].tolist() == ["ongoing", "ended"]
+    assert pd.isna(st.loc["a", "ended_early"]) and st.loc["b", "ended_early"]
+    assert st.loc["a", "n_sessions"] == 2 and st.loc["a", "last_session"] == 12
+    with pytest.raises(ValueError, match="date="):
+        al.treatment_status(df)
+    with pytest.raises(ChangeInputError, match="not a date"):
+        al.treatment_status(df.assign(date=["2025-01-06", "soon", None]), date="date")
+    with pytest.raises(ChangeInputError, match="end-of-treatment"):
+        al.treatment_status(df.assign(eot=["yes", "maybe", None]), end="eot")
+    with pytest.raises(ChangeInputError, match="client"):
+        al.treatment_status(df, date="date", client="id")
+
+
+def test_treatment_status_never_ends_a_client_still_in_weekly_treatment():
+    # Recovery: 400 clients start on random days, attend weekly (each session missed with
+    # probability .15, so gaps stay below 28 days with near certainty; the simulation keeps
+    # only clients whose gaps are < 28 days) and stop after a random number of sessions. At
+    # a data cut-off, a client truly in treatment (next session after the cut-off) must be
+    # classified ongoing, and a client whose last session is more than 28 days before the
+    # cut-off must be classified ended.
+    rng = np.random.default_rng(4)
+    rows, truth = [], {}
+    cut = pd.Timestamp("2025-06-30")
+    for c in range(400):
+        start = pd.Timestamp("2025-01-01") + pd.Timedelta(days=int(rng.integers(0, 170)))
+        n = int(rng.integers(2, 21))
+        weeks = np.nonzero(rng.random(3 * n) > 0.15)[0][:n]
+        if np.diff(weeks, prepend=0).max() >= 4:
+            continue
+        dates = start + pd.to_timedelta(7 * weeks, unit="D")
+        seen = dates[dates <= cut]
+        if not len(seen):
+            continue
+        in_treatment = bool((dates > cut).any())
+        truth[c] = (in_treatment, (cut - seen.max()).days)
+        rows += [(c, s + 1, d.date().isoformat()) for s, d in enumerate(seen)]
+    df = _dated(rows)
+    st = al.treatment_status(df, date="date", cutoff_date=cut).set_index("client_id")
+    in_tx = np.array([truth[c][0] for c in st.index])
+    long_gone = np.array([(not truth[c][0]) and truth[c][1] > 28 for c in st.index])
+    assert in_tx.sum() > 50 and long_gone.sum() > 50
+    assert (st["status"][in_tx] == "ongoing").all()
+    assert (st["status"][long_gone] == "ended").all()
+
+
+def test_reliable_change_for_ended_clients_only():
+    df = pd.DataFrame(
+        {
+            "client_id": ["a", "a", "b", "b", "c", "c"],
+            "session": [1, 8, 1, 3, 1, 2],
+            "y": [30.0, 15.0, 30.0, 14.0, 30.0, 31.0],
+        }
+    )
+    status = pd.DataFrame({"client_id": ["a", "b", "c"], "status": ["ended", "ongoing", "ended"]})
+    kw = dict(sd=7.5, reliability=0.8, higher_is_better=False)
+    out = al.reliable_change_from_long(df, "y", status=status, **kw)
+    assert out["client_id"].tolist() == ["a", "c"]  # b is still in treatment
+    assert out.attrs["treatment_status"] == {"ended": 2, "ongoing": 1, "unknown": 0}
+    # identical to filtering first with the documented pre-filter
+    pre = al.keep_ended_clients(df, status)
+    assert pre.attrs["treatment_status"] == {"ended": 2, "ongoing": 1, "unknown": 0}
+    same = al.reliable_change_from_long(pre, "y", **kw)
+    assert_allclose(out["rci"], same["rci"])
+    # a client missing from the status table counts as unknown and is left out
+    part = al.reliable_change_from_long(df, "y", status=status.iloc[:2], **kw)
+    assert part["client_id"].tolist() == ["a"]
+    assert part.attrs["treatment_status"]["unknown"] == 1
+
+
+def test_study_defaults_have_treatment_status_settings():
+    from alliance_lib.study import ANALYSIS_DEFAULTS
+
+    assert ANALYSIS_DEFAULTS["ongoing_within_days"] == 28
+    assert ANALYSIS_DEFAULTS["end_of_treatment"] is None

@@ -69,3 +69,44 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
     assert "nope.yaml" in err and "file not found" in err
     assert main(["report", str(DEMO / "study.yaml"), "--wave", "9"]) == 2
     assert "wave 9 is not defined" in capsys.readouterr().err
+
+
+def test_unknown_instrument_is_one_line_exit_2(capsys):
+    assert main(["score", str(DEMO / "wave1.csv"), "-i", "wai-xx"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "wai-xx" in err and "Traceback" not in err
+
+
+def test_messages_use_flags_not_python_keywords(tmp_path, capsys):
+    src = tmp_path / "bad.csv"
+    items = {f"wai_sr_{k}": [4, 4] for k in range(1, 13)}
+    items["wai_sr_3"] = [-9, 4]
+    pd.DataFrame({"client_id": ["A", "B"], "session": [1, 1], **items}).to_csv(src, index=False)
+    assert main(["score", str(src), "-i", "wai-sr"]) == 2
+    err = capsys.readouterr().err
+    assert "--missing-codes" in err and "missing_codes=" not in err
+    assert "--errors quarantine" in err and "errors='quarantine'" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert "row" in err and "-9" in err
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "many.csv"
+    n = 20000
+    pd.DataFrame(
+        {"client_id": [f"C{i}" for i in range(n)], "session": 1,
+         **{f"wai_sr_{k}": 4 for k in range(1, 13)}}
+    ).to_csv(src, index=False)  # fmt: skip
+    cmd = f"{sys.executable} -m alliance_lib.cli score {src} -i wai-sr | head -n 2"
+    out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120)
+    assert len(out.stdout.splitlines()) == 2
+    assert "BrokenPipe" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_key_command_says_where_the_key_comes_from(capsys):
+    assert main(["key", str(DEMO / "study.yaml")]) == 0
+    assert "privacy.salt in study.yaml" in capsys.readouterr().out

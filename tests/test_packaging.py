@@ -87,3 +87,32 @@ def test_report_template_ships_in_the_package_and_matches_the_readable_copy():
         "notebooks/study_report.ipynb differs from alliance_lib/templates/study_report.ipynb: "
         "edit the package copy and run `make template-copy`"
     )
+
+
+def test_every_public_name_resolves_and_functions_win_over_modules():
+    import alliance_lib.reliability  # noqa: F401  (binds the module's function, not the module)
+    import alliance_lib.ruptures  # noqa: F401
+
+    for name in alliance_lib.__all__:
+        assert getattr(alliance_lib, name) is not None, name
+    for name in ("reliability", "ruptures", "validate"):
+        assert callable(getattr(alliance_lib, name)), name
+
+
+def test_version_and_help_are_fast_and_import_no_heavy_module():
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, alliance_lib.cli as c\n"
+        "try:\n    c.main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'numpy', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout
+    for args in (["--version"], ["--help"], ["report", "--help"]):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "alliance_lib.cli", *args], capture_output=True)
+        assert time.perf_counter() - start < 1.0, args

@@ -2,9 +2,12 @@
 
 import hashlib
 import hmac
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from alliance_lib.privacy import pseudonymise, suppress_small_cells
 
@@ -37,3 +40,85 @@ def test_suppression():
     assert s["suppressed"].tolist() == [True, False, False]
     assert np.isnan(s.loc[0, "rate"]) and s.loc[1, "rate"] == 0.2
     assert s.loc[0, "therapist"] is None and s.loc[0, "n_clients"] == 4
+
+
+# --------------------------------------------------------------------------------------------
+# the secret key
+
+
+def _study(tmp_path, privacy: str = ""):
+    from alliance_lib.study import load_study
+
+    tmp_path = tmp_path / "study"
+    tmp_path.mkdir(exist_ok=True)
+    rows = "client_id,session,rater," + ",".join(f"wai_sr_{i}" for i in range(1, 13)) + "\n"
+    for c in range(1, 41):
+        rows += f"P{c:03d},1,client," + ",".join(["3"] * 12) + "\n"
+    (tmp_path / "w1.csv").write_text(rows)
+    (tmp_path / "study.yaml").write_text(
+        "study: Small study\ndata: {1: w1.csv}\ninstruments: {alliance: wai-sr}\n" + privacy
+    )
+    return load_study(tmp_path / "study.yaml")
+
+
+def test_without_a_configured_key_pseudonyms_cannot_be_recomputed_from_the_study(tmp_path):
+    from alliance_lib.waves import prepare_wave
+
+    study = _study(tmp_path)
+    scored = prepare_wave(study, 1).scored
+    raw = pd.Series([f"P{c:03d}" for c in range(1, 41)])
+    shown = set(scored["client_id"])
+    for guess in (study.slug, study.name, "Small study", "small", (tmp_path / "study.yaml").name):
+        assert not shown & set(pseudonymise(raw, salt=guess)), guess
+    key = study.pseudonym_key
+    assert key.created and "configuration folder" in key.source
+    assert set(pseudonymise(raw, salt=key.key)) == shown  # the key file does reproduce them
+    key_path = next(Path(os.environ["ALLIANCE_KEY_DIR"]).glob(f"{study.slug}.key"))
+    assert not key_path.is_relative_to(tmp_path), "the key file sits in the study folder"
+    assert oct(key_path.stat().st_mode & 0o777) == "0o600"
+    assert key.key not in repr(key) and key.key not in repr(study)
+
+
+def test_refuses_without_a_key_when_asked_not_to_create_one(tmp_path):
+    from alliance_lib.errors import DefinitionError
+    from alliance_lib.privacy import resolve_key
+
+    study = _study(tmp_path)
+    with pytest.raises(DefinitionError, match="no pseudonym key") as err:
+        resolve_key(study, create=False, env={"ALLIANCE_KEY_DIR": str(tmp_path / "none")})
+    assert "ALLIANCE_SALT" in err.value.hint and "alliance key" in err.value.hint
+
+
+def test_key_sources_in_order(tmp_path, monkeypatch):
+    from alliance_lib.privacy import create_key_file, resolve_key
+
+    key_file = create_key_file(tmp_path / "elsewhere" / "k.key")
+    study = _study(tmp_path, f"privacy: {{key_file: {key_file}}}\n")
+    assert resolve_key(study, env={}).key == key_file.read_text().strip()
+    assert resolve_key(study, env={"ALLIANCE_SALT": "from-the-env"}).key == "from-the-env"
+    assert "ALLIANCE_SALT" in resolve_key(study, env={"ALLIANCE_SALT": "x" * 8}).source
+    with pytest.raises(Exception, match="never overwritten"):
+        create_key_file(key_file)
+
+
+def test_warns_when_git_tracks_the_key(tmp_path):
+    import shutil
+    import subprocess
+
+    from alliance_lib.privacy import PrivacyWarning, resolve_key
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    study = _study(tmp_path, "privacy: {salt: a-long-enough-secret}\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path / "study", check=True)
+    subprocess.run(["git", "add", "study.yaml"], cwd=tmp_path / "study", check=True)
+    with pytest.warns(PrivacyWarning, match="git tracks"):
+        key = resolve_key(study, env={})
+    assert key.warnings and key.source == "privacy.salt in study.yaml"
+
+
+def test_a_short_salt_is_refused(tmp_path):
+    from alliance_lib.study import StudyError
+
+    with pytest.raises(StudyError, match="privacy.salt"):
+        _study(tmp_path, "privacy: {salt: abc}\n")

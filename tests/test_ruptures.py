@@ -304,3 +304,112 @@ def test_empty_and_tiny_input():
     one = long(a=[3.0])
     assert al.ruptures(one, "wai").empty
     assert al.rupture_patterns(one, "wai")["pattern"].tolist() == ["insufficient data"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Both presets side by side; false-alarm rates under no ruptures
+# ---------------------------------------------------------------------------------------------
+
+
+def null_panel(rng, n_clients=150, n_sessions=12, within=0.35, between=0.4, p_miss=0.15):
+    """Scores with no ruptures: client level + independent normal noise, some sessions absent."""
+    level = 3.9 + between * rng.standard_normal((n_clients, 1))
+    x = level + within * rng.standard_normal((n_clients, n_sessions))
+    x[rng.random(x.shape) < p_miss] = np.nan
+    df = pd.DataFrame(
+        {
+            "client_id": np.repeat(np.arange(n_clients), n_sessions),
+            "session": np.tile(np.arange(1, n_sessions + 1), n_clients),
+            "wai": x.ravel(),
+        }
+    )
+    return df.dropna(subset=["wai"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("n", [3, 6, 8, 12, 30])
+@pytest.mark.parametrize("k", [1.0, 2.0])
+def test_null_session_rate_matches_studentized_residual_simulation(n, k):
+    # Independent of the detector: simulate iid normal scores and count x_t <= mean - k * SD.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200_000, n))
+    r = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, ddof=1, keepdims=True)
+    p_mc = (r <= -k).mean()
+    se = np.sqrt(p_mc * (1 - p_mc) / r.size) + 1e-12
+    assert al.rupture_null_session_rate(n, k) == pytest.approx(p_mc, abs=4 * se + 1e-6)
+
+
+def test_two_sd_rule_cannot_fire_with_five_or_fewer_sessions():
+    # max |r_t| = (n - 1) / sqrt(n): 1.79 at n = 5 < 2
+    assert al.rupture_null_session_rate([2, 3, 4, 5], 2.0).tolist() == [0, 0, 0, 0]
+    assert al.rupture_null_session_rate(6, 2.0) > 0
+    assert al.rupture_null_session_rate(2, 0.5) == 0.5  # r = -1/sqrt(2) half the time
+
+
+def test_false_alarm_session_rate_matches_exact_rate():
+    # Stiles (within SD, client mean, no min_drop): the detector on the null model must flag
+    # sessions at the exact rate. Monte Carlo SE of the rate with 200 x ~1,500 sessions is
+    # about 0.0007; tolerance 4 SE.
+    df = null_panel(np.random.default_rng(5))
+    fa = al.rupture_false_alarms(df, "wai", preset="stiles", n_simulations=200, seed=1)
+    assert fa["session_rate"] == pytest.approx(fa["session_rate_exact"], abs=0.003)
+    # the noise model recovers the generating SDs
+    assert fa["within_sd"] == pytest.approx(0.35, rel=0.05)
+    assert fa["between_sd"] == pytest.approx(0.4, rel=0.2)
+
+
+@pytest.mark.parametrize(("preset", "min_drop"), [("stiles", 0.5), ("gumz", None), ("gumz", 0.5)])
+def test_false_alarm_share_matches_independent_simulation(preset, min_drop):
+    # The estimate from one data set against a brute-force simulation through the public API:
+    # fresh null panels drawn with the noise the estimate found in the data (levels SD,
+    # within SD, grand mean; sessions missing at the data's rate), each run through
+    # rupture_patterns. Tolerance: 4 combined Monte Carlo SEs.
+    rng = np.random.default_rng(17)
+    data = null_panel(rng)
+    kw = dict(preset=preset, min_drop=min_drop)
+    fa = al.rupture_false_alarms(data, "wai", n_simulations=200, seed=4, **kw)
+    shares = []
+    for _ in range(60):
+        panel = null_panel(rng, within=fa["within_sd"], between=fa["between_sd"])
+        panel["wai"] += fa["grand_mean"] - 3.9
+        pat = al.rupture_patterns(panel, "wai", **kw)["pattern"]
+        analysable = pat != "insufficient data"
+        shares.append((pat[analysable] != "no rupture").mean())
+    shares = np.asarray(shares)
+    se = np.hypot(shares.std(ddof=1) / np.sqrt(len(shares)), fa["share_clients_se"])
+    assert fa["share_clients"] == pytest.approx(shares.mean(), abs=4 * se)
+
+
+def test_false_alarms_are_reproducible_and_need_enough_clients():
+    df = null_panel(np.random.default_rng(2), n_clients=30)
+    a = al.rupture_false_alarms(df, "wai", n_simulations=20, seed=9)
+    b = al.rupture_false_alarms(df, "wai", n_simulations=20, seed=9)
+    assert a == b
+    with pytest.raises(ValueError, match="at least 2 clients"):
+        al.rupture_false_alarms(long(a=V), "wai")
+    with pytest.raises(ValueError, match="n_simulations"):
+        al.rupture_false_alarms(df, "wai", n_simulations=0)
+
+
+def test_compare_presets_matches_single_rule_calls():
+    rng = np.random.default_rng(3)
+    # 60 null clients and one with a clear V (client 999, session 6)
+    v = long(a=[4.0, 4.1, 4.0, 4.1, 4.0, 1.0, 4.0, 4.1, 4.0, 4.1]).assign(client_id=999)
+    df = pd.concat([null_panel(rng, n_clients=60), v], ignore_index=True)
+    cmp = al.compare_rupture_presets(df, "wai", min_drop=0.5, n_simulations=30, seed=8)
+    assert cmp.summary["preset"].tolist() == ["stiles", "gumz"]
+    for _, row in cmp.summary.iterrows():
+        pat = al.rupture_patterns(df, "wai", preset=row["preset"], min_drop=0.5)
+        ep = al.ruptures(df, "wai", preset=row["preset"], min_drop=0.5)
+        assert row["n_repaired"] == (pat["pattern"] == "repaired").sum()
+        assert row["n_unrepaired"] == (pat["pattern"] == "unrepaired").sum()
+        assert row["n_episodes"] == len(ep)
+        assert row["n_clients"] == (pat["pattern"] != "insufficient data").sum()
+        assert row["excess_share"] == pytest.approx(row["share_rupture"] - row["false_alarm_share"])
+        fa = al.rupture_false_alarms(
+            df, "wai", preset=row["preset"], min_drop=0.5, n_simulations=30, seed=8
+        )
+        assert row["false_alarm_share"] == fa["share_clients"]
+    assert cmp.crosstab.to_numpy().sum() == df["client_id"].nunique()
+    assert 999 in cmp.episodes["stiles"]["client_id"].tolist()
+    with pytest.raises(TypeError, match="preset"):
+        al.compare_rupture_presets(df, "wai", k_sd=3)
