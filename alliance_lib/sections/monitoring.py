@@ -84,7 +84,7 @@ def monitoring_section(
     shape: str = "linear",
     n_boot: int = 200,
     max_listed: int = 25,
-    current_days: int = 28,
+    current_days: int | None = None,
     seed: int = 0,
 ) -> Section:
     """Expected treatment response curves, out-of-sample alert accuracy and clients not on track.
@@ -103,9 +103,10 @@ def monitoring_section(
         Therapist-cluster bootstrap replicates.
     max_listed : int
         Longest list of clients not on track.
-    current_days : int
-        A client counts as currently in treatment when their last session is within this many
-        days of the wave's last session date (all clients when the data have no dates).
+    current_days : int, optional
+        A client counts as still in treatment when seen within this many days of the wave's last
+        date (default the study's ``analysis.ongoing_within_days``, 28); the study's
+        ``analysis.end_of_treatment`` column, when present, marks clients who ended.
 
     Returns
     -------
@@ -150,14 +151,10 @@ def monitoring_section(
         return Section.skip(
             KEY, TITLE, f"{name} has no reliable change index in its definition (norms)"
         )
-    # Clients still in treatment have no end score yet: accuracy uses those who have ended.
-    last_session = data.groupby("client_id")["session"].max()
-    ongoing = pd.Index([], dtype=object)
-    if "date" in wave.scored.columns:
-        dates = pd.to_datetime(wave.scored["date"], errors="coerce")
-        last_date = dates.groupby(wave.scored["client_id"]).max()
-        recent = last_date[last_date >= dates.max() - pd.Timedelta(days=current_days)].index
-        ongoing = recent.intersection(last_session[last_session < last_session.max()].index)
+    # Clients still in treatment have no end score yet: accuracy uses those who have ended
+    # (the study's rule: alliance_lib.change.treatment_status, analysis.ongoing_within_days and
+    # analysis.end_of_treatment).
+    ongoing = _ongoing(wave, current_days)
     ended = data[~data["client_id"].isin(ongoing)]
     val = validate_alerts(
         ended,
@@ -281,17 +278,14 @@ def monitoring_section(
 
     # --- clients currently not on track ----------------------------------------------------
     latest = nt.sort_values(["client_id", "session"]).groupby("client_id").tail(1)
-    if "date" in wave.scored.columns:
-        latest = latest[latest["client_id"].isin(ongoing)]
-    else:  # without dates: everyone short of the study's last session
-        latest = latest[latest["session"] < data["session"].max()]
+    latest = latest[latest["client_id"].isin(ongoing)]
     state_counts = (
         latest["state"].value_counts().reindex(["white", "green", "yellow", "red"], fill_value=0)
     )
     numbers["current"] = {
         "clients": int(len(latest)),
         "states": {k: int(v) for k, v in state_counts.items()},
-        "current_days": current_days if "date" in wave.scored.columns else None,
+        "ongoing_rule": _ongoing_rule(wave, current_days),
     }
     red_now = latest[latest["state"] == "red"].sort_values("percentile", ascending=False)
     listed = red_now.head(max_listed)
@@ -342,9 +336,9 @@ def monitoring_section(
         },
         digits={"Intake": 0, "Score": 0, "Expected": 1, "Red boundary": 1},
         note=(
-            "Pseudonymous IDs. Latest session of clients seen in the last "
-            f"{current_days} days whose score is above the red boundary (and in the clinical "
-            f"range); {len(red_now)} clients, {len(listed)} listed. Therapists with fewer than "
+            "Pseudonymous IDs. Latest session of clients still in treatment "
+            f"({_ongoing_rule(wave, current_days)}) whose score is above the red boundary (and "
+            f"in the clinical range); {len(red_now)} clients, {len(listed)} listed. Therapists with fewer than "
             f"{small} clients are not named ({n_hidden} rows)."
         ),
         name="monitoring-not-on-track",
@@ -402,7 +396,7 @@ def monitoring_section(
         f"{cv_words}, at each session among clients with a later session, against a rational "
         "rule (change since intake against the reliable change index and the cutoff) and an "
         "intake-only logistic model (Spielmans et al., 2006). Clients still in treatment "
-        f"(seen in the last {current_days} days) were left out of the accuracy estimates. "
+        f"({_ongoing_rule(wave, current_days)}) were left out of the accuracy estimates. "
         "Alliance signals (a low score, a drop, a rupture judged against the client's earlier "
         "sessions only, the alliance below its own expected curve) were evaluated for "
         "predicting drop-out and combined with the outcome alert."
@@ -511,3 +505,38 @@ def _alliance_part(wave, ended, therapist, sessions, norms_kw, seed):
         "rows": ev.to_dict(orient="records"),
     }
     return t, numbers
+
+
+def _ongoing_settings(wave, current_days):
+    analysis = getattr(wave.study, "analysis", {}) or {}
+    days = current_days if current_days is not None else analysis.get("ongoing_within_days", 28)
+    end = analysis.get("end_of_treatment")
+    has_date = "date" in wave.scored.columns
+    end = end if end in wave.scored.columns else None
+    return days, end, has_date
+
+
+def _ongoing_rule(wave, current_days) -> str:
+    days, end, has_date = _ongoing_settings(wave, current_days)
+    rules = []
+    if end:
+        rules.append(f"not marked ended in {end!r}")
+    if has_date and days is not None:
+        rules.append(f"seen within {days:g} days of the wave's last date")
+    return " and ".join(rules) or "no dates or end marks: every client counts as ended"
+
+
+def _ongoing(wave, current_days) -> pd.Index:
+    """Clients still in treatment at the wave's cut-off (alliance_lib.change.treatment_status)."""
+    from alliance_lib.change import treatment_status
+
+    days, end, has_date = _ongoing_settings(wave, current_days)
+    if not has_date and end is None:
+        return pd.Index([], dtype=object)
+    status = treatment_status(
+        wave.scored,
+        date="date" if has_date else None,
+        end=end,
+        ongoing_within_days=days if has_date else None,
+    )
+    return pd.Index(status.loc[status["status"] == "ongoing", "client_id"])
