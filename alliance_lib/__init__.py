@@ -36,6 +36,8 @@ _API_MODULES = (
     "trajectories",
     "validate",
     "waves",
+    "monitoring",
+    "talking_therapies",
 )
 #: Submodules reachable as attributes (``al.plots.trajectory_plot``).
 _SUBMODULES = ("plots", "privacy", "sections", "engine")

@@ -206,6 +206,7 @@ def simulate_study(
     n_duplicates: int = 1,
     start_date: str = "2025-01-06",
     enrolment_days: int = 400,
+    response=None,
 ) -> pd.DataFrame:
     """Simulate a session-by-session alliance study with known true values.
 
@@ -236,6 +237,10 @@ def simulate_study(
         Out-of-range item values (e.g. 44 on a 1-5 item, 999) and duplicated rows.
     start_date, enrolment_days : str, int
         Clients start on a random day within ``enrolment_days`` of ``start_date`` and attend weekly.
+    response : ResponseMixture or dict, optional
+        Off by default. Regenerates the outcome from a responder / non-responder growth mixture
+        (``alliance_lib._simulate_response``) and adds each client's true class, intercept and
+        slope to ``df.attrs["clients"]``, so the ideal predictor of failure is known.
 
     Returns
     -------
@@ -275,6 +280,11 @@ def simulate_study(
     truth = truth or SimulationTruth()
     rng = np.random.default_rng(seed)
     panel = _latent_panel(rng, truth, n_therapists, n_clients, max_sessions, dropout)
+    response_attrs = {}
+    if response is not None:  # outcome monitoring: known per-client truth (own random stream)
+        from alliance_lib._simulate_response import apply_response
+
+        panel, response_attrs = apply_response(panel, response, seed=seed)
 
     clients = _client_labels(n_clients)
     therapists = _therapist_labels(n_therapists)
@@ -294,7 +304,7 @@ def simulate_study(
             "date": pd.DatetimeIndex(dates).strftime("%Y-%m-%d"),
         }
     )
-    attrs = {"truth": truth.to_dict(), "seed": seed}
+    attrs = {"truth": truth.to_dict(), "seed": seed, **response_attrs}
 
     if output == "scores":
         out = base.assign(
