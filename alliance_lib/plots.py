@@ -364,7 +364,7 @@ def shape_comparison_plot(
     >>> obs = pd.DataFrame({"session": [1, 2], "mean": [3.0, 3.3], "se": [0.1, 0.1], "n": [9, 5]})
     >>> fig = shape_comparison_plot(curves, obs, ylabel="WAI-SR")
     >>> [t.get_text() for t in fig.axes[0].texts]
-    ['n = 9', '5']
+    ['n', '9', '5']
     """
     fig, ax = _fig()
     if observed is not None:
@@ -389,13 +389,23 @@ def shape_comparison_plot(
         )
     if observed is not None and "n" in observed:
         transform = ax.get_xaxis_transform()
-        for i, (x, n) in enumerate(zip(observed[session], observed["n"], strict=True)):
+        ax.text(
+            0,
+            0.02,
+            "n",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=6.5,
+            color="#555555",
+        )
+        for x, n in zip(observed[session], observed["n"], strict=True):
             ax.text(
                 x,
                 0.02,
-                f"n = {int(n)}" if i == 0 else f"{int(n)}",
+                f"{int(n)}",
                 transform=transform,
-                ha="left" if i == 0 else "center",
+                ha="center",
                 va="bottom",
                 fontsize=6.5,
                 color="#555555",

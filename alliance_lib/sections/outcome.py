@@ -90,6 +90,7 @@ def early_alliance_section(wave) -> Section:
         y="outcome_change",
         xlabel=f"{c.alliance_label(wave)} at session {early}",
         ylabel=f"Change in {c.outcome_label(wave)}, last session − intake",
+        title=f"Session-{early} alliance and change in {out} (n = {int(rows[0]['n_clients'])})",
     )
     first = res.iloc[0]
     sentence = (
@@ -168,7 +169,9 @@ def early_alliance_outcome_section(wave) -> Section:
             fixed_table(
                 fit.fixed,
                 f"Last {out} Score Regressed on the Session-{early} Alliance",
-                labels=_label,
+                labels=lambda t: (
+                    f"Alliance at session {early}" if t == "alliance_early" else _label(t)
+                ),
                 note=f"Ordinary least squares, one row per client with an alliance at session "
                 f"{early}, an intake outcome, an outcome by session {early} and a later outcome "
                 f"(n = {fit.nobs}). {fit.caveat}",
@@ -229,7 +232,8 @@ def alliance_outcome_section(wave) -> Section:
             "the alliance, the outcome at the session and the session number in a linear mixed "
             "model with client"
             + (" and therapist" if wave.has_therapists else "")
-            + " random intercepts (REML; Falkenström et al., 2017)."
+            + " random intercepts (REML; Falkenström et al., 2017); session pairs with a missing "
+            "alliance or next-session outcome were left out."
         ),
         references=[REFERENCES["falkenstrom"], TRAJ_REFS["kuznetsova"]],
     )

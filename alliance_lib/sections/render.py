@@ -242,8 +242,8 @@ class Document:
         parts += [self.figure_html(f) for f in section.figures]
         return f'<div class="alliance-report">{"".join(parts)}</div>'
 
-    def methods_paragraph(self, versions: dict[str, str] | None = None) -> str:
-        """What was done, from the sections' own method sentences and the software used."""
+    def methods_paragraphs(self, versions: dict[str, str] | None = None) -> list[str]:
+        """What was done: one paragraph per section with methods, then the software used."""
         v = versions or software_versions()
         sentences = [s.methods for s in self.applying if s.methods]
         sentences.append(
@@ -253,7 +253,11 @@ class Document:
             f"matplotlib {v['matplotlib']}; figures use the Okabe and Ito (2008) colour-blind-safe "
             "palette."
         )
-        return " ".join(sentences)
+        return sentences
+
+    def methods_paragraph(self, versions: dict[str, str] | None = None) -> str:
+        """The methods as one paragraph (for a manuscript draft)."""
+        return " ".join(self.methods_paragraphs(versions))
 
     def references(self) -> list[str]:
         refs = {r for s in self.applying for r in s.references} | set(SOFTWARE_REFERENCES)

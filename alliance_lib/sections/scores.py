@@ -154,7 +154,11 @@ def reliability_section(wave) -> Section:
                 },
                 note="α = Cronbach's alpha with the Feldt 95% CI; ω = McDonald's omega "
                 "(one-factor model); n = administrations (all sessions pooled, so clients "
-                "contribute several). " + " ".join(footnotes),
+                "contribute several). "
+                + " ".join(
+                    f.split(":", 1)[0].upper() + ":" + f.split(":", 1)[1]
+                    for f in footnotes
+                ),
                 name="reliability",
             )
         ],
