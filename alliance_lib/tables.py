@@ -123,13 +123,14 @@ def format_pct(value: Any, digits: int = 0) -> str:
 
 
 def format_p(value: Any) -> str:
-    """A p value: three decimals without a leading zero, ``< .001`` below .001, ``> .999`` above."""
+    """A p value: three decimals without a leading zero, ``< .001`` below .001, ``> .999`` where
+    it would round to 1."""
     if _missing(value):
         return MISSING
     p = float(value)
     if p < 0.001:
         return "< .001"
-    if p > 0.999:
+    if round(p, 3) >= 1:
         return "> .999"
     return f"{p:.3f}".replace("0.", ".", 1)
 

@@ -156,8 +156,7 @@ def reliability_section(wave) -> Section:
                 "(one-factor model); n = administrations (all sessions pooled, so clients "
                 "contribute several). "
                 + " ".join(
-                    f.split(":", 1)[0].upper() + ":" + f.split(":", 1)[1]
-                    for f in footnotes
+                    f.split(":", 1)[0].upper() + ":" + f.split(":", 1)[1] for f in footnotes
                 ),
                 name="reliability",
             )
