@@ -40,7 +40,7 @@ def data_cutoff(wave) -> str:
     >>> from pathlib import Path
     >>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
     >>> data_cutoff(w)
-    '2025-09-30 (the last session date in the data)'
+    '2025-08-24 (the last session date in the data)'
     """
     waves = wave.study.raw.get("waves") if isinstance(wave.study.raw, dict) else None
     if isinstance(waves, dict):
