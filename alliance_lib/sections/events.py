@@ -73,8 +73,11 @@ def ruptures_section(wave) -> Section:
     }
     n_clients = int(episodes["client_id"].nunique()) if n else 0
     summary = (
-        f"{format_int(n)} alliance ruptures occurred in {format_int(n_clients)} clients; "
-        f"{format_pct(numbers['share_repaired'] or 0)} were repaired within three sessions."
+        f"{format_int(n)} alliance rupture{'s' * (n != 1)} occurred in {format_int(n_clients)} "
+        f"client{'s' * (n_clients != 1)}; {format_pct(numbers['share_repaired'])} were repaired "
+        "within three sessions."
+        if n
+        else "No alliance rupture met the criterion."
     )
     preset = PRESETS.get(a["rupture_preset"], a["rupture_preset"])
     return Section(
@@ -147,11 +150,16 @@ def sudden_gains_section(wave) -> Section:
         ("Gains later reversed", format_pct(numbers["share_gains_reversed"])),
         ("Median gain (points)", format_number(numbers["median_magnitude"], 1)),
     ]
+    reversed_ = (
+        f"; {format_pct(numbers['share_gains_reversed'])} of gains were later reversed"
+        if len(gains)
+        else ""
+    )
     summary = (
-        f"{format_int(numbers['n_gains'])} sudden gains in {out} "
+        f"{format_int(numbers['n_gains'])} sudden gain{'s' * (len(gains) != 1)} in {out} "
         f"({format_pct(numbers['share_clients_with_gain'])} of clients) and "
-        f"{format_int(numbers['n_losses'])} sudden loss{'es' if numbers['n_losses'] != 1 else ''}; "
-        f"{format_pct(numbers['share_gains_reversed'])} of gains were later reversed."
+        f"{format_int(numbers['n_losses'])} sudden loss{'es' if numbers['n_losses'] != 1 else ''}"
+        f"{reversed_}."
     )
     return Section(
         key="sudden_gains",

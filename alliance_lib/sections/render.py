@@ -93,6 +93,10 @@ STYLE = """
   .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child,
   .jp-OutputArea-output, .jp-RenderedHTMLCommon, .alliance-report, .alliance-report .apa-wrap {
     overflow: visible !important; max-width: 100% !important; }
+  /* JupyterLab keeps each output in one piece on paper; a whole section is taller than a page, so
+     that leaves blank pages: let outputs break, keep single tables and figures whole instead */
+  .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child,
+  .jp-OutputArea-output { break-inside: auto !important; page-break-inside: auto !important; }
   .alliance-report { max-width: none; font-size: 9.5pt; }
   .alliance-report table { width: 100% !important; font-size: 7pt !important; }
   .alliance-report td.num, .alliance-report th.num { white-space: normal; }
