@@ -57,8 +57,11 @@ test: $(STAMP)
 	$(BIN)/pytest
 	$(BIN)/pytest -o addopts="-p no:cacheprovider" --nbval-lax --nbval-current-env notebooks
 
+# JupyterLab on a working copy (work/, git-ignored; copied once, never overwritten), so running a
+# notebook never writes outputs into the tracked one
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	@mkdir -p work && cp -rn notebooks/. work/
+	$(BIN)/jupyter lab --notebook-dir=work
 
 demo-data: $(STAMP)
 	$(BIN)/alliance simulate --demo-study data/demo
