@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 help:
 	@echo "make report     set up .venv and run the demo study report (wave $(WAVE))"
 	@echo "make test       set up .venv and run ruff, unit tests + doctests, and every notebook"
-	@echo "make lab        JupyterLab on notebooks/ with the project's kernel"
+	@echo "make lab        JupyterLab on a working copy of notebooks/ (work/, git-ignored)"
 	@echo "make demo-data  regenerate data/demo/ (byte-identical)"
 	@echo "make bench      benchmarks (results in benchmarks/results/)"
 	@echo "make lock       regenerate requirements/lock.txt from pyproject.toml"

@@ -17,7 +17,7 @@ from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
 from alliance_lib.sections.trajectories import REFERENCES as TRAJ_REFS
 from alliance_lib.sections.trajectories import fixed_table
-from alliance_lib.tables import format_ci, format_number, format_p, format_prop
+from alliance_lib.tables import format_ci, format_int, format_number, format_p, format_prop
 
 __all__ = [
     "early_alliance_section",
@@ -159,7 +159,7 @@ def early_alliance_outcome_section(wave) -> Section:
     sentence = (
         f"Adjusted for the intake score and the change up to session {early}, one alliance point "
         f"more at session {early} went with a last {out} score {_differs(r['estimate'])}, 95% CI {format_ci((r['ci_low'], r['ci_high']))}, p {_p(r['p'])} "
-        f"({fit.nobs} clients, R² = {format_prop(fit.r2)})."
+        f"({format_int(fit.nobs)} clients, R² = {format_prop(fit.r2)})."
     )
     return Section(
         key="early_alliance_outcome",
@@ -174,7 +174,7 @@ def early_alliance_outcome_section(wave) -> Section:
                 ),
                 note=f"Ordinary least squares, one row per client with an alliance at session "
                 f"{early}, an intake outcome, an outcome by session {early} and a later outcome "
-                f"(n = {fit.nobs}). {fit.caveat}",
+                f"(n = {format_int(fit.nobs)}). {fit.caveat}",
                 name="early-alliance-adjusted",
             )
         ],
@@ -210,8 +210,8 @@ def alliance_outcome_section(wave) -> Section:
                 fit.fixed,
                 f"Next-Session {out} Score on the Within- and Between-Client Alliance",
                 labels=_label,
-                note=f"Linear mixed model, REML, Satterthwaite df; {fit.nobs} session pairs of "
-                f"{fit.n_clients} clients; random intercepts for clients"
+                note=f"Linear mixed model, REML, Satterthwaite df; {format_int(fit.nobs)} session pairs of "
+                f"{format_int(fit.n_clients)} clients; random intercepts for clients"
                 + (" and therapists" if wave.has_therapists else "")
                 + ". The within part is the client's deviation from their own linear alliance "
                 "trend. A lagged outcome with a client random intercept carries some "
@@ -259,7 +259,7 @@ def therapist_alliance_outcome_section(wave) -> Section:
                 fit.fixed,
                 f"Last {out} Score on the Therapist Mean and the Client Deviation of the Alliance",
                 labels=_label,
-                note=f"Linear mixed model with a therapist random intercept, REML; {fit.nobs} "
+                note=f"Linear mixed model with a therapist random intercept, REML; {format_int(fit.nobs)} "
                 f"clients of {fit.n_therapists} therapists; controls for the intake outcome.",
                 name="therapist-alliance-outcome",
             )

@@ -15,7 +15,7 @@ from alliance_lib import plots
 from alliance_lib.results import to_jsonable
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
-from alliance_lib.tables import format_ci, format_number, format_p
+from alliance_lib.tables import format_ci, format_int, format_number, format_p
 
 __all__ = [
     "trajectory_section",
@@ -117,7 +117,7 @@ def _trend_sentence(fit, label: str) -> str:
             f"The {label} {direction} by {format_number(abs(r['estimate']), 3)} points per "
             f"session, 95% CI {format_ci((r['ci_low'], r['ci_high']), 3)}, p {_p(r['p'])}, from "
             f"{format_number(fixed.loc['Intercept', 'estimate'])} at intake "
-            f"({fit.n_clients} clients, {fit.nobs} ratings)."
+            f"({format_int(fit.n_clients)} clients, {format_int(fit.nobs)} ratings)."
         )
     terms = ", ".join(term_label(t) for t in fixed.index if t != "Intercept")
     return f"The {label} was modelled with the terms {terms} (see the fixed-effects table)."
@@ -154,7 +154,7 @@ def trajectory_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Sectio
             fixed_table(
                 fit.fixed,
                 "Growth Model of the Client-Rated Alliance: Fixed Effects",
-                note=f"Model: {fit.formula()}, REML, {fit.nobs} ratings of {fit.n_clients} "
+                note=f"Model: {fit.formula()}, REML, {format_int(fit.nobs)} ratings of {fit.n_clients} "
                 "clients. df by the Satterthwaite approximation. Converged: "
                 f"{'yes' if fit.converged else 'no'}; singular: {'yes' if fit.singular else 'no'}."
                 + (
