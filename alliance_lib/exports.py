@@ -69,6 +69,8 @@ def _csv_frame(table) -> pd.DataFrame:
 
 def write_figures(out_dir: str | Path, document, *, dpi: int = FIGURE_DPI) -> list[Path]:
     """``figures/figure-NN-<name>.png`` (``dpi``) and ``.svg`` for every figure."""
+    import matplotlib.pyplot as plt
+
     folder = Path(out_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -76,7 +78,9 @@ def write_figures(out_dir: str | Path, document, *, dpi: int = FIGURE_DPI) -> li
         stem = f"figure-{n:02d}-{slug(fig.name or fig.caption)}"
         png, svg = folder / f"{stem}.png", folder / f"{stem}.svg"
         fig.figure.savefig(png, dpi=dpi, metadata={"Software": None})
-        fig.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+        # a fixed salt for the SVG's element ids: the same figure gives the same file
+        with plt.rc_context({"svg.hashsalt": "alliance_lib"}):
+            fig.figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
         written += [png, svg]
     return written
 

@@ -132,3 +132,12 @@ def test_index_page_links_every_wave_with_headline_numbers(tmp_path):
     assert 'href="wave-3/report.html"' in html  # a wave not yet run still gets its row
     assert ">174<" in html and ">2,690<" in html and ">0.030<" in html
     assert "Demo &lt;study&gt;" in html and "<title>" in html
+
+
+def test_the_same_figure_gives_the_same_files(tmp_path, document):
+    exports.write_figures(tmp_path / "a", document)
+    exports.write_figures(tmp_path / "b", document)
+    for name in ("figure-01-trajectories.png", "figure-01-trajectories.svg"):
+        assert (tmp_path / "a/figures" / name).read_bytes() == (
+            tmp_path / "b/figures" / name
+        ).read_bytes()
