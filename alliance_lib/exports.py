@@ -221,15 +221,22 @@ def write_index(root: str | Path, study, waves) -> Path:
             if res_path.is_file()
             else {}
         )
+        ran = res_path.is_file()
+        link = f'<a href="wave-{w}/report.html">Wave {w}</a>' if ran else f"Wave {w}"
+        files = (
+            f'<a href="wave-{w}/tables.docx">tables.docx</a> · '
+            f'<a href="wave-{w}/results.json">results.json</a>'
+            if ran
+            else "no report yet"
+        )
         cells = [
-            f'<td class="txt"><a href="wave-{w}/report.html">Wave {w}</a></td>',
+            f'<td class="txt">{link}</td>',
             f'<td class="num">{format_int(head.get("clients"))}</td>',
             f'<td class="num">{format_int(head.get("therapists"))}</td>',
             f'<td class="num">{format_int(head.get("sessions"))}</td>',
             f'<td class="num">{format_number(head.get("slope"), 3)}</td>',
             f'<td class="num">{format_int(head.get("quarantined"))}</td>',
-            f'<td class="txt"><a href="wave-{w}/tables.docx">tables.docx</a> · '
-            f'<a href="wave-{w}/results.json">results.json</a></td>',
+            f'<td class="txt">{files}</td>',
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     heads = [
