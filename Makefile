@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 help:
 	@echo "make report     set up .venv and run the demo study report (wave $(WAVE))"
 	@echo "make test       set up .venv and run ruff, unit tests + doctests, and every notebook"
-	@echo "make lab        JupyterLab on notebooks/ with the project's kernel"
+	@echo "make lab        JupyterLab on a working copy of notebooks/ (work/, git-ignored)"
 	@echo "make demo-data  regenerate data/demo/ (byte-identical)"
 	@echo "make bench      benchmarks (results in benchmarks/results/)"
 	@echo "make lock       regenerate requirements/lock.txt from pyproject.toml"
@@ -57,8 +57,11 @@ test: $(STAMP)
 	$(BIN)/pytest
 	$(BIN)/pytest -o addopts="-p no:cacheprovider" --nbval-lax --nbval-current-env notebooks
 
+# JupyterLab on a working copy (work/, git-ignored; copied once, never overwritten), so running a
+# notebook never writes outputs into the tracked one
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	@mkdir -p work && cp -rn notebooks/. work/
+	$(BIN)/jupyter lab --notebook-dir=work
 
 demo-data: $(STAMP)
 	$(BIN)/alliance simulate --demo-study data/demo

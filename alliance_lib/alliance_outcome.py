@@ -25,7 +25,14 @@ import pandas as pd
 
 from alliance_lib.trajectories import MixedFit, ModelError, fit_mixed
 
-__all__ = ["AllianceOutcomeFit", "decompose", "fit_alliance_outcome", "therapist_effects"]
+__all__ = [
+    "AllianceOutcomeFit",
+    "EarlyAllianceFit",
+    "decompose",
+    "early_alliance_outcome",
+    "fit_alliance_outcome",
+    "therapist_effects",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -672,4 +679,207 @@ def therapist_effects(
     }
     return AllianceOutcomeFit(
         fit=fit, data=data, model="therapist", settings=settings, n_dropped=n_dropped
+    )
+
+
+#: One sentence on reverse causation, for reports (the early-alliance regression is observational).
+EARLY_ALLIANCE_CAVEAT = (
+    "Early symptom improvement can itself raise the early alliance (reverse causation), so the "
+    "estimate is adjusted for the change up to that session; it remains an association, not a "
+    "causal effect (teaching lesson 03, alliance and outcome)."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class EarlyAllianceFit:
+    """Later outcome regressed on the early alliance (ordinary least squares, one row per client).
+
+    Attributes
+    ----------
+    fixed : DataFrame
+        Indexed by ``term`` (``Intercept``, ``alliance_early``, ``outcome_intake``,
+        ``outcome_change_early``); columns ``estimate, se, df, t, p, ci_low, ci_high``.
+    data : DataFrame
+        The analysed clients: ``alliance_early``, ``outcome_intake``, ``outcome_early`` (last
+        outcome after intake up to the early session), ``outcome_change_early``,
+        ``outcome_later`` and ``later_session`` (the last session with an outcome).
+    r2 : float
+    n_dropped : dict
+        Clients not analysed, by first reason.
+    settings : dict
+    caveat : str
+    """
+
+    fixed: pd.DataFrame
+    data: pd.DataFrame
+    r2: float
+    n_dropped: dict
+    settings: dict
+    caveat: str = EARLY_ALLIANCE_CAVEAT
+
+    @property
+    def nobs(self) -> int:
+        return len(self.data)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no client rows)."""
+        fixed = self.fixed.reset_index()
+        return {
+            "settings": dict(self.settings),
+            "nobs": int(self.nobs),
+            "r2": float(self.r2),
+            "n_dropped": {k: int(v) for k, v in self.n_dropped.items()},
+            "fixed": [
+                {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
+                for r in fixed.to_dict(orient="records")
+            ],
+            "caveat": self.caveat,
+        }
+
+
+def early_alliance_outcome(
+    df: pd.DataFrame,
+    alliance: str,
+    outcome: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    early_session: int = 3,
+    intake_session: int = 0,
+    ci: float = 0.95,
+) -> EarlyAllianceFit:
+    """Does the early alliance predict the later outcome beyond the change already made?
+
+    The last observed outcome after the early session is regressed on the alliance at the early
+    session, the intake outcome and the symptom change from intake up to the early session
+    (Barber et al. 2000; Zilcha-Mano 2017): early improvement raises both the alliance and the
+    later outcome, so without it the alliance estimate carries reverse causation.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per client x session (e.g. ``WaveData.sessions()``).
+    alliance, outcome : str
+        Score columns.
+    client, session : str
+        Id and session columns.
+    early_session : int
+        The session whose alliance is the predictor.
+    intake_session : int
+        The session holding the intake (baseline) outcome.
+    ci : float
+        Confidence level of the intervals (t distribution, n - 4 df).
+
+    Returns
+    -------
+    EarlyAllianceFit
+
+    Raises
+    ------
+    ModelError
+        Fewer than six clients have all four values.
+
+    Notes
+    -----
+    ``outcome_later = b0 + b1 alliance_early + b2 outcome_intake + b3 (outcome_early -
+    outcome_intake) + e``, with ``outcome_early`` the last outcome observed after intake up to
+    the early session and ``outcome_later`` the last outcome observed after it. Ordinary least
+    squares, classical standard errors (R: ``lm``; checked against R in the tests).
+
+    References
+    ----------
+    Barber, J. P., Connolly, M. B., Crits-Christoph, P., Gladis, L., & Siqueland, L. (2000).
+    Alliance predicts patients' outcome beyond in-treatment change in symptoms. Journal of
+    Consulting and Clinical Psychology, 68(6), 1027-1032.
+
+    Examples
+    --------
+    >>> from alliance_lib.simulate import simulate_study
+    >>> d = simulate_study(n_clients=120, n_therapists=6, seed=4, output="scores")
+    >>> fit = early_alliance_outcome(d, "alliance", "outcome", early_session=3)
+    >>> list(fit.fixed.index)
+    ['Intercept', 'alliance_early', 'outcome_intake', 'outcome_change_early']
+    >>> fit.nobs > 60
+    True
+    """
+    import scipy.stats as st
+
+    for col in (client, session, alliance, outcome):
+        if col not in df.columns:
+            raise ModelError(f"column {col!r} not in the data", column=col)
+    d = df[[client, session, alliance, outcome]].sort_values([client, session], kind="stable")
+    clients = pd.Index(pd.unique(d[client]), name=client)
+    sess = d[session].to_numpy()
+    has_out = d[outcome].notna().to_numpy()
+    early_a = (
+        d[(sess == early_session) & d[alliance].notna().to_numpy()]
+        .drop_duplicates(client)
+        .set_index(client)[alliance]
+    )
+    intake = d[(sess == intake_session) & has_out].drop_duplicates(client).set_index(client)
+    upto = d[(sess > intake_session) & (sess <= early_session) & has_out]
+    upto = upto.drop_duplicates(client, keep="last").set_index(client)
+    later = d[(sess > early_session) & has_out].drop_duplicates(client, keep="last")
+    later = later.set_index(client)
+    table = pd.DataFrame(index=clients)
+    table["alliance_early"] = early_a
+    table["outcome_intake"] = intake[outcome]
+    table["outcome_early"] = upto[outcome]
+    table["outcome_change_early"] = table["outcome_early"] - table["outcome_intake"]
+    table["outcome_later"] = later[outcome]
+    table["later_session"] = later[session]
+    reasons = {
+        "no_alliance_at_early_session": "alliance_early",
+        "no_intake_outcome": "outcome_intake",
+        "no_outcome_by_early_session": "outcome_early",
+        "no_later_outcome": "outcome_later",
+    }
+    n_dropped, keep = {}, np.ones(len(table), dtype=bool)
+    for reason, col in reasons.items():
+        miss = table[col].isna().to_numpy() & keep
+        n_dropped[reason] = int(miss.sum())
+        keep &= ~miss
+    table = table[keep].copy()
+    table["later_session"] = table["later_session"].astype(int)
+    terms = ["Intercept", "alliance_early", "outcome_intake", "outcome_change_early"]
+    n, k = len(table), len(terms)
+    if n < k + 2:
+        raise ModelError(
+            f"only {n} clients have an alliance at session {early_session}, an intake outcome, an "
+            "outcome by then and a later outcome; early_alliance_outcome needs at least 6",
+            column=alliance,
+        )
+    X = np.column_stack([np.ones(n), table[terms[1:]].to_numpy(dtype=float)])
+    y = table["outcome_later"].to_numpy(dtype=float)
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ beta
+    df_resid = n - k
+    sigma2 = float(resid @ resid) / df_resid
+    se = np.sqrt(np.diag(np.linalg.pinv(X.T @ X)) * sigma2)
+    t = beta / se
+    tcrit = st.t.ppf(0.5 + ci / 2, df_resid)
+    fixed = pd.DataFrame(
+        {
+            "estimate": beta,
+            "se": se,
+            "df": float(df_resid),
+            "t": t,
+            "p": 2 * st.t.sf(np.abs(t), df_resid),
+            "ci_low": beta - tcrit * se,
+            "ci_high": beta + tcrit * se,
+        },
+        index=pd.Index(terms, name="term"),
+    )
+    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+    settings = {
+        "alliance": alliance,
+        "outcome": outcome,
+        "client": client,
+        "session": session,
+        "early_session": int(early_session),
+        "intake_session": int(intake_session),
+        "ci": float(ci),
+    }
+    return EarlyAllianceFit(
+        fixed=fixed, data=table.reset_index(), r2=r2, n_dropped=n_dropped, settings=settings
     )

@@ -24,7 +24,19 @@ __all__ = [
     "jacobson_truax_plot",
 ]
 
-PALETTE = {"client": "#1b6ca8", "therapist": "#d1495b", "mean": "#111111", "band": "#8fb8de"}
+#: Okabe & Ito (2008) colour-blind-safe palette (distinguishable under the common colour-vision
+#: deficiencies); every figure draws its colours from it.
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",
+)
+PALETTE = {"client": "#0072B2", "therapist": "#D55E00", "mean": "#000000", "band": "#56B4E9"}
 
 
 def _fig(width: float = 7.5, height: float = 4.2):
@@ -123,8 +135,8 @@ def distribution_by_session(
         positions=range(len(order)),
         widths=0.6,
         patch_artist=True,
-        boxprops={"facecolor": "#c9dcec", "linewidth": 0.8},
-        medianprops={"color": "#1b3a57"},
+        boxprops={"facecolor": "#cfe3f1", "linewidth": 0.8},
+        medianprops={"color": PALETTE["client"], "linewidth": 1.6},
         flierprops={"markersize": 1.5},
     )
     counts = data.groupby(session).size().reindex(order)
@@ -161,7 +173,7 @@ def early_alliance_plot(
         x=x,
         y=y,
         ax=ax,
-        scatter_kws={"s": 12, "alpha": 0.5},
+        scatter_kws={"s": 12, "alpha": 0.5, "color": PALETTE["client"]},
         line_kws={"color": PALETTE["mean"]},
         seed=0,
         n_boot=500,
@@ -180,8 +192,18 @@ def missingness_plot(table: pd.DataFrame, *, session: str = "session", title: st
     ``table`` has columns ``session``, ``instrument`` and ``missing_share``.
     """
     fig, ax = _fig(7.5, 3.6)
-    sns.lineplot(data=table, x=session, y="missing_share", hue="instrument", marker="o", ax=ax)
-    ax.set_ylabel("Share of items missing")
+    sns.lineplot(
+        data=table,
+        x=session,
+        y="missing_share",
+        hue="instrument",
+        style="instrument",
+        markers=True,
+        palette=list(OKABE_ITO[: table["instrument"].nunique()]),
+        ax=ax,
+    )
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.1f}%")
+    ax.set_ylabel("Item responses missing")
     ax.set_xlabel("Session")
     ax.set_ylim(bottom=0)
     ax.set_title(title or "Item-level missingness by session")
@@ -194,18 +216,20 @@ def rater_plot(
     *,
     client_col: str = "alliance",
     therapist_col: str = "alliance_therapist",
+    label: str | None = None,
     title: str | None = None,
 ):
     """Client against therapist ratings of the same sessions, with the identity line, and the
-    Bland-Altman difference plot beside it."""
+    Bland-Altman difference plot beside it; ``label`` names the instrument on the axes."""
     data = sessions.dropna(subset=[client_col, therapist_col])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     ax1.scatter(data[client_col], data[therapist_col], s=6, alpha=0.3, color=PALETTE["client"])
     lo = float(np.nanmin(data[[client_col, therapist_col]].to_numpy()))
     hi = float(np.nanmax(data[[client_col, therapist_col]].to_numpy()))
     ax1.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=0.8)
-    ax1.set_xlabel("Client rating")
-    ax1.set_ylabel("Therapist rating")
+    what = f" ({label})" if label else ""
+    ax1.set_xlabel(f"Client rating{what}")
+    ax1.set_ylabel(f"Therapist rating{what}")
     ax1.set_title("Same sessions, two raters")
     mean = (data[client_col] + data[therapist_col]) / 2
     diff = data[client_col] - data[therapist_col]
@@ -213,7 +237,7 @@ def rater_plot(
     ax2.scatter(mean, diff, s=6, alpha=0.3, color=PALETTE["therapist"])
     for v, ls in ((md, "-"), (md - 1.96 * sd, "--"), (md + 1.96 * sd, "--")):
         ax2.axhline(v, color="black", ls=ls, lw=0.8)
-    ax2.set_xlabel("Mean of the two ratings")
+    ax2.set_xlabel(f"Mean of the two ratings{what}")
     ax2.set_ylabel("Client − therapist")
     ax2.set_title("Bland-Altman: bias and 95% limits of agreement")
     fig.suptitle(title or "Client and therapist ratings of the alliance")
@@ -242,7 +266,7 @@ def caterpillar_plot(
         fmt="o",
         ms=4,
         color=PALETTE["client"],
-        ecolor="#9bbbd4",
+        ecolor=PALETTE["band"],
         capsize=0,
     )
     ax.axvline(0, color="grey", ls=":", lw=0.8)
@@ -303,9 +327,13 @@ def event_timeline_plot(
     if n_sessions is not None:
         for c in clients:
             ax.hlines(pos[c], 1, n_sessions.get(c, 1), color="#dddddd", lw=1)
-    markers = dict(zip(sorted(events[kind].unique()), "ovs^Dx", strict=False))
+    kinds = sorted(events[kind].unique())
+    markers = dict(zip(kinds, "ovs^Dx", strict=False))
+    colours = dict(zip(kinds, OKABE_ITO, strict=False))
     for k, g in events.groupby(kind, sort=True):
-        ax.scatter(g[session], g[client].map(pos), marker=markers[k], s=22, label=k)
+        ax.scatter(
+            g[session], g[client].map(pos), marker=markers[k], s=22, label=k, color=colours[k]
+        )
     ax.set_yticks([])
     ax.set_xlabel("Session")
     ax.set_ylabel(f"Clients with an event (n = {len(clients)})")
@@ -321,9 +349,23 @@ def shape_comparison_plot(
     *,
     session: str = "session",
     shape: str = "shape",
+    ylabel: str | None = None,
     title: str | None = None,
 ):
-    """Fitted mean curves of several trajectory shapes, over the observed session means."""
+    """Fitted mean curves of several trajectory shapes, over the observed session means.
+
+    ``observed`` has columns ``session``, ``mean``, ``se`` and, optionally, ``n`` (clients
+    measured): the n is printed under each session, since later means rest on fewer clients.
+
+    Examples
+    --------
+    >>> curves = pd.DataFrame({"session": [1, 2, 1, 2], "estimate": [3.0, 3.2, 3.1, 3.2],
+    ...                        "shape": ["linear", "linear", "log", "log"]})
+    >>> obs = pd.DataFrame({"session": [1, 2], "mean": [3.0, 3.3], "se": [0.1, 0.1], "n": [9, 5]})
+    >>> fig = shape_comparison_plot(curves, obs, ylabel="WAI-SR")
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['n', '9', '5']
+    """
     fig, ax = _fig()
     if observed is not None:
         ax.errorbar(
@@ -331,13 +373,46 @@ def shape_comparison_plot(
             observed["mean"],
             yerr=1.96 * observed["se"],
             fmt="o",
-            color="grey",
+            color="#555555",
             ms=3,
             label="observed mean ± 1.96 SE",
         )
-    for name, g in curves.groupby(shape, sort=False):
-        ax.plot(g[session], g["estimate"], lw=2, label=name)
+    styles = ("-", "--", "-.", ":")
+    for i, (name, g) in enumerate(curves.groupby(shape, sort=False)):
+        ax.plot(
+            g[session],
+            g["estimate"],
+            lw=2,
+            ls=styles[i % len(styles)],
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            label=name,
+        )
+    if observed is not None and "n" in observed:
+        transform = ax.get_xaxis_transform()
+        ax.text(
+            0,
+            0.02,
+            "n",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=6.5,
+            color="#555555",
+        )
+        for x, n in zip(observed[session], observed["n"], strict=True):
+            ax.text(
+                x,
+                0.02,
+                f"{int(n)}",
+                transform=transform,
+                ha="center",
+                va="bottom",
+                fontsize=6.5,
+                color="#555555",
+            )
     ax.set_xlabel("Session")
+    if ylabel:
+        ax.set_ylabel(ylabel)
     ax.legend(frameon=False)
     ax.set_title(title or "Trajectory shapes compared")
     sns.despine(fig)
@@ -368,10 +443,10 @@ def jacobson_truax_plot(
     data = table.dropna(subset=[pre, post])
     fig, ax = _fig(6.0, 5.6)
     colours = {
-        "recovered": "#2a9d8f",
-        "improved": "#8ab17d",
-        "unchanged": "#9e9e9e",
-        "deteriorated": "#d1495b",
+        "recovered": OKABE_ITO[2],
+        "improved": OKABE_ITO[5],
+        "unchanged": "#999999",
+        "deteriorated": OKABE_ITO[3],
     }
     for cat, g in data.groupby(category, sort=True):
         ax.scatter(
@@ -379,7 +454,7 @@ def jacobson_truax_plot(
             g[post],
             s=14,
             alpha=0.75,
-            color=colours.get(cat, "#1b6ca8"),
+            color=colours.get(cat, PALETTE["client"]),
             label=f"{cat} ({len(g)})",
         )
     lo = float(min(data[pre].min(), data[post].min()))
@@ -395,8 +470,8 @@ def jacobson_truax_plot(
                 ls="--",
             )
     if cutoff is not None:
-        ax.axhline(cutoff, color="#e9c46a", lw=1.2, label=f"cutoff {cutoff:g}")
-        ax.axvline(cutoff, color="#e9c46a", lw=1.2)
+        ax.axhline(cutoff, color=OKABE_ITO[1], lw=1.2, label=f"cutoff {cutoff:g}")
+        ax.axvline(cutoff, color=OKABE_ITO[1], lw=1.2)
     ax.set_xlabel(f"{label} at intake")
     ax.set_ylabel(f"{label} at last session")
     ax.legend(frameon=False, fontsize=8)

@@ -250,19 +250,49 @@ class MixedFit:
     def _modes(self) -> dict:
         return self._model.conditional_modes(self._efit)
 
-    def client_effects(self, level: str = "client") -> pd.DataFrame:
+    def client_effects(self, level: str = "client", *, ci: float | None = None) -> pd.DataFrame:
         """Empirical Bayes predictions (conditional modes) with conditional SDs (lme4 ``ranef``).
 
         Parameters
         ----------
         level : {"client", "therapist"}
+        ci : float, optional
+            Also give prediction intervals at this level (e.g. 0.95): columns ``t_ci_low`` and
+            ``t_ci_high`` = mode -/+ z * conditional SD, as lme4's ``dotplot(ranef(fit,
+            condVar = TRUE))`` draws them.
 
         Returns
         -------
         DataFrame
             Indexed by client (or therapist) id; for every random term ``t`` a column ``t``
             (deviation from the fixed effect) and ``t_sd`` (conditional SD), plus ``n_obs``.
+
+        Examples
+        --------
+        >>> from alliance_lib.simulate import simulate_study
+        >>> d = simulate_study(n_clients=40, n_therapists=4, seed=3, output="scores")
+        >>> fit = fit_trajectory(d, "alliance", therapist="therapist_id")
+        >>> list(fit.client_effects("therapist", ci=0.95).columns)
+        ['Intercept', 'Intercept_sd', 'Intercept_ci_low', 'Intercept_ci_high']
         """
+        out = self._conditional_modes(level)
+        if ci is not None:
+            if not 0 < ci < 1:
+                raise ValueError(f"ci must lie between 0 and 1, not {ci!r}")
+            z = stats.norm.ppf(0.5 + ci / 2)
+            terms = [c[:-3] for c in out.columns if c.endswith("_sd")]
+            for t in terms:
+                out.insert(
+                    out.columns.get_loc(f"{t}_sd") + 1, f"{t}_ci_low", out[t] - z * out[f"{t}_sd"]
+                )
+                out.insert(
+                    out.columns.get_loc(f"{t}_ci_low") + 1,
+                    f"{t}_ci_high",
+                    out[t] + z * out[f"{t}_sd"],
+                )
+        return out
+
+    def _conditional_modes(self, level: str) -> pd.DataFrame:
         m = self._modes
         if level == "therapist":
             if self.therapist is None:

@@ -1,5 +1,6 @@
 """The wave report through papermill: outputs, determinism, privacy, failure safety."""
 
+import html
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from alliance_lib.study import StudyError
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "study.yaml"
 OUTPUTS = {"report.ipynb", "report.html", "results.json", "provenance.json", "quarantine.csv"}
+EXPORTS = {"figures", "tables", "tables.docx"}
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
@@ -53,7 +55,7 @@ def test_wave3_has_every_section_and_wave_over_wave(demo_wave3):
 
 
 def test_writes_the_five_files(demo_wave1):
-    assert {p.name for p in demo_wave1.iterdir()} == OUTPUTS
+    assert {p.name for p in demo_wave1.iterdir()} == OUTPUTS | EXPORTS
 
 
 def test_html_has_figures_no_code_no_raw_ids(demo_wave1):
@@ -230,3 +232,106 @@ def test_killed_run_leaves_previous_report_intact(demo_wave1, tmp_path):
     assert run_report(DEMO, 1, tmp_path, quiet=True) == target.resolve()
     assert not list(target.parent.glob(".wave-1.tmp-*"))
     assert (target / "results.json").read_bytes() == before["results.json"]
+
+
+# ---------------------------------------------------------------- what the reader sees
+FORBIDDEN = re.compile(r"\bnan\b|\bNone\b|\bTrue\b|\bFalse\b|\d[eE][+-]\d|<NA>", re.I)
+
+
+def _key_paths(value, prefix=""):
+    """Every key path of a results.json value; ``[]`` marks the rows of a table."""
+    if isinstance(value, dict):
+        out = {prefix} if not value and prefix else set()
+        for k, v in value.items():
+            out |= _key_paths(v, f"{prefix}/{k}" if prefix else k)
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return set().union(*(_key_paths(v, prefix + "[]") for v in value))
+    return {prefix}
+
+
+def test_template_is_a_short_sequence_of_calls():
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    code = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert len(code) < 100, len(code)
+    source = "\n".join(code)
+    assert source.count('client="client_id"') == 0 and "Section.skip" not in source
+    assert "results.skip" not in source  # one skip mechanism: the sections' own
+    assert (TEMPLATE.parents[2] / "notebooks" / "study_report.ipynb").read_bytes() == (
+        TEMPLATE.read_bytes()
+    )
+
+
+def test_results_json_keeps_every_number_it_had(demo_wave3):
+    before = set(
+        json.loads((Path(__file__).parent / "data" / "report_results_keys.json").read_text())
+    )
+    now = _key_paths(json.loads((demo_wave3 / "results.json").read_text()))
+    assert before - now == set()
+    assert {"early_alliance_outcome/fixed[]/estimate", "early_alliance_outcome/caveat"} <= now
+
+
+def test_report_opens_with_the_findings_and_contents(demo_wave3):
+    page = (demo_wave3 / "report.html").read_text(encoding="utf-8")
+    text = re.sub(r"<style.*?</style>|<script.*?</script>", "", page, flags=re.S)
+    order = [
+        text.index("Demo alliance study: wave 3 report"),
+        text.index("data cut-off 2026-05-31"),
+        text.index("<h2>This wave</h2>"),
+        text.index("<h2>Contents</h2>"),
+        text.index('id="sec-data_quality">1. Data quality'),
+        text.index('id="methods">Methods'),
+        text.index('id="references">References'),
+    ]
+    assert order == sorted(order)
+    box = text[order[2] : order[3]]
+    for phrase in (
+        "300 clients seen by 20 therapists",
+        "quarantined",
+        "per session",
+        "Within clients",
+        "between therapists",
+        "ruptures",
+        "sudden gains",
+        "recovered",
+        "Since wave 2",
+    ):
+        assert phrase in box, phrase
+    assert "@media print" in page and "overflow: visible" in page
+
+
+def test_report_tables_and_figures_are_fit_for_readers(demo_wave3):
+    page = (demo_wave3 / "report.html").read_text(encoding="utf-8")
+    assert 'class="dataframe' not in page, "a raw DataFrame was rendered"
+    tables = re.findall(r"<table>.*?</table>", page, re.S)
+    assert len(tables) >= 15
+    for t in tables:
+        cells = " ".join(re.sub(r"<[^>]+>", " ", t).split())
+        assert not FORBIDDEN.search(cells), FORBIDDEN.search(cells).group(0)
+        assert not re.search(r"\b\d+\.0{3}\b", cells), "an integer shown as a float"
+    numbers = [int(n) for n in re.findall(r"<strong>Table (\d+)</strong>", page)]
+    assert numbers == list(range(1, len(tables) + 1))
+    imgs = [t for t in re.findall(r"<img [^>]+>", page) if 'src="data:image/png;base64,' in t]
+    alts = [html.unescape(re.search(r'alt="([^"]*)"', t).group(1)) for t in imgs]
+    assert len(alts) == len(json.loads((demo_wave3 / "results.json").read_text())["figures"])
+    assert [a.split(".")[0] for a in alts] == [f"Figure {i}" for i in range(1, len(alts) + 1)]
+    assert "No description has been provided" not in page
+    assert "wai-sr (client)" not in page
+
+
+def test_exports_match_the_report(demo_wave3):
+    from docx import Document as WordDocument
+
+    n_fig = len(json.loads((demo_wave3 / "results.json").read_text())["figures"])
+    assert len(list((demo_wave3 / "figures").glob("figure-*.png"))) == n_fig
+    assert len(list((demo_wave3 / "figures").glob("figure-*.svg"))) == n_fig
+    page = (demo_wave3 / "report.html").read_text(encoding="utf-8")
+    n_tab = len(re.findall(r"<strong>Table (\d+)</strong>", page))
+    assert len(list((demo_wave3 / "tables").glob("table-*.csv"))) == n_tab
+    assert len(WordDocument(str(demo_wave3 / "tables.docx")).tables) == n_tab

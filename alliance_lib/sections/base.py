@@ -30,8 +30,9 @@ __all__ = ["Section", "Table", "Figure", "FORMATS"]
 #: ``int`` whole numbers; ``num`` (``digits`` decimals, default 2); ``prop`` a value that cannot
 #: exceed 1 in absolute value (no leading zero: ``.42``); ``p`` a p value (``< .001``, ``.028``);
 #: ``pct`` a share shown as a percentage; ``ci`` a cell holding a ``(low, high)`` pair
-#: (``[0.02, 0.03]``); ``text`` as it is.
-FORMATS = ("int", "num", "prop", "p", "pct", "ci", "text")
+#: (``[0.02, 0.03]``); ``ci_prop`` the same for values bounded by 1 (``[.49, .54]``); ``text`` as it
+#: is.
+FORMATS = ("int", "num", "prop", "p", "pct", "ci", "ci_prop", "text")
 
 
 @dataclass

@@ -1,0 +1,413 @@
+"""The analyses the report sections share, each called in exactly one place and cached per wave.
+
+Several sections read the same fit (the growth model feeds the trajectory, ICC, therapist and
+wave-over-wave sections; the change events feed the event-rate table). Each analysis is one
+function here, so switching a method (another estimator, another preset) is a one-line change,
+and a result is computed once per prepared wave: the cache lives on the
+:class:`~alliance_lib.waves.WaveData` object itself and goes away with it.
+
+Examples
+--------
+>>> from alliance_lib.study import load_study
+>>> from alliance_lib.waves import prepare_wave
+>>> from pathlib import Path
+>>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
+>>> sessions(w) is sessions(w)
+True
+>>> COLUMNS
+{'client': 'client_id', 'session': 'session'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import alliance_lib.alliance_outcome as ao
+import alliance_lib.change as change
+import alliance_lib.raters as raters
+import alliance_lib.trajectories as traj
+from alliance_lib.registry import Instrument, get_instrument
+from alliance_lib.reliability import reliability
+from alliance_lib.ruptures import rupture_patterns
+from alliance_lib.ruptures import ruptures as find_ruptures
+from alliance_lib.tables import instrument_label
+
+__all__ = [
+    "COLUMNS",
+    "cached",
+    "sessions",
+    "alliance_instrument",
+    "outcome_instrument",
+    "has_outcome",
+    "therapist_column",
+    "alliance_label",
+    "outcome_label",
+    "trajectory_fit",
+    "shape_fits",
+    "therapist_intervals",
+    "alliance_outcome_fit",
+    "therapist_alliance_outcome_fit",
+    "early_alliance_fit",
+    "early_alliance_by_session",
+    "client_pre_post",
+    "rupture_episodes",
+    "rupture_pattern_table",
+    "sudden_gain_cutoff",
+    "gains_and_losses",
+    "clinical_change",
+    "reliability_table",
+    "rater_agreement_fit",
+]
+
+#: The canonical id and session columns every analysis of a prepared wave uses.
+COLUMNS = {"client": "client_id", "session": "session"}
+CI_LEVEL = 0.95
+
+
+def cached(wave, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per wave and key (the cache is stored on the wave object)."""
+    store = wave.__dict__.setdefault("_section_cache", {})
+    if key not in store:
+        store[key] = compute()
+    return store[key]
+
+
+def sessions(wave) -> pd.DataFrame:
+    """One row per client x session (``WaveData.sessions()``), computed once."""
+    return cached(wave, ("sessions",), wave.sessions)
+
+
+def alliance_instrument(wave) -> Instrument:
+    study = wave.study
+    return get_instrument(study.instruments["alliance"], folder=study.instrument_folder)
+
+
+def outcome_instrument(wave) -> Instrument | None:
+    study = wave.study
+    if not study.instruments.get("outcome"):
+        return None
+    return get_instrument(study.instruments["outcome"], folder=study.instrument_folder)
+
+
+def has_outcome(wave) -> bool:
+    return outcome_instrument(wave) is not None and bool(sessions(wave)["outcome"].notna().any())
+
+
+def therapist_column(wave) -> str | None:
+    return "therapist_id" if wave.has_therapists else None
+
+
+def alliance_label(wave, rater: str | None = "client") -> str:
+    """``'WAI-SR total, client-rated (item mean, 1–5)'``."""
+    return instrument_label(alliance_instrument(wave), rater=rater)
+
+
+def outcome_label(wave) -> str:
+    inst = outcome_instrument(wave)
+    return instrument_label(inst) if inst is not None else "outcome"
+
+
+# ---------------------------------------------------------------- models
+def trajectory_fit(wave, method: str = "reml"):
+    """The study's growth model of the client-rated alliance (shape, knot and covariates from the
+    study file; sessions in clients in therapists)."""
+    study = wave.study
+
+    def fit():
+        return traj.fit_trajectory(
+            sessions(wave),
+            "alliance",
+            time="session",
+            client="client_id",
+            therapist=therapist_column(wave),
+            shape=study.analysis["trajectory_shape"],
+            knot=study.analysis["knot"],
+            covariates=list(study.covariates),
+            method=method,
+        )
+
+    return cached(wave, ("trajectory", method), fit)
+
+
+def shape_fits(wave) -> dict:
+    """Every candidate shape of ``analysis.compare_shapes``, by ML (comparable likelihoods)."""
+    study = wave.study
+
+    def fit():
+        return {
+            shape: traj.fit_trajectory(
+                sessions(wave),
+                "alliance",
+                client="client_id",
+                therapist=therapist_column(wave),
+                shape=shape,
+                knot=study.analysis["knot"],
+                method="ml",
+            )
+            for shape in study.analysis["compare_shapes"]
+        }
+
+    return cached(wave, ("shapes",), fit)
+
+
+def therapist_intervals(wave) -> pd.DataFrame:
+    """Therapist empirical Bayes effects with 95% prediction intervals and caseloads."""
+
+    def compute():
+        eff = trajectory_fit(wave).client_effects("therapist", ci=CI_LEVEL).reset_index()
+        caseload = sessions(wave).groupby("therapist_id")["client_id"].nunique()
+        return pd.DataFrame(
+            {
+                "therapist_id": eff["therapist_id"],
+                "n_clients": eff["therapist_id"].map(caseload).to_numpy(),
+                "estimate": eff["Intercept"],
+                "ci_low": eff["Intercept_ci_low"],
+                "ci_high": eff["Intercept_ci_high"],
+            }
+        )
+
+    return cached(wave, ("therapist_intervals",), compute)
+
+
+def alliance_outcome_fit(wave):
+    """Next-session outcome on the within- and between-client alliance (detrended, lag 1)."""
+    return cached(
+        wave,
+        ("alliance_outcome",),
+        lambda: ao.fit_alliance_outcome(
+            sessions(wave),
+            "alliance",
+            "outcome",
+            **COLUMNS,
+            therapist=therapist_column(wave),
+            lag=1,
+            detrend=True,
+        ),
+    )
+
+
+def client_pre_post(wave) -> pd.DataFrame:
+    """Per client: first and last observed outcome (and their sessions), mean alliance and
+    therapist; one row per client with an outcome, in id order.
+
+    Examples
+    --------
+    >>> from alliance_lib.study import load_study
+    >>> from alliance_lib.waves import prepare_wave
+    >>> from pathlib import Path
+    >>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
+    >>> list(client_pre_post(w).columns)[:5]
+    ['client_id', 'pre_session', 'outcome_pre', 'last_session', 'outcome_post']
+    """
+
+    def compute():
+        s = sessions(wave)
+        obs = s.dropna(subset=["outcome"]).sort_values(["client_id", "session"], kind="stable")
+        ends = obs.groupby("client_id")
+        out = pd.DataFrame(
+            {
+                "pre_session": ends["session"].first(),
+                "outcome_pre": ends["outcome"].first(),
+                "last_session": ends["session"].last(),
+                "outcome_post": ends["outcome"].last(),
+            }
+        )
+        out["alliance"] = s.groupby("client_id")["alliance"].mean()
+        if wave.has_therapists:
+            out["therapist_id"] = s.groupby("client_id")["therapist_id"].first()
+        return out.rename_axis("client_id").reset_index()
+
+    return cached(wave, ("pre_post",), compute)
+
+
+def therapist_alliance_outcome_fit(wave):
+    """Baldwin, Wampold & Imel (2007): last outcome on the therapist mean alliance and the
+    client's deviation from it, controlling intake, therapist random intercept."""
+
+    def fit():
+        per_client = client_pre_post(wave)
+        per_client = per_client[per_client["last_session"] > 0]
+        return ao.therapist_effects(
+            per_client,
+            "alliance",
+            "outcome_post",
+            "outcome_pre",
+            therapist="therapist_id",
+            client="client_id",
+        )
+
+    return cached(wave, ("therapist_alliance_outcome",), fit)
+
+
+def early_alliance_fit(wave, early_session: int):
+    """Later outcome on the early alliance, controlling intake and change up to that session."""
+    return cached(
+        wave,
+        ("early_alliance", early_session),
+        lambda: ao.early_alliance_outcome(
+            sessions(wave), "alliance", "outcome", **COLUMNS, early_session=early_session
+        ),
+    )
+
+
+def early_alliance_by_session(wave, early_session: int) -> tuple[dict, pd.DataFrame]:
+    """The simple regression of the intake-to-last change on the alliance at ``early_session``
+    (clients whose last outcome came after it): the numbers and the per-client table."""
+    import scipy.stats as st
+
+    def compute():
+        s = sessions(wave)
+        pp = client_pre_post(wave).set_index("client_id")
+        change_ = (pp["outcome_post"] - pp["outcome_pre"]).rename("outcome_change")
+        tab = (
+            s[s["session"] == early_session]
+            .set_index("client_id")["alliance"]
+            .rename("early_alliance")
+            .to_frame()
+            .join(change_, how="inner")
+        )
+        tab = tab[pp.loc[tab.index, "last_session"] > early_session].dropna()
+        reg = st.linregress(tab["early_alliance"], tab["outcome_change"])
+        tcrit = st.t.ppf(0.5 + CI_LEVEL / 2, len(tab) - 2)
+        row = {
+            "session": early_session,
+            "n_clients": len(tab),
+            "r": reg.rvalue,
+            "slope": reg.slope,
+            "slope_se": reg.stderr,
+            "slope_ci_low": reg.slope - tcrit * reg.stderr,
+            "slope_ci_high": reg.slope + tcrit * reg.stderr,
+            "p": reg.pvalue,
+        }
+        return row, tab.reset_index()
+
+    return cached(wave, ("early_simple", early_session), compute)
+
+
+# ---------------------------------------------------------------- measurement
+def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
+    """Alpha and omega per instrument, rater and scale, pooled over sessions, with footnotes."""
+
+    def compute():
+        tables, footnotes = [], []
+        insts = [alliance_instrument(wave)] + (
+            [outcome_instrument(wave)] if outcome_instrument(wave) else []
+        )
+        for inst in insts:
+            for rater, g in wave.scored.groupby("rater", sort=True):
+                if not g[list(inst.columns)].notna().any(axis=None):
+                    continue
+                r = reliability(g, inst)
+                r.insert(0, "rater", rater)
+                r.insert(0, "instrument", inst.id)
+                r["uncertain"] = [", ".join(inst.uncertain_facts(sc)) for sc in r["scale"]]
+                tables.append(r)
+            flags = [
+                f
+                for f in ("cutoff", "reliable_change")
+                if f in inst.facts and inst.facts[f].status == "uncertain"
+            ]
+            if flags:
+                footnotes.append(f"{inst.id}: norm facts marked uncertain: {', '.join(flags)}.")
+            if inst.local_rules:
+                footnotes.append(
+                    f"{inst.id}: our own convention (no manual rule): "
+                    f"{', '.join(inst.local_rules)}."
+                )
+        return pd.concat(tables, ignore_index=True), footnotes
+
+    return cached(wave, ("reliability",), compute)
+
+
+def rater_agreement_fit(wave):
+    """Client against therapist ratings of the same sessions (ICCs, Bland-Altman, slopes)."""
+    return cached(
+        wave,
+        ("raters",),
+        lambda: raters.rater_agreement(
+            wave.scored, f"{alliance_instrument(wave).prefix}_total", **COLUMNS, rater="rater"
+        ),
+    )
+
+
+# ---------------------------------------------------------------- change events
+def rupture_episodes(wave) -> pd.DataFrame:
+    """Rupture episodes in the client-rated alliance (preset and minimum drop from the study)."""
+    a = wave.study.analysis
+    return cached(
+        wave,
+        ("ruptures",),
+        lambda: find_ruptures(
+            sessions(wave),
+            "alliance",
+            **COLUMNS,
+            preset=a["rupture_preset"],
+            min_drop=a["rupture_min_drop"],
+        ),
+    )
+
+
+def rupture_pattern_table(wave) -> pd.DataFrame:
+    """Each client as no rupture, repaired or unrepaired (Larsson et al. 2018)."""
+    a = wave.study.analysis
+    return cached(
+        wave,
+        ("rupture_patterns",),
+        lambda: rupture_patterns(
+            sessions(wave),
+            "alliance",
+            **COLUMNS,
+            preset=a["rupture_preset"],
+            min_drop=a["rupture_min_drop"],
+        ),
+    )
+
+
+def sudden_gain_cutoff(wave) -> float | None:
+    """The study's cutoff, else the outcome's reliable-change points, else ``None``."""
+    cutoff = wave.study.analysis["sudden_gain_cutoff"]
+    if cutoff is None and outcome_instrument(wave) is not None:
+        rc = (outcome_instrument(wave).norms or {}).get("reliable_change") or {}
+        cutoff = rc.get("points")
+    return cutoff
+
+
+def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Sudden gains, sudden losses and the per-client interval counts (None without a cutoff)."""
+    cutoff = sudden_gain_cutoff(wave)
+    if cutoff is None or not has_outcome(wave):
+        return None
+
+    def compute():
+        s = sessions(wave)
+        better = outcome_instrument(wave).direction == "higher_is_better"
+        gains = change.sudden_gains(s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better)
+        losses = change.sudden_losses(
+            s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better
+        )
+        return gains, losses, change.count_intervals(s, "outcome", **COLUMNS)
+
+    return cached(wave, ("gains",), compute)
+
+
+def clinical_change(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reliable change (Jacobson & Truax) from intake to the last session attended, and its
+    clinical-significance categories; clients seen after intake only."""
+
+    def compute():
+        inst = outcome_instrument(wave)
+        rc = change.reliable_change_from_long(sessions(wave), "outcome", **COLUMNS, instrument=inst)
+        rc = rc[rc["post_session"] > rc["pre_session"]]
+        cs = change.clinical_significance(rc, pre="pre", post="post", instrument=inst)
+        return rc, cs
+
+    return cached(wave, ("clinical",), compute)
+
+
+def whole(value: Any) -> int | None:
+    """An int from a count that may arrive as a float or missing."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else int(value)

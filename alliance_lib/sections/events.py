@@ -1,0 +1,374 @@
+"""Report sections on change events: ruptures and repairs, sudden gains and losses, reliable and
+clinically significant change, the event timeline and event rates by therapist.
+
+Examples
+--------
+>>> from alliance_lib.study import load_study
+>>> from alliance_lib.waves import prepare_wave
+>>> from pathlib import Path
+>>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
+>>> ruptures_section(w).numbers["preset"]
+'stiles'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alliance_lib import plots, privacy
+from alliance_lib.results import to_jsonable
+from alliance_lib.ruptures import change_event_timeline
+from alliance_lib.sections import common as c
+from alliance_lib.sections.base import Figure, Section, Table
+from alliance_lib.tables import format_int, format_number, format_pct
+
+__all__ = [
+    "ruptures_section",
+    "sudden_gains_section",
+    "event_timeline_section",
+    "clinical_significance_section",
+    "event_rates_section",
+]
+
+REFERENCES = {
+    "stiles": "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. A., Agnew-"
+    "Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development and the "
+    "rupture-repair hypothesis. Journal of Counseling Psychology, 51(1), 81–92.",
+    "larsson": "Larsson, M. H., Falkenström, F., Andersson, G., & Holmqvist, R. (2018). Alliance "
+    "ruptures and repairs in psychotherapy in primary care. Psychotherapy Research, 28(1), "
+    "123–136.",
+    "tang": "Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical sessions in "
+    "cognitive-behavioral therapy for depression. Journal of Consulting and Clinical Psychology, "
+    "67(6), 894–904.",
+    "jacobson": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
+    "approach to defining meaningful change in psychotherapy research. Journal of Consulting and "
+    "Clinical Psychology, 59(1), 12–19.",
+}
+
+PRESETS = {
+    "stiles": "Stiles et al. (2004): 2 SD below the client's own level",
+    "strauss": "Strauss et al. (2006): 1 SD below the client's own level",
+    "gumz": "Gumz et al. (2012): the larger of the within- and between-client SD",
+}
+NO_OUTCOME = "no outcome measure in this study"
+CATEGORIES = ["recovered", "improved", "unchanged", "deteriorated"]
+
+
+def ruptures_section(wave) -> Section:
+    """Rupture episodes in the client-rated alliance and each client's pattern."""
+    a = wave.study.analysis
+    episodes = c.rupture_episodes(wave)
+    patterns = c.rupture_pattern_table(wave)
+    counts = patterns["pattern"].value_counts().rename_axis("pattern").reset_index(name="clients")
+    counts["share"] = counts["clients"] / counts["clients"].sum()
+    n = len(episodes)
+    numbers = {
+        "preset": a["rupture_preset"],
+        "min_drop": a["rupture_min_drop"],
+        "n_episodes": n,
+        "share_repaired": float(episodes["repaired"].mean()) if n else None,
+        "median_depth_sd": float(episodes["depth_sd"].median()) if n else None,
+        "patterns": to_jsonable(counts),
+    }
+    n_clients = int(episodes["client_id"].nunique()) if n else 0
+    summary = (
+        f"{format_int(n)} alliance rupture{'s' * (n != 1)} occurred in {format_int(n_clients)} "
+        f"client{'s' * (n_clients != 1)}; {format_pct(numbers['share_repaired'])} were repaired "
+        "within three sessions."
+        if n
+        else "No alliance rupture met the criterion."
+    )
+    preset = PRESETS.get(a["rupture_preset"], a["rupture_preset"])
+    return Section(
+        key="ruptures",
+        title="Ruptures and repairs",
+        numbers=numbers,
+        tables=[
+            Table(
+                "Clients by Rupture Pattern",
+                pd.DataFrame(
+                    {
+                        "Pattern": counts["pattern"].str.capitalize(),
+                        "Clients": counts["clients"],
+                        "%": counts["share"],
+                    }
+                ),
+                formats={"Clients": "int", "%": "pct"},
+                note=f"Rupture criterion: {preset}, and a drop of at least "
+                f"{format_number(a['rupture_min_drop'])} item-mean points; repaired = back to the "
+                "client's level within three sessions. Insufficient data = too few ratings to set "
+                "the client's own level.",
+                name="rupture-patterns",
+            )
+        ],
+        sentences=[summary],
+        summary=summary,
+        methods=f"Alliance ruptures were sessions falling below the client's own level ({preset}, "
+        f"minimum drop {format_number(a['rupture_min_drop'])} points), classified as repaired when "
+        "the alliance returned within three sessions (Stiles et al., 2004; Larsson et al., 2018).",
+        references=[REFERENCES["stiles"], REFERENCES["larsson"]],
+    )
+
+
+def sudden_gains_section(wave) -> Section:
+    """Sudden gains and losses in the outcome (Tang & DeRubeis 1999 criteria)."""
+    title = "Sudden gains and losses"
+    if not c.has_outcome(wave):
+        return Section.skip("sudden_gains", title, NO_OUTCOME)
+    found = c.gains_and_losses(wave)
+    if found is None:
+        return Section.skip(
+            "sudden_gains",
+            title,
+            f"{c.outcome_instrument(wave).id} has no reliable-change norm; set "
+            "analysis.sudden_gain_cutoff in the study file",
+        )
+    gains, losses, intervals = found
+    cutoff = c.sudden_gain_cutoff(wave)
+    n_clients = c.sessions(wave)["client_id"].nunique()
+    numbers = {
+        "cutoff": cutoff,
+        "n_gains": len(gains),
+        "n_losses": len(losses),
+        "clients_with_gain": int(gains["client_id"].nunique()),
+        "share_clients_with_gain": gains["client_id"].nunique() / n_clients,
+        "share_gains_reversed": float(gains["reversal"].mean()) if len(gains) else None,
+        "median_magnitude": float(gains["magnitude"].median()) if len(gains) else None,
+        "intervals": to_jsonable(intervals),
+    }
+    out = c.outcome_instrument(wave).id.upper()
+    rows = [
+        ("Cutoff (points)", format_number(cutoff, 1)),
+        ("Sudden gains", format_int(numbers["n_gains"])),
+        ("Sudden losses", format_int(numbers["n_losses"])),
+        (
+            "Clients with a sudden gain",
+            f"{format_int(numbers['clients_with_gain'])} "
+            f"({format_pct(numbers['share_clients_with_gain'])})",
+        ),
+        ("Gains later reversed", format_pct(numbers["share_gains_reversed"])),
+        ("Median gain (points)", format_number(numbers["median_magnitude"], 1)),
+    ]
+    reversed_ = (
+        f"; {format_pct(numbers['share_gains_reversed'])} of gains were later reversed"
+        if len(gains)
+        else ""
+    )
+    summary = (
+        f"{format_int(numbers['n_gains'])} sudden gain{'s' * (len(gains) != 1)} in {out} "
+        f"({format_pct(numbers['share_clients_with_gain'])} of clients) and "
+        f"{format_int(numbers['n_losses'])} sudden loss{'es' if numbers['n_losses'] != 1 else ''}"
+        f"{reversed_}."
+    )
+    return Section(
+        key="sudden_gains",
+        title=title,
+        numbers=to_jsonable(numbers),
+        tables=[
+            Table(
+                f"Sudden Gains and Losses in {out}",
+                pd.DataFrame(rows, columns=["Statistic", "Value"]),
+                formats={"Value": "text"},
+                note=f"A gain is a session-to-session improvement of at least {cutoff:g} points, "
+                "at least 25% of the pre-gain score, and larger than the variability of the three "
+                "sessions around it (Tang & DeRubeis, 1999; as in the R package suddengains).",
+                name="sudden-gains",
+            )
+        ],
+        sentences=[summary],
+        summary=summary,
+        methods=f"Sudden gains and losses were identified with the Tang and DeRubeis (1999) "
+        f"criteria (cutoff {cutoff:g} points, 25% of the pre-gain score, and the three-session "
+        "variability test).",
+        references=[REFERENCES["tang"]],
+    )
+
+
+def event_timeline_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Section:
+    """Ruptures, repairs and sudden gains and losses on one timeline per client (a sample)."""
+    found = c.gains_and_losses(wave)
+    gains, losses = (found[0], found[1]) if found else (None, None)
+    timeline = change_event_timeline(
+        gains=gains, losses=losses, ruptures=c.rupture_episodes(wave), client="client_id"
+    )
+    counts = timeline["kind"].value_counts().sort_index() if len(timeline) else {}
+    title = "Change events over time"
+    if not len(timeline):
+        return Section(
+            key="event_counts", title=title, numbers={}, sentences=["No change event was found."]
+        )
+    rng = np.random.default_rng(seed)
+    with_events = np.sort(timeline["client_id"].unique())
+    shown = rng.choice(with_events, size=min(n_clients, len(with_events)), replace=False)
+    last = c.sessions(wave).groupby("client_id")["session"].max()
+    fig = plots.event_timeline_plot(
+        timeline[timeline["client_id"].isin(shown)],
+        n_sessions=last,
+        title=f"Change events ({len(shown)} of {len(with_events)} clients with an event)",
+    )
+    return Section(
+        key="event_counts",
+        title=title,
+        numbers=to_jsonable(counts),
+        figures=[
+            Figure(
+                fig,
+                f"Change events of {len(shown)} randomly drawn clients (seed {seed}) of the "
+                f"{len(with_events)} with at least one: each grey line runs to the client's last "
+                "session; markers show ruptures, repairs, sudden gains and sudden losses.",
+                name="event_timeline",
+            )
+        ],
+        sentences=["Events: " + "; ".join(f"{k} {format_int(v)}" for k, v in counts.items()) + "."],
+    )
+
+
+def clinical_significance_section(wave) -> Section:
+    """Reliable and clinically significant change from intake to the last session attended."""
+    title = "Reliable and clinically significant change"
+    if not c.has_outcome(wave):
+        return Section.skip("clinical_significance", title, NO_OUTCOME)
+    inst = c.outcome_instrument(wave)
+    rc, cs = c.clinical_change(wave)
+    cats = (
+        cs["category"]
+        .value_counts()
+        .reindex(CATEGORIES, fill_value=0)
+        .rename_axis("category")
+        .reset_index(name="clients")
+    )
+    cats["share"] = cats["clients"] / cats["clients"].sum()
+    cutoff = (inst.norms or {}).get("cutoff") or {}
+    rc_points = rc["rc_threshold"].iloc[0] if len(rc) else None
+    uncertain = [
+        f
+        for f in ("cutoff", "reliable_change")
+        if f in inst.facts and inst.facts[f].status == "uncertain"
+    ]
+    share = dict(zip(cats["category"], cats["share"], strict=True))
+    summary = (
+        f"From intake to the last session, {format_pct(share['recovered'])} of clients recovered, "
+        f"{format_pct(share['improved'])} improved reliably without recovering and "
+        f"{format_pct(share['deteriorated'])} deteriorated reliably ({format_int(len(cs))} "
+        "clients)."
+    )
+    fig = plots.jacobson_truax_plot(
+        cs,
+        pre="pre",
+        post="post",
+        cutoff=cutoff.get("value"),
+        rc_points=rc_points,
+        label=c.outcome_label(wave),
+    )
+    note = (
+        f"Reliable change: at least {format_number(rc_points, 1)} points (the instrument's "
+        f"published reliable-change index); clinical cutoff {cutoff.get('value')}. Recovered = "
+        "reliably improved and crossed into the functional range; improved = reliably improved "
+        "only; deteriorated = reliably worse."
+    )
+    if uncertain:
+        note += (
+            f" Norm facts marked uncertain in the instrument definition: {', '.join(uncertain)}."
+        )
+    return Section(
+        key="clinical_significance",
+        title=title,
+        numbers={
+            "reliable_change_points": rc_points,
+            "cutoff": cutoff.get("value"),
+            "n_clients": len(cs),
+            "categories": to_jsonable(cats),
+            "uncertain_norms": uncertain,
+        },
+        tables=[
+            Table(
+                "Clients by Change Category, Intake to Last Session",
+                pd.DataFrame(
+                    {
+                        "Category": cats["category"].str.capitalize(),
+                        "Clients": cats["clients"],
+                        "%": cats["share"],
+                    }
+                ),
+                formats={"Clients": "int", "%": "pct"},
+                note=note,
+                name="clinical-significance",
+            )
+        ],
+        figures=[
+            Figure(
+                fig,
+                f"{c.outcome_label(wave)} at intake against the last session, one point per "
+                "client coloured by change category: the solid line is no change, the dashed "
+                "lines the reliable-change band, the orange lines the clinical cutoff.",
+                name="jacobson_truax",
+            )
+        ],
+        sentences=[summary],
+        summary=summary,
+        methods="Reliable and clinically significant change from intake to the last session "
+        "attended followed Jacobson and Truax (1991) with the instrument's published "
+        "reliable-change points and cutoff.",
+        references=[REFERENCES["jacobson"]],
+    )
+
+
+def event_rates_section(wave) -> Section:
+    """Per therapist: the share of clients with a rupture, a sudden gain and reliable
+    improvement (small caseloads suppressed)."""
+    title = "Event rates by therapist"
+    if not wave.has_therapists:
+        return Section.skip("event_rates_by_therapist", title, "no therapist column in this study")
+    s = c.sessions(wave)
+    per_client = pd.DataFrame({"therapist_id": s.groupby("client_id")["therapist_id"].first()})
+    per_client["rupture"] = per_client.index.isin(c.rupture_episodes(wave)["client_id"])
+    found = c.gains_and_losses(wave)
+    if found is not None:
+        per_client["sudden_gain"] = per_client.index.isin(found[0]["client_id"])
+    if c.has_outcome(wave):
+        cs = c.clinical_change(wave)[1]
+        improved = cs.set_index("client_id")["category"].isin(["recovered", "improved"])
+        per_client["reliably_improved"] = improved.reindex(per_client.index)
+    cols = [k for k in ("rupture", "sudden_gain", "reliably_improved") if k in per_client]
+    rates = per_client.groupby("therapist_id")[cols].mean().add_suffix("_rate")
+    rates.insert(0, "n_clients", per_client.groupby("therapist_id").size())
+    threshold = wave.study.small_cell
+    rates = privacy.suppress_small_cells(
+        rates.reset_index(), count="n_clients", threshold=threshold
+    )
+    n_sup = int(rates["suppressed"].sum())
+    kept = rates[~rates["suppressed"]].drop(columns="suppressed")
+    names = {
+        "rupture_rate": "Rupture",
+        "sudden_gain_rate": "Sudden gain",
+        "reliably_improved_rate": "Reliably improved",
+    }
+    shown = kept.rename(columns={"therapist_id": "Therapist", "n_clients": "Clients", **names})
+    return Section(
+        key="event_rates_by_therapist",
+        title=title,
+        numbers={
+            "small_cell_threshold": threshold,
+            "n_suppressed": n_sup,
+            "table": to_jsonable(kept),
+        },
+        tables=[
+            Table(
+                "Share of Each Therapist's Clients With a Change Event",
+                shown,
+                formats={
+                    "Therapist": "text",
+                    "Clients": "int",
+                    **{v: "pct" for v in names.values()},
+                },
+                note=f"Pseudonymous therapist IDs; therapists with fewer than {threshold} clients "
+                f"are not shown ({n_sup} suppressed). Reliably improved includes recovered.",
+                name="event-rates",
+            )
+        ],
+        sentences=[
+            f"{len(kept)} therapists shown; {n_sup} suppressed for having fewer than "
+            f"{threshold} clients."
+        ],
+    )
