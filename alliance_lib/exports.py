@@ -254,7 +254,9 @@ def write_index(root: str | Path, study, waves) -> Path:
     )
     name = html.escape(study.name)
     page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{name}: reports by '
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="generator" content="alliance_lib">'
+        f"<title>{name}: reports by "
         f'wave</title><style>{STYLE}</style></head><body><div class="alliance-report">'
         f"<h1>{name}: reports by wave</h1><p>Each wave's report analyses the cumulative data up to "
         "that wave. Alliance slope = growth-model change in the client-rated alliance per "

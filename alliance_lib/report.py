@@ -237,6 +237,15 @@ def _ours_notebook(path: Path) -> bool:
     return isinstance(nb, dict) and "papermill" in nb.get("metadata", {})
 
 
+def _ours_index(path: Path) -> bool:
+    """An index page written by :func:`alliance_lib.exports.write_index`."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+    except OSError:
+        return False
+    return 'name="generator" content="alliance_lib' in head
+
+
 def _remove_stale_staging(target: Path) -> None:
     """Remove staging folders left by killed runs (their process no longer exists and they hold
     nothing but report files)."""
@@ -286,7 +295,7 @@ def _to_html(executed: Path, html: Path, title: str) -> None:
     from traitlets.config import Config
 
     config = Config()
-    config.TagRemovePreprocessor.remove_cell_tags = {"remove-cell"}
+    config.TagRemovePreprocessor.remove_cell_tags = {"remove-cell", "injected-parameters"}
     config.TagRemovePreprocessor.remove_input_tags = {"remove-input"}
     config.TagRemovePreprocessor.enabled = True
     config.HTMLExporter.exclude_input = True
@@ -434,7 +443,19 @@ def run_report(
     if all_waves:
         for w in study.waves:  # every folder is checked before any report runs
             _check_replaceable(report_dir(study, w, root), _flag(out_flag))
-        return [_run_wave(study, w, root, **options) for w in study.waves]
+        index = root / study.slug / "index.html"
+        if index.exists() and not _ours_index(index):
+            raise ReportError(
+                f"{study.slug}/index.html exists and was not written by alliance report; "
+                f"nothing was changed; choose another {_flag(out_flag)} or move it",
+                file=f"{study.slug}/index.html",
+                hint=f"choose another {_flag(out_flag)}",
+            )
+        paths = [_run_wave(study, w, root, **options) for w in study.waves]
+        from alliance_lib.exports import write_index
+
+        write_index(root, study, study.waves)
+        return paths
     return _run_wave(study, wave, root, **options)
 
 

@@ -152,6 +152,13 @@ def test_all_waves_uses_the_same_root(tmp_path):
     folder = _study_folder(tmp_path)
     paths = run_report(folder / "study.yaml", out_dir=tmp_path / "r", all_waves=True, quiet=True)
     assert paths == [(tmp_path / "r" / "demo" / "wave-1").resolve()]
+    index = (tmp_path / "r" / "demo" / "index.html").read_text()
+    assert 'href="wave-1/report.html"' in index
+    # an index page of the user's own is never overwritten
+    (tmp_path / "r" / "demo" / "index.html").write_text("mine")
+    with pytest.raises(ReportError, match="index.html exists"):
+        run_report(folder / "study.yaml", out_dir=tmp_path / "r", all_waves=True, quiet=True)
+    assert (tmp_path / "r" / "demo" / "index.html").read_text() == "mine"
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

@@ -78,6 +78,17 @@ def data_quality_section(wave) -> Section:
         "missing_code_cells": n_codes,
         "quarantine_reasons": to_jsonable(reasons),
     }
+    key = wave.study.pseudonym_key
+    numbers["privacy"] = {
+        "key_source": key.source,
+        "key_warnings": list(key.warnings),
+        "small_cell": int(wave.study.small_cell),
+    }
+    privacy_sentence = (
+        f"Client and therapist IDs are shown only as keyed pseudonyms (HMAC-SHA-256; key: "
+        f"{key.source}); therapist displays suppress therapists with fewer than "
+        f"{wave.study.small_cell} clients." + "".join(f" Warning: {note}." for note in key.warnings)
+    )
     why = "; ".join(readable) if len(reasons) else ""
     summary_sentence = (
         f"Of {format_int(n_read)} rows read, {format_int(n_scored)} were analysed and "
@@ -111,6 +122,7 @@ def data_quality_section(wave) -> Section:
             summary_sentence,
             f"Missing codes declared in the study file: {codes}; they were treated as missing "
             "responses. " + ("No row was quarantined." if not n_q else ""),
+            privacy_sentence,
         ],
         summary=summary_sentence,
         methods=(
