@@ -86,7 +86,15 @@ class MixedFit:
     loglik, aic, bic : float
         As lme4's ``logLik``/``AIC``/``BIC`` (REML fits use the REML criterion).
     nobs, n_clients, n_therapists : int
-    converged, singular : bool
+    converged : bool
+        The KKT test on the profiled deviance (lme4's scaled gradient ``max_grad`` on the
+        components not held at a zero bound, below ``alliance_lib.engine.GRADIENT_TOL``), never
+        the optimiser's flag.
+    max_grad : float
+        The statistic of that test.
+    optimizer_message : str
+        The optimiser's own message, for diagnosis.
+    singular : bool
     warnings : list of str
         Every engine message, captured (nothing is printed).
     method : {"reml", "ml"}
@@ -145,6 +153,8 @@ class MixedFit:
         self.n_clients = int(model.n_clients)
         self.n_therapists = int(model.n_therapists)
         self.converged = bool(efit.converged)
+        self.max_grad = float(efit.max_grad)
+        self.optimizer_message = str(efit.optimizer_message)
         self.singular = bool(efit.singular)
         self.loglik = float(efit.loglik)
         self.npar = int(model.p + model.n_theta + 1)
@@ -321,6 +331,9 @@ class MixedFit:
                 "aic": self.aic,
                 "bic": self.bic,
                 "converged": self.converged,
+                "convergence_test": "KKT: lme4 scaled gradient on free components",
+                "max_grad": self.max_grad,
+                "optimizer_message": self.optimizer_message,
                 "singular": self.singular,
                 "warnings": self.warnings,
                 "fixed": fixed.to_dict(orient="records"),
