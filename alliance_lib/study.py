@@ -58,6 +58,8 @@ ANALYSIS_DEFAULTS = {
     "rupture_preset": "stiles",
     "rupture_min_drop": 0.5,
     "sudden_gain_cutoff": None,
+    # session at which intercepts, ICCs and curves are stated; None = first alliance session
+    "time_zero": None,
 }
 
 
@@ -283,6 +285,17 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         path,
         "analysis.early_alliance_session",
         "expected a session number >= 1",
+    )
+    _expect(
+        analysis["time_zero"] is None
+        or (
+            isinstance(analysis["time_zero"], int)
+            and not isinstance(analysis["time_zero"], bool)
+            and analysis["time_zero"] >= 0
+        ),
+        path,
+        "analysis.time_zero",
+        "expected a session number >= 0, or leave it out for the first alliance session",
     )
     _expect(
         isinstance(analysis["compare_shapes"], list)
