@@ -51,11 +51,17 @@ def _single_blas_thread():
     Every evaluation makes many tiny BLAS calls; idle OpenBLAS worker threads spinning between
     them compete with the main thread on small machines and can triple the fit time.
     """
+    global _CONTROLLER
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - optional dependency
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _CONTROLLER is None:  # finding the BLAS libraries costs ~10 ms: do it once
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER = None
 
 
 class EngineError(DataError):
