@@ -319,25 +319,23 @@ def _model_iccs(fit) -> tuple[float, float, tuple[float, float, float, float]]:
 
 
 def _ba_repeated(d: np.ndarray, codes: np.ndarray) -> tuple[float, float, float]:
-    """Bland & Altman (2007) with the true value varying: (mean, SD between, SD within)."""
-    m = np.bincount(codes)
-    keep = m > 0
-    m = m[keep]
+    """Bland & Altman (2007) with the true value varying: (mean, SD between, SD within).
+
+    One-way ANOVA of the differences ``d`` on client ``codes`` (dense integer codes).
+    """
+    counts = np.bincount(codes)
+    client_mean = np.bincount(codes, weights=d) / np.maximum(counts, 1)
+    m = counts[counts > 0]
     n, big_n = m.size, d.size
-    means = np.bincount(codes, weights=d)[keep] / m
     dbar = float(d.mean())
-    ss_b = float((m * (means - dbar) ** 2).sum())
-    ss_w = float(
-        (
-            (d - (np.bincount(codes, weights=d) / np.maximum(np.bincount(codes), 1))[codes]) ** 2
-        ).sum()
-    )
+    ss_b = float((m * (client_mean[counts > 0] - dbar) ** 2).sum())
+    ss_w = float(((d - client_mean[codes]) ** 2).sum())
     if big_n == n or n < 2:  # one pair per client: no within-client part
         return dbar, float(d.std(ddof=1)) if big_n > 1 else np.nan, 0.0
     ms_b = ss_b / (n - 1)
     ms_w = ss_w / (big_n - n)
     divisor = (big_n**2 - float((m**2).sum())) / ((n - 1) * big_n)
-    var_b = max((ms_b - ms_w) / divisor, 0.0)
+    var_b = max((ms_b - ms_w) / divisor, 0.0)  # BA 2007: a negative estimate is set to 0
     return dbar, float(np.sqrt(var_b)), float(np.sqrt(ms_w))
 
 
