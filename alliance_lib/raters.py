@@ -484,7 +484,12 @@ def rater_agreement(
               ICC(C,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
               \\sigma^2_e},
 
-    the agreement of two raters on one session's score. Bland & Altman (2007, true value
+    the agreement of two raters on one session's score. The rater is a fixed effect: client
+    and therapist are two roles, not a sample of raters, so the absolute-agreement ICC counts
+    their mean difference as disagreement and its interval reflects the sampling of clients
+    only (the independent-pairs ICC(A,1) interval of McGraw & Wong treats the two raters as
+    drawn at random, which with k = 2 makes it very wide). The model has no client x rater
+    term: a stable client-specific difference between the raters enters the residual. Bland & Altman (2007, true value
     varying within a client): with :math:`m_i` pairs of client :math:`i`, :math:`N = \\sum
     m_i`, :math:`n` clients and the one-way ANOVA of the differences on client,
     :math:`\\sigma^2_{dw} = MS_w`, :math:`\\sigma^2_{db} = (MS_b - MS_w) / [(N^2 - \\sum m_i^2)
