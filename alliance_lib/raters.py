@@ -238,7 +238,22 @@ class RaterAgreement:
         for k in nested:
             ba = getattr(self, k)
             out[k] = None if ba is None else ba.to_dict()
-        return out
+        return _json_ready(out)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:
