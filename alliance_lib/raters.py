@@ -1,13 +1,17 @@
 """Agreement between client and therapist ratings of the same sessions.
 
-:func:`rater_agreement` pairs the two raters' scores of each client x session and reports
-intraclass correlations (absolute agreement and consistency, Shrout & Fleiss 1979 / McGraw &
-Wong 1996, as ``psych::ICC``), the mean difference with Bland-Altman limits of agreement, and
-the correlation between the two raters' client-level OLS slopes over sessions.
+:func:`rater_agreement` pairs the two raters' scores of each client x session. Sessions of one
+client are not independent, so by default (``clustered=True``) the intraclass correlations come
+from a mixed model with clients and sessions within clients as random effects, the limits of
+agreement follow Bland & Altman (2007) for repeated measurements, and every interval is a
+cluster bootstrap over clients. The numbers that treat every pair as independent (``psych::ICC``
+and the 1986 limits) are kept as a labelled sensitivity analysis. It also reports the
+correlation between the two raters' client-level OLS slopes over sessions.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance_lib.engine import EngineError, NestedLMM
 from alliance_lib.errors import DataError
 
-__all__ = ["RaterAgreement", "RaterAgreementError", "rater_agreement"]
+__all__ = ["BlandAltman", "RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
 
 class RaterAgreementError(DataError):
@@ -28,6 +33,50 @@ class RaterAgreementError(DataError):
     column, row, value : object or None
         The offending column, row label(s) and value, when known.
     """
+
+
+@dataclass(frozen=True)
+class BlandAltman:
+    """Bland-Altman bias and limits of agreement (differences ``raters[0] - raters[1]``).
+
+    Attributes
+    ----------
+    method : str
+        ``"repeated measures (Bland & Altman 2007)"`` or ``"independent pairs (Bland & Altman
+        1986)"``.
+    mean_difference : float
+        The bias: mean of all paired differences.
+    mean_difference_ci : tuple of float
+    sd_difference : float
+        SD of a single difference used for the limits (2007: ``sqrt(sd_between^2 +
+        sd_within^2)``).
+    sd_between, sd_within : float
+        Between-client and within-client SD of the differences (NaN for independent pairs).
+    loa_low, loa_high : float
+        ``mean_difference -/+ z * sd_difference``.
+    loa_low_ci, loa_high_ci : tuple of float
+    interval : str
+        How the intervals were made.
+    n_pairs, n_clients : int
+    """
+
+    method: str
+    mean_difference: float
+    mean_difference_ci: tuple[float, float]
+    sd_difference: float
+    sd_between: float
+    sd_within: float
+    loa_low: float
+    loa_high: float
+    loa_low_ci: tuple[float, float]
+    loa_high_ci: tuple[float, float]
+    interval: str
+    n_pairs: int
+    n_clients: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dictionary of every field."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -46,14 +95,25 @@ class RaterAgreement:
         Clients with at least one pair.
     icc : DataFrame
         Index ``ICC(A,1)``, ``ICC(C,1)``; columns ``icc, F, df1, df2, p, ci_low, ci_high``.
-    mean_difference, sd_difference : float
-        Mean and SD (n - 1) of the paired differences.
-    mean_difference_ci : tuple of float
-        t interval for the mean difference (the systematic bias).
-    loa_low, loa_high : float
-        Limits of agreement ``mean +/- z * sd``.
-    loa_low_ci, loa_high_ci : tuple of float
-        Approximate intervals for each limit (Bland & Altman 1986, SE = sqrt(3 s^2 / n)).
+        With ``clustered=True`` (the default) from the mixed model with cluster-bootstrap
+        intervals (``F``, ``df1``, ``df2``, ``p`` are NaN); otherwise ``icc_independent``.
+    mean_difference, sd_difference, mean_difference_ci, loa_low, loa_high, loa_low_ci,
+    loa_high_ci : float or tuple
+        The main Bland-Altman numbers (those of ``bland_altman``).
+    clustered : bool
+        Whether the main results respect the clustering of sessions in clients.
+    icc_independent : DataFrame
+        Sensitivity: ``psych::ICC`` on the pairs treated as independent (two-way ANOVA, McGraw
+        & Wong intervals).
+    variance_components : DataFrame or None
+        The mixed model's variances: index ``client``, ``session``, ``rater``, ``residual``;
+        column ``variance`` (``rater`` = the raters' mean difference as a variance).
+    bland_altman : BlandAltman
+        Main limits: repeated measures (2007) when clustered, else independent pairs.
+    bland_altman_independent : BlandAltman
+        Sensitivity: the 1986 limits on independent pairs (SE of a limit sqrt(3 s^2 / n)).
+    n_boot, seed : int or None
+        Cluster-bootstrap replicates and seed (clustered only).
     slope_r : float
         Pearson correlation of the two raters' client-level OLS slopes (NaN with fewer than 3
         clients).
@@ -88,9 +148,21 @@ class RaterAgreement:
     n_slope_clients: int
     slopes: pd.DataFrame = field(repr=False)
     pairs: pd.DataFrame = field(repr=False)
+    clustered: bool = False
+    icc_independent: pd.DataFrame | None = field(default=None, repr=False)
+    variance_components: pd.DataFrame | None = field(default=None, repr=False)
+    bland_altman: BlandAltman | None = field(default=None, repr=False)
+    bland_altman_independent: BlandAltman | None = field(default=None, repr=False)
+    n_boot: int | None = None
+    seed: int | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per statistic with ``estimate``, ``ci_low``, ``ci_high``, ``n``.
+
+        The column ``analysis`` labels each row: ``"clustered"`` (main results, clients and
+        sessions modelled), ``"independent pairs (sensitivity)"`` (the pairs treated as
+        independent), or ``"client slopes"``. Without clustering the main rows are the
+        independent-pairs numbers and no sensitivity rows are added.
 
         Examples
         --------
@@ -100,31 +172,88 @@ class RaterAgreement:
         ...     "session": [1, 1, 2, 2, 3, 3] * 2,
         ...     "rater": ["client", "therapist"] * 6,
         ...     "wai": [4.0, 3.5, 4.2, 3.9, 4.5, 4.1, 3.0, 3.2, 3.1, 3.0, 3.6, 3.3]})
-        >>> rater_agreement(df, "wai").to_frame()["statistic"].tolist()
+        >>> rater_agreement(df, "wai", clustered=False).to_frame()["statistic"].tolist()
         ['ICC(A,1)', 'ICC(C,1)', 'mean_difference', 'loa_low', 'loa_high', 'slope_r']
         """
+        main = "clustered" if self.clustered else "independent pairs"
         rows = [
-            (name, r["icc"], r["ci_low"], r["ci_high"], self.n_pairs)
+            (name, main, r["icc"], r["ci_low"], r["ci_high"], self.n_pairs)
             for name, r in self.icc.iterrows()
         ]
-        rows += [
-            ("mean_difference", self.mean_difference, *self.mean_difference_ci, self.n_pairs),
-            ("loa_low", self.loa_low, *self.loa_low_ci, self.n_pairs),
-            ("loa_high", self.loa_high, *self.loa_high_ci, self.n_pairs),
-            ("slope_r", self.slope_r, *self.slope_r_ci, self.n_slope_clients),
-        ]
-        return pd.DataFrame(rows, columns=["statistic", "estimate", "ci_low", "ci_high", "n"])
+
+        def ba_rows(ba: BlandAltman, label: str):
+            return [
+                ("mean_difference", label, ba.mean_difference, *ba.mean_difference_ci, ba.n_pairs),
+                ("loa_low", label, ba.loa_low, *ba.loa_low_ci, ba.n_pairs),
+                ("loa_high", label, ba.loa_high, *ba.loa_high_ci, ba.n_pairs),
+            ]
+
+        main_ba = self.bland_altman or BlandAltman(
+            "independent pairs (Bland & Altman 1986)",
+            self.mean_difference,
+            self.mean_difference_ci,
+            self.sd_difference,
+            np.nan,
+            np.nan,
+            self.loa_low,
+            self.loa_high,
+            self.loa_low_ci,
+            self.loa_high_ci,
+            "",
+            self.n_pairs,
+            self.n_clients,
+        )
+        rows += ba_rows(main_ba, main)
+        rows.append(
+            ("slope_r", "client slopes", self.slope_r, *self.slope_r_ci, self.n_slope_clients)
+        )
+        if self.clustered:
+            sens = "independent pairs (sensitivity)"
+            rows += [
+                (name, sens, r["icc"], r["ci_low"], r["ci_high"], self.n_pairs)
+                for name, r in self.icc_independent.iterrows()
+            ]
+            rows += ba_rows(self.bland_altman_independent, sens)
+        return pd.DataFrame(
+            rows, columns=["statistic", "analysis", "estimate", "ci_low", "ci_high", "n"]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of the scalar results (tables as lists of records)."""
+        tables = ("icc", "slopes", "pairs", "icc_independent", "variance_components")
+        nested = ("bland_altman", "bland_altman_independent")
         out: dict[str, Any] = {
             k: getattr(self, k)
             for k in self.__dataclass_fields__
-            if k not in ("icc", "slopes", "pairs")
+            if k not in tables and k not in nested
         }
         out["raters"] = list(self.raters)
         out["icc"] = self.icc.reset_index(names="type").to_dict(orient="records")
-        return out
+        if self.icc_independent is not None:
+            out["icc_independent"] = self.icc_independent.reset_index(names="type").to_dict(
+                orient="records"
+            )
+        if self.variance_components is not None:
+            out["variance_components"] = self.variance_components["variance"].to_dict()
+        for k in nested:
+            ba = getattr(self, k)
+            out[k] = None if ba is None else ba.to_dict()
+        return _json_ready(out)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:
@@ -172,6 +301,98 @@ def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:
     ).astype(float)
 
 
+MIN_CLUSTERS = 5
+"""Fewest clients for the clustered analysis (a cluster bootstrap over fewer is meaningless)."""
+
+
+def _pair_model(y2: np.ndarray, codes: np.ndarray, theta0=None):
+    """REML fit of ``score ~ rater + (1 | client) + (1 | client:session)`` on paired ratings.
+
+    The engine's two nested levels are used as session-pair (inner) in client (outer).
+    """
+    n = y2.shape[0]
+    y = np.concatenate([y2[:, 0], y2[:, 1]])
+    X = np.column_stack([np.ones(2 * n), np.repeat([0.0, 1.0], n)])
+    pair = np.tile(np.arange(n), 2)
+    cl = np.tile(codes, 2)
+    return NestedLMM(y, X, np.ones((2 * n, 1)), pair, cl, reml=True).fit(theta0)
+
+
+def _model_iccs(fit) -> tuple[float, float, tuple[float, float, float, float]]:
+    """ICC(A,1), ICC(C,1) and (client, session, rater, residual) variances of a pair model."""
+    v_session = float(fit.cov_client[0, 0])
+    v_client = float(fit.var_therapist)
+    v_res = float(fit.sigma**2)
+    b, vb = float(fit.beta[1]), float(fit.vcov[1, 1])
+    v_rater = max((b * b - vb) / 2.0, 0.0)
+    target = v_client + v_session
+    return (
+        target / (target + v_rater + v_res),
+        target / (target + v_res),
+        (v_client, v_session, v_rater, v_res),
+    )
+
+
+def _ba_repeated(d: np.ndarray, codes: np.ndarray) -> tuple[float, float, float]:
+    """Bland & Altman (2007) with the true value varying: (mean, SD between, SD within).
+
+    One-way ANOVA of the differences ``d`` on client ``codes`` (dense integer codes).
+    """
+    counts = np.bincount(codes)
+    client_mean = np.bincount(codes, weights=d) / np.maximum(counts, 1)
+    m = counts[counts > 0]
+    n, big_n = m.size, d.size
+    dbar = float(d.mean())
+    ss_b = float((m * (client_mean[counts > 0] - dbar) ** 2).sum())
+    ss_w = float(((d - client_mean[codes]) ** 2).sum())
+    if big_n == n or n < 2:  # one pair per client: no within-client part
+        return dbar, float(d.std(ddof=1)) if big_n > 1 else np.nan, 0.0
+    ms_b = ss_b / (n - 1)
+    ms_w = ss_w / (big_n - n)
+    divisor = (big_n**2 - float((m**2).sum())) / ((n - 1) * big_n)
+    var_b = max((ms_b - ms_w) / divisor, 0.0)  # BA 2007: a negative estimate is set to 0
+    return dbar, float(np.sqrt(var_b)), float(np.sqrt(ms_w))
+
+
+def _cluster_bootstrap(
+    y2: np.ndarray, codes: np.ndarray, z: float, n_boot: int, seed: int, theta0
+) -> np.ndarray:
+    """Replicates (icc_a, icc_c, mean_d, loa_low, loa_high) resampling clients with replacement."""
+    rng = np.random.default_rng(seed)
+    n_clients = int(codes.max()) + 1
+    order = np.argsort(codes, kind="stable")
+    ys = y2[order]
+    m = np.bincount(codes, minlength=n_clients)
+    start = np.cumsum(m) - m
+    out = np.full((int(n_boot), 5), np.nan)
+    for b in range(int(n_boot)):  # one model refit per replicate (each vectorised)
+        pick = rng.integers(0, n_clients, n_clients)
+        lens = m[pick]
+        ends = np.cumsum(lens)
+        rows = np.repeat(start[pick] - (ends - lens), lens) + np.arange(int(ends[-1]))
+        yb = ys[rows]
+        cb = np.repeat(np.arange(n_clients), lens)
+        d = yb[:, 0] - yb[:, 1]
+        mean_d, sd_b, sd_w = _ba_repeated(d, cb)
+        sd_t = math.sqrt(sd_b**2 + sd_w**2)
+        out[b, 2:] = (mean_d, mean_d - z * sd_t, mean_d + z * sd_t)
+        try:
+            with np.errstate(all="ignore"):
+                fit = _pair_model(yb, cb, theta0)
+        except (EngineError, np.linalg.LinAlgError):
+            continue
+        out[b, 0], out[b, 1], _ = _model_iccs(fit)
+    return out
+
+
+def _percentile(values: np.ndarray, ci: float) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return (np.nan, np.nan)
+    lo, hi = np.quantile(v, [(1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0])
+    return float(lo), float(hi)
+
+
 def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
     raw = frame[col]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
@@ -199,6 +420,9 @@ def rater_agreement(
     rater: str = "rater",
     raters: tuple[str, str] = ("client", "therapist"),
     ci: float = 0.95,
+    clustered: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> RaterAgreement:
     """Agreement between two raters (e.g. client and therapist) scoring the same sessions.
 
@@ -215,12 +439,24 @@ def rater_agreement(
         The two rater values compared. Differences are ``raters[0] - raters[1]``.
     ci : float, default 0.95
         Level of all confidence intervals and the coverage of the limits of agreement.
+    clustered : bool, default True
+        Respect the clustering of sessions in clients: ICCs from a mixed model with clients
+        and sessions within clients as random effects, Bland & Altman (2007) limits for
+        repeated measurements, intervals by a cluster bootstrap over clients (needs at least
+        5 clients). False gives the independent-pairs analysis only (kept in every result as
+        the labelled sensitivity ``icc_independent`` / ``bland_altman_independent``).
+    n_boot : int, default 1000
+        Cluster-bootstrap replicates (each refits the mixed model; about 25 ms per replicate
+        for 3,000 pairs).
+    seed : int, default 0
+        Seed of the bootstrap's random numbers.
 
     Returns
     -------
     RaterAgreement
-        ICCs with CIs (``.icc``), Bland-Altman statistics, slope correlation; ``.to_frame()``
-        gives a tidy table.
+        ICCs with CIs (``.icc``), Bland-Altman statistics (``.bland_altman``), the
+        independent-pairs sensitivity, variance components, slope correlation;
+        ``.to_frame()`` gives a tidy table with an ``analysis`` label per row.
 
     Raises
     ------
@@ -251,10 +487,34 @@ def rater_agreement(
     :math:`b = \\sum (t - \\bar t)(y - \\bar y) / \\sum (t - \\bar t)^2`; ``slope_r`` is their
     Pearson correlation across clients, with a Fisher-z interval.
 
-    Caveat: pairs from the same client are not independent. The ICCs and limits of agreement
-    describe session-level agreement pooled over clients, and their intervals are too narrow
-    when clients contribute many sessions (Bland & Altman 2007 give a repeated-measures
-    correction); the slope correlation is the client-level comparison.
+    Clustered analysis (default). The paired ratings are fitted by REML with
+    ``score ~ rater + (1 | client) + (1 | client:session)`` (lme4 syntax), giving variances
+    :math:`\\sigma^2_c` (client), :math:`\\sigma^2_s` (session within client) and
+    :math:`\\sigma^2_e` (residual), and the rater difference :math:`\\hat\\beta` with variance
+    :math:`v`. The rater variance is :math:`\\sigma^2_r = \\max((\\hat\\beta^2 - v)/2, 0)`
+    (with independent pairs this is McGraw & Wong's :math:`(MS_C - MS_E)/n`), and
+
+    .. math:: ICC(A,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+              \\sigma^2_r + \\sigma^2_e},\\qquad
+              ICC(C,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+              \\sigma^2_e},
+
+    the agreement of two raters on one session's score. The rater is a fixed effect: client
+    and therapist are two roles, not a sample of raters, so the absolute-agreement ICC counts
+    their mean difference as disagreement and its interval reflects the sampling of clients
+    only (the independent-pairs ICC(A,1) interval of McGraw & Wong treats the two raters as
+    drawn at random, which with k = 2 makes it very wide). The model has no client x rater
+    term: a stable client-specific difference between the raters enters the residual. Bland & Altman (2007, true value
+    varying within a client): with :math:`m_i` pairs of client :math:`i`, :math:`N = \\sum
+    m_i`, :math:`n` clients and the one-way ANOVA of the differences on client,
+    :math:`\\sigma^2_{dw} = MS_w`, :math:`\\sigma^2_{db} = (MS_b - MS_w) / [(N^2 - \\sum m_i^2)
+    / ((n - 1) N)]` (0 if negative), limits :math:`\\bar d \\pm z \\sqrt{\\sigma^2_{db} +
+    \\sigma^2_{dw}}` around the mean of all differences. Every interval (ICCs, bias, limits)
+    is a percentile interval of a cluster bootstrap that resamples clients with replacement.
+
+    Independent pairs (sensitivity; the only analysis with ``clustered=False``): as above,
+    treating the pairs as independent; its intervals are too narrow when clients contribute
+    many sessions. The slope correlation is the client-level comparison.
 
     References
     ----------
@@ -275,11 +535,24 @@ def rater_agreement(
     ...     "session": [1, 1, 2, 2, 3, 3] * 2,
     ...     "rater": ["client", "therapist"] * 6,
     ...     "wai": [4.0, 3.5, 4.2, 3.9, 4.5, 4.1, 3.0, 3.2, 3.1, 3.0, 3.6, 3.3]})
-    >>> res = rater_agreement(df, "wai")
+    >>> res = rater_agreement(df, "wai", clustered=False)  # 2 clients: too few to cluster
     >>> res.n_pairs, round(res.mean_difference, 3)
     (6, 0.233)
     >>> res.icc["icc"].round(3).tolist()
     [0.819, 0.885]
+    >>> import alliance_lib as al
+    >>> sim = al.simulate_study(n_therapists=4, n_clients=30, max_sessions=6, seed=2,
+    ...                         output="scores").dropna(subset=["alliance", "alliance_therapist"])
+    >>> long = pd.concat([sim.assign(rater="client", wai=sim["alliance"]),
+    ...                   sim.assign(rater="therapist", wai=sim["alliance_therapist"])])
+    >>> res = rater_agreement(long, "wai", n_boot=50, seed=1)
+    >>> res.icc[["icc", "ci_low", "ci_high"]].round(2)  # doctest: +NORMALIZE_WHITESPACE
+               icc  ci_low  ci_high
+    type
+    ICC(A,1)  0.41    0.26     0.54
+    ICC(C,1)  0.51    0.33     0.63
+    >>> res.bland_altman.method
+    'repeated measures (Bland & Altman 2007)'
     """
     for col in (client, session, rater, score):
         if col not in df.columns:
@@ -357,19 +630,105 @@ def rater_agreement(
         if m >= 4:
             zr, se = np.arctanh(slope_r), 1.0 / np.sqrt(m - 3)
             r_ci = (float(np.tanh(zr - z * se)), float(np.tanh(zr + z * se)))
-    return RaterAgreement(
-        raters=raters,
-        ci=float(ci),
-        n_pairs=int(n),
-        n_clients=int(pairs[client].nunique()),
-        icc=icc,
+    n_clients = int(pairs[client].nunique())
+    independent = BlandAltman(
+        method="independent pairs (Bland & Altman 1986)",
         mean_difference=mean_d,
-        sd_difference=sd_d,
         mean_difference_ci=(float(mean_d - half_mean), float(mean_d + half_mean)),
+        sd_difference=sd_d,
+        sd_between=np.nan,
+        sd_within=np.nan,
         loa_low=float(loa_low),
         loa_high=float(loa_high),
         loa_low_ci=(float(loa_low - half_loa), float(loa_low + half_loa)),
         loa_high_ci=(float(loa_high - half_loa), float(loa_high + half_loa)),
+        interval="t interval for the bias; limits +/- t sqrt(3 s^2 / n)",
+        n_pairs=int(n),
+        n_clients=n_clients,
+    )
+    main_ba, main_icc, components = independent, icc, None
+    if clustered:
+        if n_clients < MIN_CLUSTERS:
+            raise RaterAgreementError(
+                f"only {n_clients} client(s) with paired ratings in column {score!r}; the "
+                f"clustered analysis needs at least {MIN_CLUSTERS}. Pass clustered=False for "
+                "the independent-pairs numbers.",
+                column=client,
+            )
+        if int(n_boot) < 1:
+            raise RaterAgreementError(f"n_boot must be >= 1; got {n_boot!r}.", value=n_boot)
+        codes = pd.factorize(pairs[client], sort=True)[0]
+        try:
+            with np.errstate(all="ignore"):
+                model_fit = _pair_model(y, codes)
+        except EngineError as exc:
+            raise RaterAgreementError(
+                f"the mixed model of the paired ratings in {score!r} cannot be fitted: {exc}",
+                column=score,
+            ) from exc
+        icc_a, icc_c, comps = _model_iccs(model_fit)
+        mean_r, sd_b, sd_w = _ba_repeated(d, codes)
+        sd_t = math.sqrt(sd_b**2 + sd_w**2)
+        boot = _cluster_bootstrap(y, codes, z, n_boot, seed, model_fit.theta)
+        ci_a, ci_c, ci_m, ci_lo, ci_hi = (_percentile(boot[:, j], ci) for j in range(5))
+        main_icc = pd.DataFrame(
+            {
+                "icc": [icc_a, icc_c],
+                "F": np.nan,
+                "df1": np.nan,
+                "df2": np.nan,
+                "p": np.nan,
+                "ci_low": [ci_a[0], ci_c[0]],
+                "ci_high": [ci_a[1], ci_c[1]],
+            },
+            index=pd.Index(["ICC(A,1)", "ICC(C,1)"], name="type"),
+        ).astype(float)
+        components = pd.DataFrame(
+            {"variance": list(comps)},
+            index=pd.Index(["client", "session", "rater", "residual"], name="component"),
+        )
+        components.attrs.update(
+            converged=bool(model_fit.converged),
+            singular=bool(model_fit.singular),
+            optimizer_message=model_fit.optimizer_message,
+            formula=f"{score} ~ {rater} + (1 | {client}) + (1 | {client}:{session})",
+        )
+        main_ba = BlandAltman(
+            method="repeated measures (Bland & Altman 2007)",
+            mean_difference=mean_r,
+            mean_difference_ci=ci_m,
+            sd_difference=sd_t,
+            sd_between=sd_b,
+            sd_within=sd_w,
+            loa_low=float(mean_r - z * sd_t),
+            loa_high=float(mean_r + z * sd_t),
+            loa_low_ci=ci_lo,
+            loa_high_ci=ci_hi,
+            interval=f"cluster bootstrap over clients ({int(n_boot)} replicates, seed {seed}), "
+            "percentile",
+            n_pairs=int(n),
+            n_clients=n_clients,
+        )
+    return RaterAgreement(
+        raters=raters,
+        ci=float(ci),
+        n_pairs=int(n),
+        n_clients=n_clients,
+        icc=main_icc,
+        mean_difference=main_ba.mean_difference,
+        sd_difference=main_ba.sd_difference,
+        mean_difference_ci=main_ba.mean_difference_ci,
+        loa_low=main_ba.loa_low,
+        loa_high=main_ba.loa_high,
+        loa_low_ci=main_ba.loa_low_ci,
+        loa_high_ci=main_ba.loa_high_ci,
+        clustered=bool(clustered),
+        icc_independent=icc,
+        variance_components=components,
+        bland_altman=main_ba,
+        bland_altman_independent=independent,
+        n_boot=int(n_boot) if clustered else None,
+        seed=int(seed) if clustered else None,
         slope_r=slope_r,
         slope_r_ci=r_ci,
         slope_p=slope_p,

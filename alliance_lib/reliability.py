@@ -14,6 +14,7 @@ factors by default), whose omega_t and omega_h differ from a one-factor omega.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,15 +24,21 @@ import pandas as pd
 from scipy import optimize, stats
 
 from alliance_lib.errors import DataError
+from alliance_lib.optim import kkt_satisfied
 from alliance_lib.registry import get_instrument
 
 __all__ = [
     "AlphaResult",
+    "HierarchicalOmegaResult",
+    "MultilevelOmegaResult",
     "OmegaResult",
     "ReliabilityError",
     "cronbach_alpha",
     "item_statistics",
+    "multilevel_omega",
+    "multilevel_reliability",
     "omega",
+    "omega_hierarchical",
     "reliability",
 ]
 
@@ -553,11 +560,8 @@ KKT_TOL = 1e-5
 
 
 def _kkt_satisfied(x: np.ndarray, grad: np.ndarray, lower: float, upper: float) -> bool:
-    """First-order optimality of a box-constrained minimum (the KKT conditions).
-
-    The projected gradient is the gradient with the components that point out of the box at an
-    active bound set to zero; a minimum has every remaining component below :data:`KKT_TOL`.
-    This replaces the optimiser's ``success`` flag, which only reports why it stopped.
+    """First-order optimality of the bounded ML problem (:func:`alliance_lib.optim.kkt_satisfied`
+    at :data:`KKT_TOL`); replaces the optimiser's ``success`` flag.
 
     Examples
     --------
@@ -566,12 +570,7 @@ def _kkt_satisfied(x: np.ndarray, grad: np.ndarray, lower: float, upper: float) 
     >>> bool(_kkt_satisfied(np.array([0.005, 0.5]), np.array([-2.0, 1e-8]), 0.005, 1.0))
     False
     """
-    span = upper - lower
-    at_lower = x <= lower + 1e-9 * span
-    at_upper = x >= upper - 1e-9 * span
-    projected = np.where(at_lower, np.minimum(grad, 0.0), grad)
-    projected = np.where(at_upper, np.maximum(projected, 0.0), projected)
-    return bool(np.all(np.isfinite(grad)) and np.max(np.abs(projected)) < KKT_TOL)
+    return kkt_satisfied(x, grad, lower, upper, tol=KKT_TOL)
 
 
 def omega(
@@ -664,6 +663,530 @@ def omega(
 
 
 # --------------------------------------------------------------------------------------------
+# hierarchical (Schmid-Leiman) omega for multidimensional totals
+
+
+@dataclass(frozen=True)
+class HierarchicalOmegaResult:
+    """Omega hierarchical and omega total from a Schmid-Leiman solution (as ``psych::omega``).
+
+    Attributes
+    ----------
+    omega_h : float
+        Omega hierarchical, ``(sum g)^2 / Vt``: the share of the total's variance due to the
+        general factor (``psych::omega()$omega_h``).
+    omega_total : float
+        ``(Vt - sum u2) / Vt``: the share due to all common factors (``omega.tot``).
+    omega_group : DataFrame
+        One row per factor (``g``, ``F1*`` ...): ``total``, ``general``, ``group``, as
+        ``psych::omega()$omega.group``.
+    loadings : DataFrame
+        The Schmid-Leiman loadings: ``g``, one column per group factor, ``h2``, ``u2``
+        (``psych::omega()$schmid$sl``).
+    phi : ndarray
+        Correlations of the oblimin-rotated group factors.
+    n_factors, n, n_items : int
+    converged : bool
+        KKT test of the ML factor extraction (see :mod:`alliance_lib.optim`).
+    optimizer_message : str
+    heywood : bool
+    nan_policy : str
+    """
+
+    omega_h: float
+    omega_total: float
+    omega_group: pd.DataFrame = field(repr=False)
+    loadings: pd.DataFrame = field(repr=False)
+    phi: np.ndarray = field(repr=False)
+    n_factors: int
+    n: int
+    n_items: int
+    converged: bool
+    optimizer_message: str
+    heywood: bool
+    nan_policy: str
+
+    def __float__(self) -> float:
+        return float(self.omega_h)
+
+
+def _ml_factors(r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, bool, str]:
+    """k-factor ML factor analysis of a correlation matrix (``stats::factanal``'s criterion).
+
+    Returns unrotated loadings (p, k), uniquenesses, the KKT verdict and the optimiser message.
+    """
+    p = r.shape[0]
+    eig_r = np.linalg.eigvalsh(r)
+    if not eig_r[0] > 1e-10 * p:
+        raise ReliabilityError(
+            "the item correlation matrix is not positive definite (smallest eigenvalue "
+            f"{eig_r[0]:.3g}); a factor model needs a positive definite matrix."
+        )
+    if (p - k) ** 2 < p + k:
+        raise ReliabilityError(f"{k} factors are too many for {p} items (model not identified).")
+
+    def loadings(psi):
+        sc = 1.0 / np.sqrt(psi)
+        values, vectors = np.linalg.eigh(r * np.outer(sc, sc))
+        top = values[::-1][:k]
+        vec = vectors[:, ::-1][:, :k]
+        return values, np.sqrt(psi)[:, None] * vec * np.sqrt(np.maximum(top - 1.0, 0.0))
+
+    def objective(psi):
+        values, load = loadings(psi)
+        rest = values[::-1][k:]
+        f = -(np.sum(np.log(rest) - rest) - k + p)
+        grad = ((load**2).sum(axis=1) + psi - np.diag(r)) / psi**2
+        return float(f), grad
+
+    start = (1.0 - 0.5 * k / p) / np.diag(np.linalg.inv(r))
+    fit = optimize.minimize(
+        objective,
+        np.clip(start, _PSI_LOWER, 1.0),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(_PSI_LOWER, 1.0)] * p,
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000},
+    )
+    psi = np.asarray(fit.x, dtype=float)
+    _, load = loadings(psi)
+    _, grad = objective(psi)
+    return load, psi, _kkt_satisfied(psi, grad, _PSI_LOWER, 1.0), str(fit.message)
+
+
+def _varimax(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Kaiser-normalised varimax (the algorithm of ``stats::varimax``)."""
+    nc = x.shape[1]
+    if nc < 2:
+        return x
+    sc = np.sqrt((x**2).sum(axis=1))
+    xn = x / sc[:, None]
+    p = xn.shape[0]
+    tt = np.eye(nc)
+    d = 0.0
+    for _ in range(1000):  # iterations of the rotation, not a loop over data rows
+        z = xn @ tt
+        b = xn.T @ (z**3 - z @ np.diag((z**2).sum(axis=0)) / p)
+        u, s, vt = np.linalg.svd(b)
+        tt = u @ vt
+        d_past, d = d, float(s.sum())
+        if d < d_past * (1 + eps):
+            break
+    return (xn @ tt) * sc[:, None]
+
+
+def _oblimin(a: np.ndarray, eps: float = 1e-10, maxit: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """Direct oblimin (gamma 0, quartimin) by gradient projection (``GPArotation::GPFoblq``).
+
+    Returns the pattern loadings and the factor correlations, from the identity start.
+    """
+    k = a.shape[1]
+    off = ~np.eye(k, dtype=bool)
+
+    def vgq(lo):
+        x = (lo**2) @ off
+        return lo * x, float((lo**2 * x).sum() / 4.0)
+
+    tm = np.eye(k)
+    lo = a @ np.linalg.inv(tm).T
+    gq, f = vgq(lo)
+    g = -(lo.T @ gq @ np.linalg.inv(tm)).T
+    al = 1.0
+    for _ in range(maxit):
+        gp = g - tm @ np.diag((tm * g).sum(axis=0))
+        s = float(np.sqrt((gp**2).sum()))
+        if s < eps:
+            break
+        al *= 2.0
+        for _ in range(11):
+            x = tm - al * gp
+            tmt = x / np.sqrt((x**2).sum(axis=0))
+            lo = a @ np.linalg.inv(tmt).T
+            gqt, ft = vgq(lo)
+            if f - ft > 0.5 * s**2 * al:
+                break
+            al /= 2.0
+        tm, f = tmt, ft
+        g = -(lo.T @ gqt @ np.linalg.inv(tmt)).T
+    return lo, tm.T @ tm
+
+
+def omega_hierarchical(
+    items: Any,
+    n_factors: int = 3,
+    *,
+    nan_policy: str = "pairwise",
+    missing_codes: Iterable[float] = (),
+) -> HierarchicalOmegaResult:
+    """Omega hierarchical and omega total of a multidimensional scale (Schmid-Leiman).
+
+    Parameters
+    ----------
+    items : DataFrame or 2-D array
+        One column per item (already reverse-keyed).
+    n_factors : int, default 3
+        Number of group factors (the instrument's subscales; WAI-SR: goal, task, bond).
+    nan_policy : {"pairwise", "listwise"}, default "pairwise"
+        Correlations from pairwise-complete rows (``psych::omega``'s default) or complete rows.
+    missing_codes : iterable of float, optional
+
+    Returns
+    -------
+    HierarchicalOmegaResult
+
+    Notes
+    -----
+    The steps of ``psych::omega(x, nfactors, fm="ml")`` (``psych::schmid``): an ML factor
+    analysis with ``n_factors`` factors of the item correlation matrix :math:`R`, varimax, then
+    direct oblimin (GPArotation's gradient projection); a one-factor model of the group
+    factors' correlations :math:`\\Phi` gives the second-order loadings :math:`\\gamma` (closed
+    form with 3 factors; with 2, :math:`\\gamma_1 = \\gamma_2 = \\sqrt{|\\phi_{12}|}`, psych's
+    ``option="equal"``). The Schmid-Leiman general loadings are :math:`g = F\\gamma` and the
+    group loadings :math:`F \\operatorname{diag}(\\sqrt{1 - \\gamma^2})`; with
+    :math:`V_t = \\mathbf 1'R\\mathbf 1` and uniquenesses :math:`u^2 = 1 - h^2`,
+
+    .. math:: \\omega_h = \\frac{(\\sum g_i)^2}{V_t},\\qquad
+              \\omega_t = \\frac{V_t - \\sum u_i^2}{V_t}.
+
+    ``omega_h`` is the reliability of the total as a measure of the general factor; ``omega_t``
+    of the total as a measure of all common factors. Items are standardised (as psych).
+
+    References
+    ----------
+    Schmid, J., & Leiman, J. M. (1957). The development of hierarchical factor solutions.
+    Psychometrika, 22(1), 53-61.
+    Zinbarg, R. E., Revelle, W., Yovel, I., & Li, W. (2005). Cronbach's alpha, Revelle's beta,
+    and McDonald's omega_h. Psychometrika, 70(1), 123-133.
+    Revelle, W. psych, ``omega()`` and ``schmid()``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(4)
+    >>> g = rng.normal(size=(500, 1)); s = rng.normal(size=(500, 3))
+    >>> x = np.hstack([0.6 * g + 0.5 * s[:, [j]] + 0.6 * rng.normal(size=(500, 4))
+    ...                for j in range(3)])
+    >>> res = omega_hierarchical(x, 3)
+    >>> print(f"omega_h={res.omega_h:.3f} omega_t={res.omega_total:.3f}")
+    omega_h=0.734 omega_t=0.932
+    """
+    if int(n_factors) != n_factors or n_factors < 2:
+        raise ReliabilityError(f"n_factors must be a whole number >= 2; got {n_factors!r}.")
+    k = int(n_factors)
+    x, names = _prepare(items, nan_policy, missing_codes, min_items=3)
+    r = _correlation(x, names)
+    load, psi, converged, message = _ml_factors(r, k)
+    orth = _varimax(load)
+    pattern, phi = _oblimin(orth)
+    flip = np.where(pattern.sum(axis=0) < 0, -1.0, 1.0)  # as psych: column sums positive
+    pattern, phi = pattern * flip, phi * np.outer(flip, flip)
+    if k == 2:
+        gam = np.sqrt(abs(phi[0, 1])) * np.array([1.0, np.sign(phi[0, 1]) or 1.0])
+    elif k == 3:
+        p01, p02, p12 = phi[0, 1], phi[0, 2], phi[1, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gam = np.sqrt(np.array([p01 * p02 / p12, p01 * p12 / p02, p02 * p12 / p01]))
+    else:
+        gl, _, _, _ = _ml_factors(phi, 1)
+        gam = gl[:, 0]
+    if not np.all(np.isfinite(gam)) or np.any(gam > 1.0):
+        raise ReliabilityError(
+            "the group factors' correlations do not fit a general factor (a negative or "
+            "out-of-range second-order loading); omega hierarchical is undefined for these items."
+        )
+    if gam.sum() < 0:
+        gam = -gam
+    g = pattern @ gam
+    if g.sum() < 0:  # psych flips item signs by the general loading; orient g positively
+        g, pattern = -g, -pattern
+    group = pattern * np.sqrt(np.clip(1.0 - gam**2, 0.0, None))
+    h2 = (orth**2).sum(axis=1)
+    u2 = 1.0 - h2
+    vt = float(r.sum())
+    om_h = float(g.sum() ** 2 / vt)
+    om_t = float((vt - u2.sum()) / vt)
+    gnames = [f"F{j + 1}*" for j in range(k)]
+    # psych: each item belongs to the group factor with its largest |loading|
+    member = np.argmax(np.abs(group), axis=1)
+    rows = {"g": (om_t, om_h, np.nan)}
+    grs = 0.0
+    for j in range(k):  # one small computation per factor
+        idx = np.flatnonzero(member == j)
+        if idx.size == 0:
+            rows[gnames[j]] = (np.nan, np.nan, np.nan)
+            continue
+        vgr = float(r[np.ix_(idx, idx)].sum())
+        gr = float(group[idx, j].sum())
+        grs += gr**2
+        gg = float(g[idx].sum())
+        rows[gnames[j]] = ((gr**2 + gg**2) / vgr, gg**2 / vgr, gr**2 / vgr)
+    rows["g"] = (om_t, om_h, grs / vt)
+    omega_group = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["total", "general", "group"]
+    )
+    index = pd.Index(names, name="item")
+    sl = pd.DataFrame(group, index=index, columns=gnames)
+    sl.insert(0, "g", g)
+    sl["h2"] = h2
+    sl["u2"] = u2
+    return HierarchicalOmegaResult(
+        omega_h=om_h,
+        omega_total=om_t,
+        omega_group=omega_group,
+        loadings=sl,
+        phi=phi,
+        n_factors=k,
+        n=int(x.shape[0]),
+        n_items=int(x.shape[1]),
+        converged=converged,
+        optimizer_message=message,
+        heywood=bool(np.any(psi <= _PSI_LOWER * (1 + 1e-6))),
+        nan_policy=nan_policy,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# multilevel (two-level CFA) omega
+
+
+@dataclass(frozen=True)
+class MultilevelOmegaResult:
+    """Within- and between-client omega from a two-level one-factor CFA (Geldhof et al. 2014).
+
+    Attributes
+    ----------
+    omega_within, omega_between : float
+        ``(sum lambda)^2 / ((sum lambda)^2 + sum theta)`` with the loadings and residual
+        variances of the within-client and the between-client factor model (factor variances 1).
+    loadings_within, loadings_between, residuals_within, residuals_between : Series
+        Raw-scale estimates (lavaan ``std.lv = TRUE`` parameterisation).
+    intercepts : Series
+        Item means (between level).
+    loglik : float
+        Log-likelihood of the two-level model (as lavaan's ``logLik``).
+    n, n_clients, n_items : int
+        Administrations (complete rows), clients, items.
+    converged : bool
+        KKT test at the ML estimate (see :mod:`alliance_lib.optim`).
+    optimizer_message : str
+    heywood : bool
+        Whether a residual variance sits at its lower bound (a between-level residual of 0 is
+        common: lavaan would report a negative or zero variance).
+    item_icc : Series
+        Share of each item's variance between clients.
+    """
+
+    omega_within: float
+    omega_between: float
+    loadings_within: pd.Series = field(repr=False)
+    loadings_between: pd.Series = field(repr=False)
+    residuals_within: pd.Series = field(repr=False)
+    residuals_between: pd.Series = field(repr=False)
+    intercepts: pd.Series = field(repr=False)
+    item_icc: pd.Series = field(repr=False)
+    loglik: float
+    n: int
+    n_clients: int
+    n_items: int
+    converged: bool
+    optimizer_message: str
+    heywood: bool
+
+
+def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float] = ()):
+    """Within- and between-client omega from a two-level one-factor CFA fitted by ML.
+
+    Parameters
+    ----------
+    items : DataFrame or 2-D array
+        One column per item (already reverse-keyed), one row per administration.
+    cluster : array-like
+        Client label of each row (repeated administrations share it).
+    missing_codes : iterable of float, optional
+
+    Returns
+    -------
+    MultilevelOmegaResult
+
+    Notes
+    -----
+    Each administration :math:`i` of client :math:`j` is
+    :math:`y_{ij} = \\mu + \\lambda_B \\eta_j + \\varepsilon_{Bj} + \\lambda_W \\eta_{ij} +
+    \\varepsilon_{Wij}`, so :math:`\\Sigma_W = \\lambda_W\\lambda_W' + \\Theta_W` and
+    :math:`\\Sigma_B = \\lambda_B\\lambda_B' + \\Theta_B` (factor variances 1). The ML
+    log-likelihood of client :math:`j` with :math:`n_j` complete rows, mean
+    :math:`\\bar y_j` and within SSCP :math:`W_j` is
+
+    .. math:: -\\tfrac12\\bigl[n_j p\\log 2\\pi + (n_j - 1)\\log|\\Sigma_W| +
+              \\operatorname{tr}(\\Sigma_W^{-1}W_j) + \\log|V_j| +
+              n_j(\\bar y_j - \\mu)'V_j^{-1}(\\bar y_j - \\mu)\\bigr],\\quad
+              V_j = \\Sigma_W + n_j\\Sigma_B,
+
+    maximised with :math:`\\mu` profiled out (GLS) and residual variances bounded below
+    (within: 0.5 % of the item variance; between: 0), with the analytic gradient; convergence is
+    the KKT test. This is the model of a lavaan two-level CFA (``level: 1`` / ``level: 2``,
+    ``std.lv = TRUE``). Then (Geldhof, Preacher & Zyphur 2014)
+    :math:`\\omega_W = (\\sum\\lambda_W)^2 / ((\\sum\\lambda_W)^2 + \\sum\\theta_W)` and
+    likewise :math:`\\omega_B`: the reliability of a client's score at one session as a
+    measure of the client's own fluctuation (within), and of the client-level common part
+    (between). Only complete rows are used. One factor per level: meant for unidimensional
+    scales.
+
+    References
+    ----------
+    Geldhof, G. J., Preacher, K. J., & Zyphur, M. J. (2014). Reliability estimation in a
+    multilevel confirmatory factor analysis framework. Psychological Methods, 19(1), 72-91.
+    Muthen, B. O. (1994). Multilevel covariance structure analysis. Sociological Methods &
+    Research, 22(3), 376-398.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> client = np.repeat(np.arange(150), 4)
+    >>> b = rng.normal(size=150)[client]; w = rng.normal(size=600)
+    >>> x = np.column_stack([0.5 * b + rng.normal(0, 0.3, 150)[client] + 0.5 * w
+    ...                      + rng.normal(0, 0.5, 600) for _ in range(4)])
+    >>> res = multilevel_omega(x, client)
+    >>> print(f"within={res.omega_within:.2f} between={res.omega_between:.2f}")
+    within=0.79 between=0.92
+    """
+    x, names, _ = _item_matrix(items, missing_codes)
+    cl = np.asarray(cluster)
+    if cl.shape[0] != x.shape[0]:
+        raise ReliabilityError(
+            f"cluster has {cl.shape[0]} labels for {x.shape[0]} rows of items.", value=cl.shape[0]
+        )
+    complete = ~np.isnan(x).any(axis=1) & pd.notna(cl)
+    x, cl = x[complete], cl[complete]
+    p = x.shape[1]
+    if p < 3:
+        raise ReliabilityError(f"need at least 3 items; got {p}.")
+    codes, levels = pd.factorize(cl)
+    nj = np.bincount(codes)
+    nclus = nj.size
+    if nclus < p + 2 or x.shape[0] <= nclus:
+        raise ReliabilityError(
+            f"{nclus} clients with {x.shape[0]} complete administrations: a two-level model of "
+            f"{p} items needs more clients than items and repeated administrations."
+        )
+    n = x.shape[0]
+    sums = np.zeros((nclus, p))
+    np.add.at(sums, codes, x)
+    ybar = sums / nj[:, None]
+    dev = x - ybar[codes]
+    wss = dev.T @ dev
+    sizes, size_of = np.unique(nj, return_inverse=True)
+    cnt = np.bincount(size_of)
+    msum = np.zeros((sizes.size, p))
+    np.add.at(msum, size_of, ybar)
+    s2 = np.einsum("js,jt->jst", ybar, ybar)
+    s2sum = np.zeros((sizes.size, p, p))
+    np.add.at(s2sum, size_of, s2)
+    itemvar = x.var(axis=0, ddof=1)
+
+    def unpack(par):
+        return par[:p], par[p : 2 * p], par[2 * p : 3 * p], par[3 * p :]
+
+    def value_grad(par):
+        lw, tw, lb, tb = unpack(par)
+        sw = np.outer(lw, lw) + np.diag(tw)
+        sb = np.outer(lb, lb) + np.diag(tb)
+        try:
+            swi = np.linalg.inv(sw)
+            _, ldw = np.linalg.slogdet(sw)
+            v = sw[None] + sizes[:, None, None] * sb[None]
+            vi = np.linalg.inv(v)
+            sign, ldv = np.linalg.slogdet(v)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(par)
+        if ldw is None or np.any(sign <= 0) or not np.isfinite(ldw):
+            return np.inf, np.zeros_like(par)
+        wts = (cnt * sizes)[:, None, None] * vi
+        a = wts.sum(axis=0)
+        bvec = np.einsum("sij,sj->i", (sizes[:, None, None] * vi), msum)
+        mu = np.linalg.solve(a, bvec)
+        d = s2sum - np.einsum("si,j->sij", msum, mu) - np.einsum("i,sj->sij", mu, msum)
+        d += cnt[:, None, None] * np.outer(mu, mu)[None]
+        quad = float(np.einsum("s,sij,sji->", sizes, vi, d))
+        f = (
+            (n - nclus) * ldw
+            + float(np.trace(swi @ wss))
+            + float((cnt * ldv).sum())
+            + quad
+            + n * p * math.log(2 * math.pi)
+        )
+        vdv = np.einsum("sij,sjk,skl->sil", vi, d, vi)
+        term = cnt[:, None, None] * vi - sizes[:, None, None] * vdv
+        gw = (n - nclus) * swi - swi @ wss @ swi + term.sum(axis=0)
+        gb = (sizes[:, None, None] * term).sum(axis=0)
+        grad = np.concatenate([2 * gw @ lw, np.diag(gw), 2 * gb @ lb, np.diag(gb)])
+        return f / n, grad / n
+
+    # start: pooled within and between (MUML-style) moments
+    spw = wss / (n - nclus)
+    cov_means = np.cov(ybar, rowvar=False)
+    sb0 = cov_means - spw / float(nj.mean())
+    w, v = np.linalg.eigh(spw)
+    lw0 = v[:, -1] * np.sqrt(w[-1])
+    w, v = np.linalg.eigh(sb0)
+    lb0 = v[:, -1] * np.sqrt(max(w[-1], 1e-3))
+    if lw0.sum() < 0:
+        lw0 = -lw0
+    if lb0.sum() < 0:
+        lb0 = -lb0
+    tw0 = np.maximum(np.diag(spw) - lw0**2, 0.2 * np.diag(spw))
+    tb0 = np.maximum(np.diag(sb0) - lb0**2, 0.1 * np.abs(np.diag(sb0)) + 1e-3)
+    x0 = np.concatenate([lw0, tw0, lb0, tb0])
+    lower = np.concatenate(
+        [np.full(p, -np.inf), _PSI_LOWER * itemvar, np.full(p, -np.inf), np.zeros(p)]
+    )
+    fit = optimize.minimize(
+        value_grad,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 20000, "maxcor": 30},
+    )
+    par = np.asarray(fit.x, dtype=float)
+    f, grad = value_grad(par)
+    converged = kkt_satisfied(par, grad, lower, tol=KKT_TOL)
+    lw, tw, lb, tb = unpack(par)
+    if lw.sum() < 0:
+        lw = -lw
+    if lb.sum() < 0:
+        lb = -lb
+    om_w = float(lw.sum() ** 2 / (lw.sum() ** 2 + tw.sum()))
+    om_b = float(lb.sum() ** 2 / (lb.sum() ** 2 + tb.sum()))
+    # the GLS mean at the estimate
+    sw = np.outer(lw, lw) + np.diag(tw)
+    sb = np.outer(lb, lb) + np.diag(tb)
+    vi = np.linalg.inv(sw[None] + sizes[:, None, None] * sb[None])
+    a = ((cnt * sizes)[:, None, None] * vi).sum(axis=0)
+    mu = np.linalg.solve(a, np.einsum("sij,sj->i", sizes[:, None, None] * vi, msum))
+    index = pd.Index(names, name="item")
+    held = np.isclose(par, lower) & np.isfinite(lower)
+    return MultilevelOmegaResult(
+        omega_within=om_w,
+        omega_between=om_b,
+        loadings_within=pd.Series(lw, index=index, name="loading_within"),
+        loadings_between=pd.Series(lb, index=index, name="loading_between"),
+        residuals_within=pd.Series(tw, index=index, name="residual_within"),
+        residuals_between=pd.Series(tb, index=index, name="residual_between"),
+        intercepts=pd.Series(mu, index=index, name="intercept"),
+        item_icc=pd.Series(np.diag(sb) / (np.diag(sb) + np.diag(sw)), index=index, name="icc"),
+        loglik=float(-0.5 * f * n),
+        n=int(n),
+        n_clients=int(nclus),
+        n_items=int(p),
+        converged=bool(converged),
+        optimizer_message=str(fit.message),
+        heywood=bool(held.any()),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # instrument-level table
 
 
@@ -679,7 +1202,8 @@ def _instrument_items(df: pd.DataFrame, inst: Any) -> dict[int, str]:
     return dict(zip(inst.items, cols, strict=True))
 
 
-def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str) -> dict[str, Any]:
+def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str, n_groups: int = 0) -> dict[str, Any]:
+    """alpha and the omega that fits the scale: one-factor (unidimensional) or Schmid-Leiman."""
     row: dict[str, Any] = {"n_items": x.shape[1]}
     notes = []
     try:
@@ -694,7 +1218,19 @@ def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str) -> dict[str, Any]:
         )
     except ReliabilityError as exc:
         notes.append(f"alpha: {exc}")
-    if x.shape[1] >= 3:
+    if n_groups >= 2:
+        row["omega_model"] = f"Schmid-Leiman, {n_groups} group factors (psych::omega, fm='ml')"
+        try:
+            h = omega_hierarchical(x, n_groups, nan_policy=nan_policy)
+            row.update(omega=h.omega_total, omega_std=h.omega_total, omega_h=h.omega_h)
+            if h.heywood:
+                notes.append("omega: Heywood case (a uniqueness at its 0.005 bound)")
+            if not h.converged:
+                notes.append("omega: factor model did not converge")
+        except ReliabilityError as exc:
+            notes.append(f"omega: {exc}")
+    elif x.shape[1] >= 3:
+        row["omega_model"] = "one factor (unidimensional scale)"
         try:
             o = omega(x, nan_policy=nan_policy)
             row.update(omega=o.omega, omega_std=o.omega_std)
@@ -710,88 +1246,15 @@ def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str) -> dict[str, Any]:
     return row
 
 
-def reliability(
-    df: pd.DataFrame,
-    instrument: Any,
-    *,
-    by: str | Sequence[str] | None = None,
-    ci: float = 0.95,
-    nan_policy: str = "listwise",
-    missing_codes: Iterable[float] = (),
-    errors: str = "raise",
-    folder: Any = None,
-) -> pd.DataFrame:
-    """Alpha and omega for every scale of an instrument: one row per scale (``total`` first).
+_ADMIN_HINT = (
+    "pass administration='all' to pool every row (only when each row is a different person)"
+)
 
-    Parameters
-    ----------
-    df : DataFrame
-        Long table with the instrument's item columns (``{prefix}_{n}``).
-    instrument : str or Instrument
-        Instrument id (e.g. ``"wai-sr"``) or object, resolved with
-        :func:`alliance_lib.registry.get_instrument`.
-    by : str or list of str, optional
-        Column(s) to group by (e.g. ``"rater"`` or ``"session"``); one row per group and scale.
-        Without it all rows are pooled, so repeated administrations of the same client count as
-        separate rows: select one session (or one rater) first when that matters.
-    ci : float, default 0.95
-        Level of the Feldt interval.
-    nan_policy : {"listwise", "pairwise"}, default "listwise"
-        Missing-item handling within each scale (see :func:`cronbach_alpha`).
-    missing_codes : iterable of float, optional
-        Codes (e.g. ``-99, 999``) treated as missing items.
-    errors : {"raise", "omit"}, default "raise"
-        What to do with rows holding an invalid item value (text, outside the scale, or not a
-        whole number on an integer scale): raise a :class:`ReliabilityError` naming the cells,
-        or leave those rows out (their number is in ``attrs["n_omitted"]``).
-    folder : str or Path, optional
-        Folder of user instrument definitions, passed to ``get_instrument``.
 
-    Returns
-    -------
-    DataFrame
-        Columns (after any ``by`` columns): ``scale``, ``n_items``, ``n``, ``alpha``,
-        ``alpha_ci_low``, ``alpha_ci_high``, ``std_alpha``, ``average_r``, ``omega``,
-        ``omega_std``, ``note`` (why a value is missing, Heywood cases). ``attrs`` records the
-        instrument id, ``ci`` and ``nan_policy``.
-
-    Raises
-    ------
-    ReliabilityError
-        Missing item columns, text in an item column, or an item value outside the
-        instrument's scale (naming row, column and value).
-
-    Notes
-    -----
-    Reverse-keyed items are recoded as ``scale_min + scale_max - x`` before anything is
-    computed; rows where every item of the instrument is missing (not administered, e.g. an
-    outcome measure on a therapist-rated row) are dropped. Each scale then uses its own
-    complete cases (listwise) or pairwise covariances. ``omega`` is the one-factor omega total
-    of :func:`omega` for each scale separately (not a Schmid-Leiman omega).
-
-    References
-    ----------
-    See :func:`cronbach_alpha` and :func:`omega`.
-
-    Examples
-    --------
-    >>> import alliance_lib as al
-    >>> df = al.simulate_study(n_therapists=4, n_clients=60, max_sessions=4, seed=3)
-    >>> first = df[df["session"] == 1]
-    >>> table = reliability(first, "wai-sr", by="rater", missing_codes=(-99, 999), errors="omit")
-    >>> table[["rater", "scale", "n", "alpha", "omega"]].round(3).head(4)
-        rater  scale   n  alpha  omega
-    0  client  total  42  0.914  0.917
-    1  client   goal  54  0.852  0.857
-    2  client   task  55  0.809  0.812
-    3  client   bond  55  0.800  0.804
-    >>> table.attrs["n_omitted"]
-    2
-    """
-    _check_ci(ci)
-    if errors not in ("raise", "omit"):
-        raise ReliabilityError(f"errors must be 'raise' or 'omit'; got {errors!r}.", value=errors)
-    inst = get_instrument(instrument, folder)
+def _clean_items(
+    df: pd.DataFrame, inst: Any, missing_codes: Iterable[float], errors: str
+) -> tuple[pd.DataFrame, dict[int, str], int]:
+    """Item table with missing codes as NaN, invalid rows raised or blanked, reverse keys applied."""
     mapping = _instrument_items(df, inst)
     cols = list(mapping.values())
     raw = df[cols]
@@ -830,15 +1293,183 @@ def reliability(
     rev = [mapping[i] for i in inst.reverse]
     rev_mask = np.isin(np.asarray(cols, dtype=object), rev)
     x[:, rev_mask] = lo + hi - x[:, rev_mask]
-    items = pd.DataFrame(x, columns=cols, index=index)
+    return pd.DataFrame(x, columns=cols, index=index), mapping, int(bad_rows.sum())
+
+
+def _select_administration(
+    df: pd.DataFrame,
+    administered: np.ndarray,
+    *,
+    client: str,
+    session: str,
+    administration: Any,
+    by_cols: list[str],
+    errors: str = "raise",
+) -> tuple[np.ndarray, int]:
+    """Rows used (one administration per client within ``by`` groups, or all) and the number of
+    duplicated rows left out (``errors="omit"``)."""
+    if isinstance(administration, str) and administration == "all":
+        return administered, 0
+    is_first = isinstance(administration, str) and administration == "first"
+    is_session = (
+        not isinstance(administration, (str, bool))
+        and isinstance(administration, (int, np.integer, float))
+        and float(administration) == int(administration)
+    )
+    if not (is_first or is_session):
+        raise ReliabilityError(
+            f"administration must be 'first', a session number or 'all'; got {administration!r}.",
+            value=administration,
+        )
+    for col in (client, session):
+        if col not in df.columns:
+            raise ReliabilityError(
+                f"one administration per client needs the {col!r} column, which is not in the "
+                f"data (columns: {', '.join(map(str, df.columns))}); name it with "
+                f"client=/session=, or {_ADMIN_HINT}.",
+                column=col,
+            )
+    ses = pd.to_numeric(df[session], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    keys = [df[c] for c in [*by_cols, client]]
+    if is_first:
+        candidate = pd.Series(np.where(administered, ses, np.nan), index=df.index)
+        first = candidate.groupby(keys, dropna=False).transform("min").to_numpy()
+        keep = administered & (ses == first)
+    else:
+        keep = administered & (ses == float(administration))
+    kept = df.loc[keep, [*by_cols, client]]
+    dup = kept.duplicated(keep=False).to_numpy()
+    if dup.any() and errors == "omit":
+        extra = kept.index[kept.duplicated(keep="first").to_numpy()]
+        keep = keep & ~df.index.isin(extra)
+        return keep, int(len(extra))
+    if dup.any():
+        label = kept.index[dup][0]
+        raise ReliabilityError(
+            f"{int(dup.sum())} rows share a {client} and session after choosing one "
+            f"administration per client (e.g. row {label!r}, {client}="
+            f"{df.loc[label, client]!r}); several raters per session? Pass by='rater', select "
+            "one rater first, remove duplicated rows, or pass errors='omit' (keeps the first).",
+            row=label,
+            column=client,
+        )
+    return keep, 0
+
+
+def reliability(
+    df: pd.DataFrame,
+    instrument: Any,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    administration: str | int = "first",
+    by: str | Sequence[str] | None = None,
+    ci: float = 0.95,
+    nan_policy: str = "listwise",
+    missing_codes: Iterable[float] = (),
+    errors: str = "raise",
+    folder: Any = None,
+) -> pd.DataFrame:
+    """Alpha and omega for every scale of an instrument at one administration per client.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table with the instrument's item columns (``{prefix}_{n}``).
+    instrument : str or Instrument
+        Instrument id (e.g. ``"wai-sr"``) or object, resolved with
+        :func:`alliance_lib.registry.get_instrument`.
+    client, session : str
+        Client id and session columns (used to choose one administration per client).
+    administration : {"first", "all"} or int, default "first"
+        Which rows enter: ``"first"``, each client's earliest session at which the instrument
+        was administered (any item answered; for the alliance the first alliance session,
+        never an intake without it); a session number, that session for every client; ``"all"``,
+        every row pooled (repeated administrations of a client count as separate people: the
+        interval is then too narrow; use :func:`multilevel_reliability` for repeated data).
+    by : str or list of str, optional
+        Column(s) to group by (e.g. ``"rater"``); one row per group and scale; the
+        administration is chosen per client within each group.
+    ci : float, default 0.95
+        Level of the Feldt interval.
+    nan_policy : {"listwise", "pairwise"}, default "listwise"
+        Missing-item handling within each scale (see :func:`cronbach_alpha`).
+    missing_codes : iterable of float, optional
+        Codes (e.g. ``-99, 999``) treated as missing items.
+    errors : {"raise", "omit"}, default "raise"
+        What to do with rows holding an invalid item value (text, outside the scale, or not a
+        whole number on an integer scale): raise a :class:`ReliabilityError` naming the cells,
+        or leave those rows out (their number is in ``attrs["n_omitted"]``). Also decides what
+        happens to a client with two rows at the chosen session: raise, or keep the first
+        (``attrs["n_duplicates"]``).
+    folder : str or Path, optional
+        Folder of user instrument definitions, passed to ``get_instrument``.
+
+    Returns
+    -------
+    DataFrame
+        Columns (after any ``by`` columns): ``scale``, ``n_items``, ``n``, ``alpha``,
+        ``alpha_ci_low``, ``alpha_ci_high``, ``std_alpha``, ``average_r``, ``omega``,
+        ``omega_std``, ``omega_h``, ``omega_model``, ``note`` (why a value is missing, Heywood
+        cases). ``attrs``: instrument id, ``ci``, ``nan_policy``, ``administration``,
+        ``n_omitted``.
+
+    Raises
+    ------
+    ReliabilityError
+        Missing item columns, text in an item column, an item value outside the instrument's
+        scale (naming row, column and value); no client/session column for one administration
+        per client; two rows of a client at the chosen session (several raters: use ``by``).
+
+    Notes
+    -----
+    Reverse-keyed items are recoded as ``scale_min + scale_max - x`` first; rows where every
+    item is missing (not administered) are dropped. Which omega: a subscale, or the total of an
+    instrument without subscales, is treated as unidimensional and gets the one-factor omega of
+    :func:`omega`; the total of an instrument with k >= 2 subscales (WAI-SR: goal, task, bond)
+    is multidimensional and gets ``omega`` = omega total and ``omega_h`` = omega hierarchical of
+    a Schmid-Leiman solution with k group factors (:func:`omega_hierarchical`, as
+    ``psych::omega(x, k, fm="ml")``, standardised items). ``omega_model`` says which.
+
+    References
+    ----------
+    See :func:`cronbach_alpha`, :func:`omega` and :func:`omega_hierarchical`.
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=4, n_clients=60, max_sessions=4, seed=3)
+    >>> table = reliability(df, "wai-sr", by="rater", missing_codes=(-99, 999), errors="omit")
+    >>> table[["rater", "scale", "n", "alpha", "omega", "omega_h"]].round(3).head(4)
+        rater  scale   n  alpha  omega  omega_h
+    0  client  total  41  0.918  0.940    0.745
+    1  client   goal  53  0.850  0.856      NaN
+    2  client   task  54  0.812  0.815      NaN
+    3  client   bond  54  0.795  0.800      NaN
+    """
+    _check_ci(ci)
+    if errors not in ("raise", "omit"):
+        raise ReliabilityError(f"errors must be 'raise' or 'omit'; got {errors!r}.", value=errors)
+    inst = get_instrument(instrument, folder)
+    items, mapping, n_omitted = _clean_items(df, inst, missing_codes, errors)
     administered = items.notna().any(axis=1).to_numpy()
     by_cols = [by] if isinstance(by, str) else list(by or [])
     missing_by = [c for c in by_cols if c not in df.columns]
     if missing_by:
         raise ReliabilityError(f"by column(s) {missing_by} not in the data.", column=missing_by[0])
-    items = items[administered]
-    keys = df.loc[administered, by_cols] if by_cols else None
+    used, n_duplicates = _select_administration(
+        df,
+        administered,
+        client=client,
+        session=session,
+        administration=administration,
+        by_cols=by_cols,
+        errors=errors,
+    )
+    items = items[used]
+    keys = df.loc[used, by_cols] if by_cols else None
     scales = {name: tuple(numbers) for name, numbers in inst.scales.items()}  # total first
+    n_sub = len(scales) - 1 if "total" in scales else 0
 
     groups = [((), items)] if keys is None else items.groupby([keys[c] for c in by_cols])
     records = []
@@ -846,7 +1477,8 @@ def reliability(
         key = key if isinstance(key, tuple) else (key,)
         for name, numbers in scales.items():
             rec = dict(zip(by_cols, key, strict=True)) | {"scale": name}
-            rec |= _scale_row(sub[[mapping[i] for i in numbers]], ci, nan_policy)
+            n_groups = n_sub if (name == "total" and n_sub >= 2) else 0
+            rec |= _scale_row(sub[[mapping[i] for i in numbers]], ci, nan_policy, n_groups)
             records.append(rec)
     columns = [
         *by_cols,
@@ -860,11 +1492,139 @@ def reliability(
         "average_r",
         "omega",
         "omega_std",
+        "omega_h",
+        "omega_model",
         "note",
     ]
     table = pd.DataFrame.from_records(records).reindex(columns=columns)
     table["n"] = table["n"].astype("Int64")
+    table["omega_h"] = table["omega_h"].astype(float)
     table.attrs.update(
-        instrument=inst.id, ci=ci, nan_policy=nan_policy, n_omitted=int(bad_rows.sum())
+        instrument=inst.id,
+        ci=ci,
+        nan_policy=nan_policy,
+        administration=administration,
+        n_omitted=n_omitted,
+        n_duplicates=n_duplicates,
     )
+    return table
+
+
+def multilevel_reliability(
+    df: pd.DataFrame,
+    instrument: Any,
+    *,
+    client: str = "client_id",
+    by: str | Sequence[str] | None = None,
+    missing_codes: Iterable[float] = (),
+    errors: str = "raise",
+    folder: Any = None,
+) -> pd.DataFrame:
+    """Within- and between-client omega of every scale over repeated administrations.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Long table, one row per administration (client x session), with the item columns.
+    instrument : str or Instrument
+    client : str
+        Client id column: administrations of a client form a cluster.
+    by : str or list of str, optional
+        Group columns (e.g. ``"rater"``); one two-level model per group and scale.
+    missing_codes, errors, folder
+        As in :func:`reliability`.
+
+    Returns
+    -------
+    DataFrame
+        One row per (group and) scale: ``scale``, ``n_items``, ``n`` (complete
+        administrations), ``n_clients``, ``omega_within``, ``omega_between``, ``loglik``,
+        ``converged``, ``heywood``, ``model``, ``note``.
+
+    Notes
+    -----
+    Each scale gets the two-level one-factor CFA of :func:`multilevel_omega` (Geldhof,
+    Preacher & Zyphur 2014; the model of a lavaan two-level CFA). One factor per level suits a
+    unidimensional scale; for the total of an instrument with subscales the ``note`` says that
+    the one-factor model is a simplification. ``omega_within`` is the reliability of
+    session-to-session change within a client; ``omega_between`` that of the client's average
+    level.
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=4, n_clients=80, max_sessions=6, seed=3)
+    >>> t = multilevel_reliability(df[df["rater"] == "client"], "wai-sr",
+    ...                            missing_codes=(-99, 999), errors="omit")
+    >>> t[["scale", "n_clients", "omega_within", "omega_between"]].round(2).head(2)
+       scale  n_clients  omega_within  omega_between
+    0  total         80          0.81           1.00
+    1   goal         80          0.71           0.99
+    """
+    if errors not in ("raise", "omit"):
+        raise ReliabilityError(f"errors must be 'raise' or 'omit'; got {errors!r}.", value=errors)
+    inst = get_instrument(instrument, folder)
+    if client not in df.columns:
+        raise ReliabilityError(
+            f"column {client!r} not in the data (columns: {', '.join(map(str, df.columns))}); "
+            "name the client column with client=.",
+            column=client,
+        )
+    items, mapping, n_omitted = _clean_items(df, inst, missing_codes, errors)
+    by_cols = [by] if isinstance(by, str) else list(by or [])
+    missing_by = [c for c in by_cols if c not in df.columns]
+    if missing_by:
+        raise ReliabilityError(f"by column(s) {missing_by} not in the data.", column=missing_by[0])
+    administered = items.notna().any(axis=1).to_numpy()
+    items = items[administered]
+    ids = df.loc[administered, client]
+    keys = df.loc[administered, by_cols] if by_cols else None
+    scales = {name: tuple(numbers) for name, numbers in inst.scales.items()}
+    n_sub = len(scales) - 1 if "total" in scales else 0
+    groups = [((), items)] if keys is None else items.groupby([keys[c] for c in by_cols])
+    records = []
+    for key, sub in groups:  # loop over groups and scales, never rows
+        key = key if isinstance(key, tuple) else (key,)
+        for name, numbers in scales.items():
+            rec: dict[str, Any] = dict(zip(by_cols, key, strict=True)) | {"scale": name}
+            rec["n_items"] = len(numbers)
+            rec["model"] = "two-level CFA, one factor per level (Geldhof et al. 2014)"
+            notes = []
+            if name == "total" and n_sub >= 2:
+                notes.append(f"the total has {n_sub} subscales: one factor per level simplifies it")
+            try:
+                m = multilevel_omega(sub[[mapping[i] for i in numbers]], ids.loc[sub.index])
+                rec.update(
+                    n=m.n,
+                    n_clients=m.n_clients,
+                    omega_within=m.omega_within,
+                    omega_between=m.omega_between,
+                    loglik=m.loglik,
+                    converged=m.converged,
+                    heywood=m.heywood,
+                )
+                if not m.converged:
+                    notes.append("two-level model did not converge")
+                if m.heywood:
+                    notes.append("a residual variance at its bound")
+            except ReliabilityError as exc:
+                notes.append(str(exc))
+            rec["note"] = "; ".join(notes)
+            records.append(rec)
+    columns = [
+        *by_cols,
+        "scale",
+        "n_items",
+        "n",
+        "n_clients",
+        "omega_within",
+        "omega_between",
+        "loglik",
+        "converged",
+        "heywood",
+        "model",
+        "note",
+    ]
+    table = pd.DataFrame.from_records(records).reindex(columns=columns)
+    table.attrs.update(instrument=inst.id, n_omitted=n_omitted)
     return table

@@ -65,6 +65,8 @@ ANALYSIS_DEFAULTS = {
     # data column marking the end of treatment (yes/no, 1/0 or the end date)
     "ongoing_within_days": 28,
     "end_of_treatment": None,
+    # session at which intercepts, ICCs and curves are stated; None = first alliance session
+    "time_zero": None,
 }
 
 
@@ -304,6 +306,17 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         path,
         "analysis.early_alliance_session",
         "expected a session number >= 1",
+    )
+    _expect(
+        analysis["time_zero"] is None
+        or (
+            isinstance(analysis["time_zero"], int)
+            and not isinstance(analysis["time_zero"], bool)
+            and analysis["time_zero"] >= 0
+        ),
+        path,
+        "analysis.time_zero",
+        "expected a session number >= 0, or leave it out for the first alliance session",
     )
     _expect(
         isinstance(analysis["compare_shapes"], list)

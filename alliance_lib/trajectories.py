@@ -22,6 +22,7 @@ from alliance_lib.engine import EngineError, EngineFit, NestedLMM
 from alliance_lib.errors import DataError
 
 __all__ = [
+    "MIN_THERAPISTS",
     "ModelError",
     "MixedFit",
     "TrajectoryFit",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 SHAPES = ("linear", "quadratic", "log", "piecewise")
+MIN_THERAPISTS = 15
+"""Fewer therapists than this make the therapist variance (and ICC) too imprecise to interpret."""
 
 
 class ModelError(DataError):
@@ -86,7 +89,15 @@ class MixedFit:
     loglik, aic, bic : float
         As lme4's ``logLik``/``AIC``/``BIC`` (REML fits use the REML criterion).
     nobs, n_clients, n_therapists : int
-    converged, singular : bool
+    converged : bool
+        The KKT test on the profiled deviance (lme4's scaled gradient ``max_grad`` on the
+        components not held at a zero bound, below ``alliance_lib.engine.GRADIENT_TOL``), never
+        the optimiser's flag.
+    max_grad : float
+        The statistic of that test.
+    optimizer_message : str
+        The optimiser's own message, for diagnosis.
+    singular : bool
     warnings : list of str
         Every engine message, captured (nothing is printed).
     method : {"reml", "ml"}
@@ -145,6 +156,8 @@ class MixedFit:
         self.n_clients = int(model.n_clients)
         self.n_therapists = int(model.n_therapists)
         self.converged = bool(efit.converged)
+        self.max_grad = float(efit.max_grad)
+        self.optimizer_message = str(efit.optimizer_message)
         self.singular = bool(efit.singular)
         self.loglik = float(efit.loglik)
         self.npar = int(model.p + model.n_theta + 1)
@@ -152,6 +165,15 @@ class MixedFit:
         self.bic = float(-2 * self.loglik + math.log(self.nobs) * self.npar)
         self.sigma = float(efit.sigma)
         self.theta = np.asarray(efit.theta, dtype=float)
+        self.therapist_imprecise = therapist is not None and self.n_therapists < MIN_THERAPISTS
+        self.therapist_note = (
+            f"only {self.n_therapists} therapists: the therapist variance and ICC are imprecise "
+            f"(fewer than {MIN_THERAPISTS}); read them as descriptive of these therapists"
+            if self.therapist_imprecise
+            else ""
+        )
+        if self.therapist_note:
+            self.warnings.append(self.therapist_note)
 
     # ------------------------------------------------------------------ tables
     @cached_property
@@ -213,38 +235,162 @@ class MixedFit:
         return df.astype({"vcov": float, "sdcor": float})
 
     # ------------------------------------------------------------------ derived
-    def icc(self, at: Mapping[str, float] | None = None) -> dict:
-        """Intraclass correlations: the share of outcome variance at each level.
+    def _icc_point(self, cov_client, var_therapist, sigma2, z) -> tuple[float, float, float]:
+        tau_c = float(z @ cov_client @ z)
+        tau_t = float(var_therapist or 0.0)
+        total = tau_c + tau_t + sigma2
+        return tau_c / total, tau_t / total, total
+
+    def _icc_z(self, at: Mapping[str, float] | None) -> np.ndarray:
+        at = dict(at or {})
+        return np.array(
+            [1.0 if t == "Intercept" else float(at.get(t, 0.0)) for t in self.random_terms]
+        )
+
+    def icc(
+        self,
+        at: Mapping[str, float] | None = None,
+        *,
+        ci: float | None = None,
+        n_boot: int = 500,
+        seed: int = 0,
+    ) -> dict:
+        """Intraclass correlations: the share of outcome variance at each level, at time zero.
 
         Parameters
         ----------
         at : dict, optional
             Values of the random-slope columns at which to evaluate the client variance
-            (default 0, i.e. the intercept variance).
+            (default 0: time zero, where the intercept is stated). A trajectory fit also takes
+            its time column's name with a *session* value (e.g. ``{"session": 6}``).
+        ci : float, optional
+            Confidence level (e.g. 0.95): adds percentile intervals from a parametric bootstrap
+            (:meth:`icc_bootstrap`).
+        n_boot, seed : int
+            Bootstrap replicates and the seed of their random numbers (used with ``ci``).
 
         Returns
         -------
         dict
-            ``client`` = tau2_client / total, ``therapist`` = tau2_therapist / total (when a
-            therapist level is modelled), ``total`` variance, with
-            ``total = z' T z + tau2_therapist + sigma^2`` and ``z = (1, at...)``.
+            ``client``, ``therapist`` (when a therapist level is modelled) and
+            ``total_variance``; with ``ci`` also ``client_ci_low``, ``client_ci_high``,
+            ``therapist_ci_low``, ``therapist_ci_high`` and ``n_boot``.
 
         Notes
         -----
-        The correlation of two observations of the same client is ``client + therapist``.
+        One definition everywhere (the report, wave over wave, the lessons): the ICC at time
+        zero, conditional on the random slopes, i.e. with ``z = (1, 0, ...)``::
+
+            client    = z' T z / (z' T z + tau2_therapist + sigma^2)
+            therapist = tau2_therapist / (z' T z + tau2_therapist + sigma^2)
+
+        ``T`` is the client random-effect covariance. With random slopes the client variance,
+        hence the ICC, changes with time; the correlation of two observations of the same client
+        at time zero is ``client + therapist``. For a trajectory fit, time zero is the fit's
+        ``time_zero`` (default the first session at which the outcome is observed).
         """
-        at = dict(at or {})
-        z = np.array(
-            [1.0 if t == "Intercept" else float(at.get(t, 0.0)) for t in self.random_terms]
+        z = self._icc_z(at)
+        c, t, total = self._icc_point(
+            self._efit.cov_client, self._efit.var_therapist, self.sigma**2, z
         )
-        tau_c = float(z @ self._efit.cov_client @ z)
-        tau_t = float(self._efit.var_therapist or 0.0)
-        total = tau_c + tau_t + self.sigma**2
-        out = {"client": tau_c / total}
+        out = {"client": c}
         if self.therapist is not None:
-            out["therapist"] = tau_t / total
+            out["therapist"] = t
         out["total_variance"] = total
+        if ci is not None:
+            boot = self.icc_bootstrap(at, n_boot=n_boot, seed=seed)
+            lo, hi = (1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0
+            for level in ("client", "therapist") if self.therapist is not None else ("client",):
+                vals = boot[level].to_numpy()
+                vals = vals[np.isfinite(vals)]
+                out[f"{level}_ci_low"] = float(np.quantile(vals, lo)) if vals.size else np.nan
+                out[f"{level}_ci_high"] = float(np.quantile(vals, hi)) if vals.size else np.nan
+            out["n_boot"] = int(len(boot))
         return out
+
+    def icc_bootstrap(
+        self, at: Mapping[str, float] | None = None, *, n_boot: int = 500, seed: int = 0
+    ) -> pd.DataFrame:
+        """ICCs of ``n_boot`` parametric-bootstrap refits (one row per replicate).
+
+        Each replicate draws new outcomes from the fitted model (fixed effects, client and
+        therapist random effects and residuals from their estimated normal distributions, on
+        the analysed rows' design) and refits it with the same method, starting from the
+        estimate. Returns columns ``client`` (and ``therapist``) and ``converged``.
+
+        References
+        ----------
+        Davison, A. C., & Hinkley, D. V. (1997). Bootstrap methods and their application,
+        section 2.2 (parametric simulation) and 5.3 (percentile intervals). Cambridge UP.
+        """
+        if int(n_boot) < 1:
+            raise ValueError(f"n_boot must be a positive whole number, not {n_boot!r}")
+        rng = np.random.default_rng(seed)
+        m = self._model
+        z = self._icc_z(at)
+        X, Z = m._X, m._Z
+        fixed = X @ self._efit.beta
+        cov = self._efit.cov_client
+        w, v = np.linalg.eigh(0.5 * (cov + cov.T))
+        root = v * np.sqrt(np.clip(w, 0.0, None))
+        ther = m.row_ther if m.n_therapists else None
+        sd_t = math.sqrt(max(float(self._efit.var_therapist or 0.0), 0.0))
+        rows = []
+        for _ in range(int(n_boot)):  # one refit per replicate (each vectorised over rows)
+            b = rng.standard_normal((m.n_clients, m.q)) @ root.T
+            y = fixed + np.einsum("nq,nq->n", Z, b[m.row_block])
+            if ther is not None:
+                y = y + (sd_t * rng.standard_normal(m.n_therapists))[ther]
+            y = y + self.sigma * rng.standard_normal(m.n)
+            try:
+                refit = NestedLMM(y, X, Z, m.row_block, ther, reml=m.reml).fit(self.theta)
+            except (EngineError, np.linalg.LinAlgError):
+                rows.append((np.nan, np.nan, False))
+                continue
+            c, t, _ = self._icc_point(refit.cov_client, refit.var_therapist, refit.sigma**2, z)
+            rows.append((c, t, bool(refit.converged)))
+        out = pd.DataFrame(rows, columns=["client", "therapist", "converged"])
+        if self.therapist is None:
+            out = out.drop(columns="therapist")
+        return out
+
+    def icc_table(self, *, ci: float = 0.95, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+        """The ICCs with parametric-bootstrap intervals, one row per level, ready to report.
+
+        Returns
+        -------
+        DataFrame
+            Index ``level`` (``client``, ``therapist``); columns ``icc``, ``ci_low``,
+            ``ci_high``, ``n_groups`` (clients or therapists), ``imprecise`` (therapists: fewer
+            than :data:`MIN_THERAPISTS`), ``note``. ``attrs`` hold ``ci``, ``n_boot``, ``seed``,
+            ``method`` and ``time_zero``.
+        """
+        res = self.icc(ci=ci, n_boot=n_boot, seed=seed)
+        levels = ["client"] + (["therapist"] if self.therapist is not None else [])
+        rows = []
+        for level in levels:
+            n_groups = self.n_clients if level == "client" else self.n_therapists
+            imprecise = level == "therapist" and self.therapist_imprecise
+            rows.append(
+                {
+                    "level": level,
+                    "icc": res[level],
+                    "ci_low": res[f"{level}_ci_low"],
+                    "ci_high": res[f"{level}_ci_high"],
+                    "n_groups": n_groups,
+                    "imprecise": imprecise,
+                    "note": self.therapist_note if imprecise else "",
+                }
+            )
+        table = pd.DataFrame(rows).set_index("level")
+        table.attrs.update(
+            ci=ci,
+            n_boot=res["n_boot"],
+            seed=seed,
+            method="parametric bootstrap, percentile interval",
+            time_zero=getattr(self, "time_zero", 0.0),
+        )
+        return table
 
     @cached_property
     def _modes(self) -> dict:
@@ -351,11 +497,15 @@ class MixedFit:
                 "aic": self.aic,
                 "bic": self.bic,
                 "converged": self.converged,
+                "convergence_test": "KKT: lme4 scaled gradient on free components",
+                "max_grad": self.max_grad,
+                "optimizer_message": self.optimizer_message,
                 "singular": self.singular,
                 "warnings": self.warnings,
                 "fixed": fixed.to_dict(orient="records"),
                 "random": self.random.to_dict(orient="records"),
                 "icc": self.icc(),
+                "therapist_imprecise": self.therapist_imprecise,
             }
         )
 
@@ -721,8 +871,19 @@ class TrajectoryFit(MixedFit):
     time : str
         Name of the time column.
     knot, offset : float or None
+    time_zero : float
+        The session at which the intercept and the ICCs are stated (time terms are 0 there).
     covariates : tuple
     """
+
+    def _icc_z(self, at: Mapping[str, float] | None) -> np.ndarray:
+        at = dict(at or {})
+        if self.time in at:  # a session value: the random-slope columns at that session
+            t = np.array([float(at.pop(self.time))])
+            covs = {c: np.zeros(1) for c in self._base_covariates}
+            cols = _trajectory_columns(t, covs, self._spec)
+            at.update({nm: float(cols[nm][0]) for nm in self.random_terms if nm in cols})
+        return super()._icc_z(at)
 
     def predict(
         self,
@@ -782,6 +943,7 @@ class TrajectoryFit(MixedFit):
                     "time": self.time,
                     "knot": self.knot,
                     "offset": self.offset,
+                    "time_zero": self.time_zero,
                     "covariates": [c if isinstance(c, str) else list(c) for c in self.covariates],
                 }
             )
@@ -805,16 +967,18 @@ def _time_term_names(time: str, spec: dict) -> list[str]:
 def _trajectory_columns(t: np.ndarray, covs: dict, spec: dict) -> dict:
     """All fixed-effect columns of a trajectory model, by term name."""
     time, shape = spec["time"], spec["shape"]
+    z = float(spec.get("time_zero", 0.0))  # every time term is 0 at time zero
     names = _time_term_names(time, spec)
     if shape == "linear":
-        tcols = [t]
+        tcols = [t - z]
     elif shape == "quadratic":
-        tcols = [t, t * t]
+        tcols = [t - z, (t - z) ** 2]
     elif shape == "log":
-        tcols = [np.log(t + (spec["offset"] or 0.0))]
+        off = spec["offset"] or 0.0
+        tcols = [np.log(t + off) - math.log(z + off)]
     else:
         k = spec["knot"]
-        tcols = [np.minimum(t, k), np.maximum(t - k, 0.0)]
+        tcols = [np.minimum(t, k) - min(z, k), np.maximum(t - k, 0.0) - max(z - k, 0.0)]
     out = dict(zip(names, tcols, strict=True))
     for c in spec["base_covariates"]:
         out[c] = covs[c]
@@ -843,6 +1007,7 @@ def fit_trajectory(
     random_slope: bool = True,
     method: str = "reml",
     engine: str = "auto",
+    time_zero: float | str | None = None,
 ) -> TrajectoryFit:
     """Fit a growth model of a score over sessions (clients, optionally in therapists).
 
@@ -872,6 +1037,12 @@ def fit_trajectory(
         quadratic: t; log: log t; piecewise: both pieces). False gives a random intercept only.
     method : {"reml", "ml"}
     engine : {"auto", "profiled", "statsmodels"}
+    time_zero : float or "first", optional
+        The session at which the intercept, the intercept variance and the ICCs are stated: the
+        time terms are centred there (``t - time_zero``). Default (``None`` or ``"first"``): the
+        first session at which ``score`` is observed in the analysed rows (for the alliance the
+        first alliance session, never an intake session 0 where it is not measured, which would
+        make the intercept an extrapolation). Stored as ``fit.time_zero``.
 
     Returns
     -------
@@ -879,9 +1050,15 @@ def fit_trajectory(
 
     Notes
     -----
-    Linear shape (lme4 ``score ~ t + (t | client) [+ (1 | therapist)]``)::
+    Linear shape (lme4 ``score ~ I(t - t0) + (I(t - t0) | client) [+ (1 | therapist)]``)::
 
-        y_tij = (b0 + u0i + v_j) + (b1 + u1i) t + e_tij
+        y_tij = (b0 + u0i + v_j) + (b1 + u1i) (t - t0) + e_tij
+
+    with ``t0 = time_zero``. The other shapes centre the same way: quadratic ``t - t0`` and
+    ``(t - t0)^2``; log ``log(t + offset) - log(t0 + offset)``; piecewise
+    ``min(t, k) - min(t0, k)`` and ``max(t - k, 0) - max(t0 - k, 0)``. Term names stay
+    ``session``, ``session^2``, ... Centring changes the intercept and its variance (the
+    likelihood and the slope of a linear model are unchanged).
 
     Rows with a missing score (or time, covariate, id) are dropped and counted in ``n_dropped``.
     Compare shapes with :func:`compare_trajectories` (ML).
@@ -924,6 +1101,18 @@ def fit_trajectory(
         data, {"outcome": [score], "time": [time], "covariates": base, "ids": ids}
     )
     t = _numeric(frame, time)
+    if time_zero is None or (isinstance(time_zero, str) and time_zero == "first"):
+        t0 = float(t.min()) if len(t) else 0.0
+    elif isinstance(time_zero, (int, float, np.integer, np.floating)) and not isinstance(
+        time_zero, bool
+    ):
+        t0 = float(time_zero)
+    else:
+        raise ModelError(
+            f"time_zero must be a session number or 'first', not {time_zero!r}",
+            column=time,
+            value=time_zero,
+        )
     if shape == "log":
         shifted = t + (offset or 0.0)
         bad = shifted <= 0 if offset is not None else t < 1
@@ -942,6 +1131,12 @@ def fit_trajectory(
                 row=frame.index[i],
                 value=t[i],
             )
+    if shape == "log" and not t0 + (offset or 0.0) > 0:
+        raise ModelError(
+            f"shape='log' needs time_zero + offset > 0; got time_zero={t0:g}, offset={offset!r}",
+            column=time,
+            value=t0,
+        )
     if shape == "piecewise":
         if knot is None:
             raise ModelError("shape='piecewise' needs knot=", column=time)
@@ -959,6 +1154,7 @@ def fit_trajectory(
         "offset": offset,
         "base_covariates": base,
         "interactions": inter,
+        "time_zero": t0,
     }
     covs = {c: _numeric(frame, c) for c in base}
     cols = _trajectory_columns(t, covs, spec)
@@ -970,6 +1166,7 @@ def fit_trajectory(
         "time": time,
         "knot": knot,
         "offset": offset,
+        "time_zero": t0,
         "covariates": tuple(covariates),
         "_spec": spec,
         "_base_covariates": base,
@@ -990,6 +1187,7 @@ def fit_trajectory(
             random_slope=random_slope,
             method=m,
             engine=engine,
+            time_zero=t0,
         )
 
     if method not in ("reml", "ml"):

@@ -18,10 +18,12 @@ REFERENCE = json.loads((FIXTURES / "lme4_demo.json").read_text())
 SESSIONS = pd.read_csv(
     FIXTURES / "demo_sessions.csv", dtype={"client_id": str, "therapist_id": str}
 )
+# lme4_demo.R fits uncentred session; fit_trajectory centres at the first alliance session unless
+# time_zero is given
 MODELS = {
-    "two_level": {},
-    "three_level": {"therapist": "therapist_id"},
-    "three_level_ml": {"therapist": "therapist_id", "method": "ml"},
+    "two_level": {"time_zero": 0},
+    "three_level": {"therapist": "therapist_id", "time_zero": 0},
+    "three_level_ml": {"therapist": "therapist_id", "method": "ml", "time_zero": 0},
 }
 
 

@@ -7,6 +7,12 @@ their correlation (``cor.test``) are computed in base R in the same script.
 
 Tolerances: ICCs 1e-6 and their CIs 1e-4 absolute (as agreed for the project); the Bland-Altman
 statistics, slopes and slope correlation are closed-form and compared at 1e-9.
+
+The clustered analysis (the default) is checked against tests/reference/raters_reference.R
+(R 4.2.2, lme4 1.1.31): variance components of lmer(score ~ rater + (1 | client_id) +
+(1 | client_id:session)) at 1e-5 relative (observed ~1e-7), the ICCs formed from them at 1e-6,
+and the Bland & Altman (2007) repeated-measures limits computed by hand in R from a one-way
+ANOVA of the differences (lm/anova) at 1e-9.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ REF = json.loads((FIXTURES / "psych_reference.json").read_text())
 R_REF = REF["raters"]
 TINY_REF = REF["tiny_raters"]
 DATA = pd.read_csv(FIXTURES / "rater_data.csv")
+CLUSTERED = pd.read_csv(FIXTURES / "rater_clustered.csv")
+LME4 = json.loads((FIXTURES / "raters_reference.json").read_text())
 
 ICC_TOL = 1e-6
 CI_TOL = 1e-4
@@ -35,7 +43,7 @@ EXACT_TOL = 1e-9
 
 @pytest.fixture(scope="module")
 def result() -> RaterAgreement:
-    return rater_agreement(DATA, "score")
+    return rater_agreement(DATA, "score", clustered=False)
 
 
 def tiny() -> pd.DataFrame:
@@ -103,7 +111,7 @@ def test_slopes_match_r(result):
 
 
 def test_tiny_example_by_hand():
-    res = rater_agreement(tiny(), "wai")
+    res = rater_agreement(tiny(), "wai", clustered=False)
     # differences client - therapist: 0.5, 0.3, 0.4, -0.2, 0.1, 0.3
     # mean 1.4 / 6 = 7/30; squared deviations (in tenths, x9): 64+4+25+169+16+4 = 282,
     # so var = 282 / 900 / 5 = 282 / 4500
@@ -147,7 +155,7 @@ def test_tiny_example_by_hand():
 
 
 def test_swapping_raters_flips_differences_only(result):
-    swapped = rater_agreement(DATA, "score", raters=("therapist", "client"))
+    swapped = rater_agreement(DATA, "score", raters=("therapist", "client"), clustered=False)
     assert swapped.mean_difference == pytest.approx(-result.mean_difference, abs=1e-12)
     assert swapped.loa_low == pytest.approx(-result.loa_high, abs=1e-12)
     assert_allclose(swapped.icc.to_numpy(), result.icc.to_numpy(), atol=1e-12)
@@ -163,6 +171,7 @@ def test_other_raters_missing_scores_and_column_names():
         client="pid",
         session="visit",
         rater="who",
+        clustered=False,
     )
     assert res.n_pairs == R_REF["n_pairs"]
     assert res.icc.loc["ICC(A,1)", "icc"] == pytest.approx(R_REF["icc2"], abs=ICC_TOL)
@@ -170,7 +179,7 @@ def test_other_raters_missing_scores_and_column_names():
 
 
 def test_level_changes_intervals(result):
-    narrow = rater_agreement(DATA, "score", ci=0.80)
+    narrow = rater_agreement(DATA, "score", ci=0.80, clustered=False)
     z90 = 1.2815515655446004  # qnorm(0.90)
     assert narrow.loa_high == pytest.approx(
         narrow.mean_difference + z90 * narrow.sd_difference, abs=1e-12
@@ -220,10 +229,123 @@ def test_perfect_consistency_and_agreement():
     therapist = df["rater"] == "therapist"
     shifted = df.copy()
     shifted.loc[therapist, "wai"] = df.loc[~therapist, "wai"].to_numpy() - 0.5
-    res = rater_agreement(shifted, "wai")
+    res = rater_agreement(shifted, "wai", clustered=False)
     # a constant offset: perfect consistency, imperfect absolute agreement
     assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx(1.0)
     assert res.icc.loc["ICC(A,1)", "icc"] < 1.0
     assert res.sd_difference == pytest.approx(0.0, abs=1e-12)
     assert res.mean_difference == pytest.approx(0.5)
     assert_allclose(res.slopes["slope_client"], res.slopes["slope_therapist"], atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 13 item 2: clients and sessions as random effects, cluster bootstrap, Bland-Altman 2007
+
+
+@pytest.fixture(scope="module")
+def clustered_results() -> dict:
+    return {
+        "rater_data": rater_agreement(DATA, "score", n_boot=60, seed=1),
+        "rater_clustered": rater_agreement(CLUSTERED, "score", n_boot=60, seed=1),
+    }
+
+
+@pytest.mark.parametrize("name", ["rater_data", "rater_clustered"])
+def test_clustered_variance_components_match_lme4(clustered_results, name):
+    ref = LME4[name]
+    assert LME4["versions"]["lme4"] == "1.1.31"
+    res = clustered_results[name]
+    assert res.clustered and (res.n_pairs, res.n_clients) == (ref["n_pairs"], ref["n_clients"])
+    vc = res.variance_components["variance"]
+    # R: as.data.frame(VarCorr(lmer(score ~ rater + (1 | client_id) + (1 | client_id:session))))
+    assert vc["client"] == pytest.approx(ref["v_client"], rel=1e-5)
+    assert vc["session"] == pytest.approx(ref["v_session"], rel=1e-5)
+    assert vc["residual"] == pytest.approx(ref["v_residual"], rel=1e-5)
+    assert vc["rater"] == pytest.approx(ref["v_rater"], rel=1e-4)
+    assert res.variance_components.attrs["converged"]
+    assert res.icc.loc["ICC(A,1)", "icc"] == pytest.approx(ref["icc_a"], abs=ICC_TOL)
+    assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx(ref["icc_c"], abs=ICC_TOL)
+
+
+@pytest.mark.parametrize("name", ["rater_data", "rater_clustered"])
+def test_bland_altman_2007_matches_hand_formulas_in_r(clustered_results, name):
+    ref = LME4[name]
+    ba = clustered_results[name].bland_altman
+    assert ba.method == "repeated measures (Bland & Altman 2007)"
+    assert ba.mean_difference == pytest.approx(ref["ba_mean"], abs=EXACT_TOL)
+    assert ba.sd_between == pytest.approx(ref["ba_sd_between"], abs=EXACT_TOL)
+    assert ba.sd_within == pytest.approx(ref["ba_sd_within"], abs=EXACT_TOL)
+    assert ba.sd_difference == pytest.approx(ref["ba_sd_total"], abs=EXACT_TOL)
+    assert ba.loa_low == pytest.approx(ref["ba_loa_low"], abs=EXACT_TOL)
+    assert ba.loa_high == pytest.approx(ref["ba_loa_high"], abs=EXACT_TOL)
+    res = clustered_results[name]
+    assert (res.loa_low, res.loa_high) == (ba.loa_low, ba.loa_high)
+    # a client-level difference component widens the limits over independent pairs
+    if name == "rater_clustered":
+        assert ba.sd_between > 0.2
+        assert ba.loa_low_ci[0] < ba.loa_low < ba.loa_low_ci[1]
+
+
+def test_clustered_keeps_the_independent_numbers_as_sensitivity(clustered_results, result):
+    res = clustered_results["rater_data"]
+    pd.testing.assert_frame_equal(res.icc_independent, result.icc)
+    assert res.bland_altman_independent == result.bland_altman
+    frame = res.to_frame()
+    sens = frame[frame["analysis"] == "independent pairs (sensitivity)"].set_index("statistic")
+    assert sens.loc["ICC(A,1)", "estimate"] == pytest.approx(R_REF["icc2"], abs=ICC_TOL)
+    assert sens.loc["loa_low", "estimate"] == pytest.approx(R_REF["loa_low"], abs=EXACT_TOL)
+    main = frame[frame["analysis"] == "clustered"].set_index("statistic")
+    assert list(main.index) == ["ICC(A,1)", "ICC(C,1)", "mean_difference", "loa_low", "loa_high"]
+    assert np.isnan(res.icc["F"]).all()
+    d = res.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["icc"][0]["F"] is None  # no F test for the model-based ICC
+    assert d["clustered"] and d["bland_altman"]["method"].startswith("repeated")
+    assert set(d["variance_components"]) == {"client", "session", "rater", "residual"}
+
+
+def test_cluster_bootstrap_is_seeded_and_brackets_the_estimate(clustered_results):
+    res = clustered_results["rater_clustered"]
+    again = rater_agreement(CLUSTERED, "score", n_boot=60, seed=1)
+    pd.testing.assert_frame_equal(again.icc, res.icc)
+    other = rater_agreement(CLUSTERED, "score", n_boot=60, seed=2)
+    assert not other.icc["ci_low"].equals(res.icc["ci_low"])
+    for stat in ("ICC(A,1)", "ICC(C,1)"):
+        row = res.icc.loc[stat]
+        assert row["ci_low"] < row["icc"] < row["ci_high"]
+    assert res.n_boot == 60 and res.seed == 1
+    assert "cluster bootstrap over clients" in res.bland_altman.interval
+
+
+def test_clustered_interval_is_wider_than_independent_pairs():
+    # 40 clients x 12 sessions with a strong client-level rater difference: treating the 480
+    # pairs as independent understates the uncertainty of the bias
+    rng = np.random.default_rng(8)
+    client = np.repeat(np.arange(40), 12)
+    level = rng.normal(3.5, 0.5, 40)[client] + rng.normal(0, 0.2, client.size)
+    bias = rng.normal(-0.3, 0.35, 40)[client]
+    df = pd.DataFrame(
+        {
+            "client_id": np.concatenate([client, client]).astype(str),
+            "session": np.tile(np.tile(np.arange(1, 13), 40), 2),
+            "rater": np.repeat(["client", "therapist"], client.size),
+            "score": np.concatenate(
+                [
+                    level + rng.normal(0, 0.2, client.size),
+                    level + bias + rng.normal(0, 0.2, client.size),
+                ]
+            ),
+        }
+    )
+    res = rater_agreement(df, "score", n_boot=100, seed=3)
+    width = np.diff(res.mean_difference_ci)[0]
+    naive = np.diff(res.bland_altman_independent.mean_difference_ci)[0]
+    assert width > 2 * naive  # design effect sqrt(1 + 11 * 0.6) ~ 2.8
+    # the truth: bias SD 0.35 between clients, within SD sqrt(2) * 0.2
+    assert res.bland_altman.sd_between == pytest.approx(0.35, abs=0.1)
+    assert res.bland_altman.sd_within == pytest.approx(math.sqrt(2) * 0.2, abs=0.03)
+
+
+def test_clustered_needs_enough_clients():
+    with pytest.raises(RaterAgreementError, match="clustered=False"):
+        rater_agreement(tiny(), "wai")

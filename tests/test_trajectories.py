@@ -52,6 +52,7 @@ LME4_TERM = {
 
 
 def _fits():
+    # the lme4 references (lme4_trajectories.R) use uncentred session: time_zero=0
     sleep = {"client": "Subject"}
     three = {"therapist": "therapist_id"}
     return {
@@ -59,17 +60,21 @@ def _fits():
         "sleep_ml": lambda: fit_mixed(
             SLEEP, "Reaction", ["Days"], random=["Days"], method="ml", **sleep
         ),
-        "three_reml": lambda: fit_trajectory(THREE, "wai", **three),
-        "three_ml": lambda: fit_trajectory(THREE, "wai", method="ml", **three),
+        "three_reml": lambda: fit_trajectory(THREE, "wai", time_zero=0, **three),
+        "three_ml": lambda: fit_trajectory(THREE, "wai", time_zero=0, method="ml", **three),
         "three_cov": lambda: fit_trajectory(
-            THREE, "wai", covariates=["experience", "ipp", ("experience", "ipp")], **three
+            THREE,
+            "wai",
+            time_zero=0,
+            covariates=["experience", "ipp", ("experience", "ipp")],
+            **three,
         ),
-        "linear": lambda: fit_trajectory(THREE, "wai"),
-        "quadratic": lambda: fit_trajectory(THREE, "wai", shape="quadratic"),
-        "log": lambda: fit_trajectory(THREE, "wai", shape="log"),
-        "piecewise": lambda: fit_trajectory(THREE, "wai", shape="piecewise", knot=4),
-        "dropout": lambda: fit_trajectory(DROP, "wai"),
-        "boundary": lambda: fit_trajectory(BOUND, "wai"),
+        "linear": lambda: fit_trajectory(THREE, "wai", time_zero=0),
+        "quadratic": lambda: fit_trajectory(THREE, "wai", time_zero=0, shape="quadratic"),
+        "log": lambda: fit_trajectory(THREE, "wai", time_zero=1, shape="log"),  # log(1) = 0
+        "piecewise": lambda: fit_trajectory(THREE, "wai", time_zero=0, shape="piecewise", knot=4),
+        "dropout": lambda: fit_trajectory(DROP, "wai", time_zero=0),
+        "boundary": lambda: fit_trajectory(BOUND, "wai", time_zero=0),
     }
 
 
@@ -392,3 +397,133 @@ def test_simulation_recovery_slope_ci_coverage():
         covered.append(lo <= truth <= hi)
     coverage = float(np.mean(covered))
     assert 0.91 <= coverage <= 0.98, f"coverage {coverage:.3f}"
+
+
+# --------------------------------------------------------------------------------------------
+# issue 13 items 4 and 5: time zero, one ICC definition, ICC intervals, few therapists
+
+
+def _with_intake(df: pd.DataFrame) -> pd.DataFrame:
+    """Add an intake row (session 0) per client where the score is not measured."""
+    intake = df.drop_duplicates("client_id").assign(session=0, wai=np.nan)
+    return pd.concat([intake, df], ignore_index=True)
+
+
+def test_time_zero_defaults_to_the_first_observed_session():
+    data = _with_intake(THREE)
+    fit = fit_trajectory(data, "wai", therapist="therapist_id")
+    assert fit.time_zero == 1.0  # not the intake session 0, where wai is never observed
+    assert fit.to_dict()["time_zero"] == 1.0
+    raw = get_fit("three_reml")  # the same model with time_zero=0 (lme4's uncentred fit)
+    # centring reparametrises: same likelihood and slope, intercept = the curve at session 1
+    assert fit.loglik == pytest.approx(raw.loglik, abs=1e-6)
+    assert fit.fixed.loc["session", "estimate"] == pytest.approx(
+        raw.fixed.loc["session", "estimate"], rel=1e-6
+    )
+    at_one = raw.predict(sessions=[1.0])
+    assert fit.fixed.loc["Intercept", "estimate"] == pytest.approx(
+        at_one["estimate"].iloc[0], rel=1e-6
+    )
+    assert fit.fixed.loc["Intercept", "se"] == pytest.approx(at_one["se"].iloc[0], rel=1e-4)
+    # one ICC definition: at time zero; the same number from the uncentred fit at session 1
+    assert fit.icc()["client"] == pytest.approx(raw.icc(at={"session": 1})["client"], rel=1e-5)
+    assert raw.icc()["client"] != pytest.approx(fit.icc()["client"], rel=1e-3)
+    # predictions take raw sessions whatever the centring
+    pd.testing.assert_frame_equal(
+        fit.predict(sessions=[1, 5, 12]), raw.predict(sessions=[1, 5, 12]), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "shape,kw", [("quadratic", {}), ("piecewise", {"knot": 4}), ("log", {"offset": 1.0})]
+)
+def test_time_zero_centring_for_every_shape(shape, kw):
+    a = fit_trajectory(THREE, "wai", shape=shape, time_zero=0, **kw)
+    b = fit_trajectory(THREE, "wai", shape=shape, time_zero=3, **kw)
+    assert b.time_zero == 3.0
+    assert b.loglik == pytest.approx(a.loglik, abs=1e-5)
+    assert b.fixed.loc["Intercept", "estimate"] == pytest.approx(
+        a.predict(sessions=[3.0])["estimate"].iloc[0], rel=1e-5
+    )
+    assert b.icc()["client"] == pytest.approx(a.icc(at={"session": 3})["client"], rel=1e-4)
+
+
+def test_time_zero_errors():
+    with pytest.raises(ModelError, match="time_zero"):
+        fit_trajectory(THREE, "wai", time_zero="intake")
+    with pytest.raises(ModelError, match="time_zero"):
+        fit_trajectory(DROP, "wai", shape="log", offset=1, time_zero=-1)
+
+
+def test_icc_interval_is_a_seeded_parametric_bootstrap():
+    fit = get_fit("three_reml")
+    res = fit.icc(ci=0.9, n_boot=60, seed=3)
+    for level in ("client", "therapist"):
+        assert res[f"{level}_ci_low"] < res[level] < res[f"{level}_ci_high"]
+    assert res["n_boot"] == 60
+    assert fit.icc(ci=0.9, n_boot=60, seed=3) == res  # reproducible
+    assert fit.icc(ci=0.9, n_boot=60, seed=4) != res
+    boot = fit.icc_bootstrap(n_boot=60, seed=3)
+    assert list(boot.columns) == ["client", "therapist", "converged"] and boot["converged"].all()
+    assert res["client_ci_low"] == pytest.approx(boot["client"].quantile(0.05))
+    table = fit.icc_table(ci=0.9, n_boot=60, seed=3)
+    assert list(table.index) == ["client", "therapist"]
+    assert table.loc["client", "ci_low"] == res["client_ci_low"]
+    assert table.attrs["method"].startswith("parametric bootstrap")
+    assert table.loc["therapist", "n_groups"] == fit.n_therapists
+
+
+def test_few_therapists_flag_the_therapist_variance():
+    from alliance_lib.simulate import simulate_study
+
+    few = simulate_study(n_therapists=6, n_clients=48, max_sessions=5, seed=9, output="scores")
+    fit = fit_trajectory(few, "alliance", therapist="therapist_id")
+    assert fit.n_therapists == 6 and fit.therapist_imprecise
+    assert any("therapist variance and ICC are imprecise" in w for w in fit.warnings)
+    table = fit.icc_table(n_boot=20, seed=1)
+    assert (
+        bool(table.loc["therapist", "imprecise"])
+        and "6 therapists" in table.loc["therapist", "note"]
+    )
+    assert not table.loc["client", "imprecise"]
+    assert fit.to_dict()["therapist_imprecise"] is True
+    many = get_fit("three_reml")  # 30 therapists
+    assert many.n_therapists >= 15 and not many.therapist_imprecise
+    assert not get_fit("linear").therapist_imprecise  # no therapist level
+
+
+@pytest.mark.slow
+def test_icc_interval_coverage_by_simulation():
+    # 40 data sets (60 clients x 5 sessions, random intercept, true ICC 0.4): the 90 % parametric
+    # bootstrap interval (99 replicates) should cover the true ICC in about 90 % of them; with 40
+    # data sets the binomial SE is ~0.05, so accept 0.75-1.
+    rng = np.random.default_rng(2026)
+    client = np.repeat(np.arange(60), 5)
+    session = np.tile(np.arange(1.0, 6.0), 60)
+    covered = []
+    for _ in range(40):
+        y = 3 + 0.05 * session + rng.normal(0, math.sqrt(0.4), 60)[client]
+        y = y + rng.normal(0, math.sqrt(0.6), client.size)
+        df = pd.DataFrame({"client_id": client.astype(str), "session": session, "wai": y})
+        fit = fit_trajectory(df, "wai", random_slope=False)
+        res = fit.icc(ci=0.9, n_boot=99, seed=int(rng.integers(1 << 31)))
+        covered.append(res["client_ci_low"] <= 0.4 <= res["client_ci_high"])
+    coverage = float(np.mean(covered))
+    assert 0.75 <= coverage <= 1.0, coverage
+
+
+def test_study_analysis_option_time_zero(tmp_path):
+    from alliance_lib.study import StudyError, load_study
+
+    def study(extra: str):
+        path = tmp_path / "study.yaml"
+        path.write_text(
+            "study: T\ndata: {1: w1.csv}\ninstruments: {alliance: wai-sr}\n" + extra,
+            encoding="utf-8",
+        )
+        return load_study(path, check_files=False)
+
+    assert study("").analysis["time_zero"] is None
+    assert study("analysis: {time_zero: 2}\n").analysis["time_zero"] == 2
+    with pytest.raises(StudyError, match="analysis.time_zero"):
+        study("analysis: {time_zero: -1}\n")

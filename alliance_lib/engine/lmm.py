@@ -21,6 +21,7 @@ import numpy as np
 from scipy import optimize
 
 from alliance_lib.errors import DataError
+from alliance_lib.optim import free_components
 
 __all__ = [
     "EngineError",
@@ -34,7 +35,13 @@ __all__ = [
 SINGULAR_TOL = 1e-4
 """lme4's ``lme4.singular.tolerance``: a relative Cholesky diagonal below this is a boundary fit."""
 GRADIENT_TOL = 2e-3
-"""lme4's ``check.conv.grad`` tolerance on the (Hessian-scaled) gradient of the deviance."""
+"""lme4's ``check.conv.grad`` tolerance on the (Hessian-scaled) gradient of the deviance.
+
+Convergence is this test, never the optimiser's flag: the KKT conditions of the bounded
+profiled-deviance problem (diagonal relative Cholesky factors and the therapist factor >= 0) with
+lme4's statistic ``max(pmin(|chol(H)^{-1} g|, |g|))`` over the components left free by
+:func:`alliance_lib.optim.free_components` (a component at 0 whose gradient points out of the
+feasible box is held there by its multiplier and is not tested), below this tolerance."""
 _LOG2PI = math.log(2.0 * math.pi)
 
 
@@ -44,11 +51,17 @@ def _single_blas_thread():
     Every evaluation makes many tiny BLAS calls; idle OpenBLAS worker threads spinning between
     them compete with the main thread on small machines and can triple the fit time.
     """
+    global _CONTROLLER
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - optional dependency
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _CONTROLLER is None:  # finding the BLAS libraries costs ~10 ms: do it once
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER = None
 
 
 class EngineError(DataError):
@@ -153,7 +166,9 @@ class EngineFit:
         The REML criterion or the ML deviance (-2 log-likelihood) at the optimum.
     reml : bool
     converged : bool
-        Optimiser success and lme4's gradient check (``max_grad`` below ``GRADIENT_TOL``).
+        The KKT test at the returned theta: lme4's scaled gradient statistic ``max_grad`` on
+        the free components below ``GRADIENT_TOL`` (see :data:`GRADIENT_TOL`). The optimiser's
+        ``success`` flag plays no part; its message is kept in ``optimizer_message``.
     singular : bool
         lme4's ``isSingular``: a diagonal element of ``theta`` below ``SINGULAR_TOL``.
     max_grad : float
@@ -650,10 +665,7 @@ class NestedLMM:
                     return self.to_original(np.asarray(res.x, dtype=float))
                 theta_s, ok, max_grad = self._polish(np.asarray(res.x, dtype=float))
         msgs.extend(str(w.message) for w in caught)
-        converged = bool(res.success or ok)
-        if not converged:
-            msgs.append(f"optimizer did not converge: {res.message}")
-        return self._finish(theta_s, converged, str(res.message), msgs, max_grad)
+        return self._finish(theta_s, ok, str(res.message), msgs, max_grad)
 
     # boundary probes along a coordinate at 0 (internal scale: sd ratio times the Z scale)
     _PROBES = (0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -819,7 +831,7 @@ class NestedLMM:
         ``max(pmin(|H^{-1/2} g|, |g|))`` on the original theta scale.
         """
         f, g = self.value_and_grad(theta_s)
-        free = np.flatnonzero(~((theta_s <= self.lower + 1e-10) & (g > 0)))
+        free = free_components(theta_s, g, self.lower)
         if free.size == 0:
             return theta_s, True, 0.0
         H = self._hessian_from_grad(theta_s, free, g0=g)
@@ -840,7 +852,7 @@ class NestedLMM:
             theta_s, f, g = cand, fc, gc
             if moved < 1e-10 * max(1.0, float(np.max(np.abs(theta_s)))):
                 break
-        free = np.flatnonzero(~((theta_s <= self.lower + 1e-10) & (g > 0)))
+        free = free_components(theta_s, g, self.lower)
         if free.size == 0:
             return theta_s, True, 0.0
         stat = self._grad_stat(theta_s, g, H, free)
@@ -861,7 +873,8 @@ class NestedLMM:
         except np.linalg.LinAlgError:
             return float(np.max(np.abs(g_o)))
 
-    def _finish(self, theta_s, converged, message, msgs, max_grad=None) -> EngineFit:
+    def _finish(self, theta_s, _flag, message, msgs, max_grad=None) -> EngineFit:
+        # ``_flag`` (an optimiser's verdict) is not used: convergence is the KKT test below
         theta_s = np.asarray(theta_s, dtype=float)
         blk = self._blocks(theta_s)
         prof = self._profile(blk)
@@ -886,7 +899,8 @@ class NestedLMM:
             msgs.append("boundary (singular) fit: see help('isSingular')")
         if max_grad is None:
             max_grad = self._check_gradient(theta_s)
-        if np.isfinite(max_grad) and max_grad > GRADIENT_TOL:
+        converged = bool(max_grad <= GRADIENT_TOL)  # the KKT test decides, not the flag
+        if not max_grad <= GRADIENT_TOL:
             msgs.append(
                 f"Model failed to converge with max|grad| = {max_grad:.6g} (tol = {GRADIENT_TOL})"
             )
@@ -899,7 +913,7 @@ class NestedLMM:
             var_therapist=var_ther,
             deviance=self.deviance_scaled(theta_s),
             reml=self.reml,
-            converged=converged and not (max_grad > GRADIENT_TOL),
+            converged=converged,
             singular=singular,
             max_grad=float(max_grad),
             n_evals=self.n_evals,
@@ -911,14 +925,21 @@ class NestedLMM:
     def _check_gradient(self, theta_s: np.ndarray) -> float:
         """lme4's convergence statistic at theta_s (see :meth:`_grad_stat`)."""
         _, g = self.value_and_grad(theta_s)
-        free = np.flatnonzero(~((theta_s <= self.lower + 1e-10) & (g > 0)))
+        if not np.all(np.isfinite(g)):
+            return np.inf
+        free = free_components(theta_s, g, self.lower)
         if free.size == 0:
             return 0.0
         return self._grad_stat(theta_s, g, self._hessian_from_grad(theta_s, free), free)
 
     def evaluate(self, theta, *, converged: bool = True, message: str = "", msgs=None) -> EngineFit:
-        """All fit quantities at a given theta (original scale), e.g. from another engine."""
-        return self._finish(self.to_scaled(theta), converged, message, list(msgs or []))
+        """All fit quantities at a given theta (original scale), e.g. from another engine.
+
+        ``converged`` (another optimiser's flag) is recorded in ``optimizer_message`` only;
+        the fit's ``converged`` is the KKT test at ``theta`` (see :data:`GRADIENT_TOL`).
+        """
+        note = f"{message} (optimizer flag: {'converged' if converged else 'not converged'})"
+        return self._finish(self.to_scaled(theta), None, note.strip(), list(msgs or []))
 
     # ------------------------------------------------------------------ after the fit
     def conditional_modes(self, fit: EngineFit) -> dict:
