@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+from threadpoolctl import threadpool_limits
 
 from alliance_lib.alliance_outcome import _as_float, _check_unique_sessions, _require_columns
 from alliance_lib.engine.panel import (
@@ -778,6 +779,18 @@ def fit_cross_lagged(
     _check_choice("missing", missing, ("fiml", "listwise"))
     if lag not in (1, 2):
         raise ModelError(f"lag must be 1 or 2, not {lag!r}", value=lag)
+    # small dense algebra: BLAS threads only add contention
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_cross_lagged(
+            data, alliance, outcome, client, session, model, constraints, missing, lag, waves,
+            min_clients, test_constraints
+        )
+
+
+def _fit_cross_lagged(
+    data, alliance, outcome, client, session, model, constraints, missing, lag, waves,
+    min_clients, test_constraints
+):
     A, Y, waves = _wide(data, alliance, outcome, client, session, waves, min_clients)
     if missing == "listwise":
         cc = ~(np.isnan(A).any(1) | np.isnan(Y).any(1))

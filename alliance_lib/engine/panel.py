@@ -51,7 +51,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import linalg, optimize
+from scipy import optimize
 
 from alliance_lib.errors import DataError
 
@@ -167,6 +167,9 @@ class Patterns:
     cov : list of ndarray
         ML (divide-by-n) covariance of the observed columns in the pattern.
     n_rows, n_cols : int
+    groups : list of tuple
+        Patterns with the same number of observed columns, stacked for batched algebra:
+        ``(obs (G, k), n (G,), mean (G, k), cov (G, k, k), mis (G, p - k))``.
     """
 
     observed: list
@@ -175,6 +178,28 @@ class Patterns:
     cov: list
     n_rows: int
     n_cols: int
+    groups: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.groups:
+            return
+        sizes = np.array([len(o) for o in self.observed])
+        allcols = np.arange(self.n_cols)
+        for k in np.unique(sizes):
+            sel = np.flatnonzero(sizes == k)
+            obs = np.array([self.observed[g] for g in sel], dtype=int).reshape(len(sel), k)
+            mis = np.array(
+                [np.setdiff1d(allcols, self.observed[g]) for g in sel], dtype=int
+            ).reshape(len(sel), self.n_cols - k)
+            self.groups.append(
+                (
+                    obs,
+                    self.n[sel].astype(float),
+                    np.array([self.mean[g] for g in sel]).reshape(len(sel), k),
+                    np.array([self.cov[g] for g in sel]).reshape(len(sel), k, k),
+                    mis,
+                )
+            )
 
 
 def missing_patterns(X: np.ndarray) -> Patterns:
@@ -227,25 +252,33 @@ def _pattern_terms(pat: Patterns, mu: np.ndarray, sigma: np.ndarray, gradient: b
     """Log-likelihood and (optionally) d/dSigma, d/dmu, summed over patterns."""
     total = 0.0
     p = pat.n_cols
-    G = np.zeros((p, p)) if gradient else None
+    G = np.zeros(p * p) if gradient else None
     g = np.zeros(p) if gradient else None
-    for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov):
-        s_oo = sigma[np.ix_(obs, obs)]
+    # batched over the patterns with the same number of observed columns
+    for obs, n, xbar, cov, _ in pat.groups:
+        k = obs.shape[1]
+        s_oo = sigma[obs[:, :, None], obs[:, None, :]]
         try:
-            c, low = linalg.cho_factor(s_oo, lower=True, check_finite=False)
-        except linalg.LinAlgError:
+            chol = np.linalg.cholesky(s_oo)
+        except np.linalg.LinAlgError:
             return -np.inf, None, None
-        diag = np.diag(c)
+        diag = np.diagonal(chol, axis1=1, axis2=2)
         if not np.all(diag > 0):
             return -np.inf, None, None
+        inv = np.linalg.inv(s_oo)
         d = xbar - mu[obs]
-        inv = linalg.cho_solve((c, low), np.eye(len(obs)), check_finite=False)
-        W = cov + np.outer(d, d)
-        total += -0.5 * n * (len(obs) * _LOG2PI + 2.0 * np.log(diag).sum() + np.sum(inv * W))
+        W = cov + d[:, :, None] * d[:, None, :]
+        logdet = 2.0 * np.log(diag).sum(axis=1)
+        total += float(-0.5 * np.sum(n * (k * _LOG2PI + logdet + np.sum(inv * W, axis=(1, 2)))))
         if gradient:
             iw = inv @ W @ inv
-            G[np.ix_(obs, obs)] += -0.5 * n * (inv - iw)
-            g[obs] += n * (inv @ d)
+            gc = (-0.5 * n)[:, None, None] * (inv - iw)
+            flat = obs[:, :, None] * p + obs[:, None, :]
+            G += np.bincount(flat.ravel(), weights=gc.ravel(), minlength=p * p)
+            gm = n[:, None] * np.einsum("gij,gj->gi", inv, d)
+            g += np.bincount(obs.ravel(), weights=gm.ravel(), minlength=p)
+    if gradient:
+        G = G.reshape(p, p)
     return total, G, g
 
 
@@ -509,31 +542,30 @@ def saturated_fit(
     ll = _pattern_terms(pat, mu, sigma, False)[0]
     for _ in range(max_iter):
         T1 = np.zeros(p)
-        T2 = np.zeros((p, p))
-        for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov):
-            mis = np.setdiff1d(np.arange(p), obs)
-            if mis.size == 0:
-                T1 += n * xbar
-                T2 += n * (cov + np.outer(xbar, xbar))
-                continue
-            s_oo = sigma[np.ix_(obs, obs)]
-            s_mo = sigma[np.ix_(mis, obs)]
-            beta = np.linalg.solve(s_oo, s_mo.T).T  # (mis, obs)
-            ex = np.empty(p)
-            ex[obs] = xbar
-            ex[mis] = mu[mis] + beta @ (xbar - mu[obs])
-            # E[x x'] = cov of conditional means + conditional covariance
-            C = np.zeros((p, p))
-            C[np.ix_(obs, obs)] = cov
-            C[np.ix_(mis, obs)] = beta @ cov
-            C[np.ix_(obs, mis)] = cov @ beta.T
-            C[np.ix_(mis, mis)] = beta @ cov @ beta.T + (
-                sigma[np.ix_(mis, mis)] - beta @ s_mo.T
-            )
-            T1 += n * ex
-            T2 += n * (C + np.outer(ex, ex))
+        T2 = np.zeros(p * p)
+        for obs, n, xbar, cov, mis in pat.groups:
+            k, m = obs.shape[1], mis.shape[1]
+            perm = np.concatenate([obs, mis], axis=1)  # (G, p): observed first
+            ex = np.empty((len(n), p))
+            C = np.zeros((len(n), p, p))
+            ex[:, :k] = xbar
+            C[:, :k, :k] = cov
+            if m:
+                s_oo = sigma[obs[:, :, None], obs[:, None, :]]
+                s_om = sigma[obs[:, :, None], mis[:, None, :]]
+                s_mm = sigma[mis[:, :, None], mis[:, None, :]]
+                beta = np.swapaxes(np.linalg.solve(s_oo, s_om), 1, 2)  # (G, m, k)
+                ex[:, k:] = mu[mis] + np.einsum("gmk,gk->gm", beta, xbar - mu[obs])
+                bc = beta @ cov
+                C[:, k:, :k] = bc
+                C[:, :k, k:] = np.swapaxes(bc, 1, 2)
+                C[:, k:, k:] = bc @ np.swapaxes(beta, 1, 2) + s_mm - beta @ s_om
+            M = C + ex[:, :, None] * ex[:, None, :]
+            T1 += np.bincount(perm.ravel(), weights=(n[:, None] * ex).ravel(), minlength=p)
+            flat = perm[:, :, None] * p + perm[:, None, :]
+            T2 += np.bincount(flat.ravel(), weights=(n[:, None, None] * M).ravel(), minlength=p * p)
         mu = T1 / N
-        sigma = T2 / N - np.outer(mu, mu)
+        sigma = T2.reshape(p, p) / N - np.outer(mu, mu)
         sigma = 0.5 * (sigma + sigma.T)
         ll_old, ll = ll, _pattern_terms(pat, mu, sigma, False)[0]
         if abs(ll - ll_old) < tol * max(1.0, abs(ll)):
