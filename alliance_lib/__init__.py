@@ -11,6 +11,7 @@ from alliance_lib import plots, privacy
 from alliance_lib._version import __version__
 from alliance_lib.alliance_outcome import *
 from alliance_lib.change import *
+from alliance_lib.cross_lagged import *
 from alliance_lib.errors import AllianceError, DataError, DefinitionError, ReportError
 from alliance_lib.io import *
 from alliance_lib.norms import *
