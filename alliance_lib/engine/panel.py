@@ -478,7 +478,10 @@ def fit_ram(
         theta = cand
         iterations += 1
         ll, gr = loglik_gradient(spec, theta, pat)
-        info = observed_information(spec, theta, pat)
+        if decrement > 1e-6 or lam < 1.0:
+            # close to the optimum the information barely changes over one Newton step (the
+            # next decrement is ~ its square): keep it, saving 2 x n_par gradient evaluations
+            info = observed_information(spec, theta, pat)
     if not converged:
         # L-BFGS alone may have converged when the information is not positive definite
         converged = bool(np.max(np.abs(gr)) / n < 1e-5)
