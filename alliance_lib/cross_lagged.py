@@ -42,7 +42,12 @@ __all__ = ["CrossLaggedFit", "fit_cross_lagged", "cross_lagged_syntax"]
 
 MODELS = ("riclpm", "mlsem", "lcmsr")
 CONSTRAINTS = ("lags", "stationary", "none")
-EFFECTS = ("alliance -> outcome", "outcome -> alliance", "alliance -> alliance", "outcome -> outcome")
+EFFECTS = (
+    "alliance -> outcome",
+    "outcome -> alliance",
+    "alliance -> alliance",
+    "outcome -> outcome",
+)
 _EFFECT_LABEL = {
     "alliance -> outcome": "beta",
     "outcome -> alliance": "cay",
@@ -463,7 +468,11 @@ class CrossLaggedFit:
                 sub = p[p["op"] == key]
             if sub.empty:
                 continue
-            out += ["", title, f"{'':<20}{'Estimate':>10}{'Std.Err':>10}{'z-value':>9}{'P(>|z|)':>9}"]
+            out += [
+                "",
+                title,
+                f"{'':<20}{'Estimate':>10}{'Std.Err':>10}{'z-value':>9}{'P(>|z|)':>9}",
+            ]
             last = None
             for _, r in sub.iterrows():
                 if key in ("=~", "~", "~~cov") and r["lhs"] != last:
@@ -598,7 +607,9 @@ def _wide(data, alliance, outcome, client, session, waves, min_clients):
     df = data[[client, session, alliance, outcome]]
     if df[client].isna().any():
         row = df.index[int(np.flatnonzero(df[client].isna().to_numpy())[0])]
-        raise ModelError(f"column {client!r} has a missing id in row {row!r}", column=client, row=row)
+        raise ModelError(
+            f"column {client!r} has a missing id in row {row!r}", column=client, row=row
+        )
     sess = _as_float(df, session, allow_missing=False)
     a = _as_float(df, alliance)
     y = _as_float(df, outcome)
@@ -782,14 +793,34 @@ def fit_cross_lagged(
     # small dense algebra: BLAS threads only add contention
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_cross_lagged(
-            data, alliance, outcome, client, session, model, constraints, missing, lag, waves,
-            min_clients, test_constraints
+            data,
+            alliance,
+            outcome,
+            client,
+            session,
+            model,
+            constraints,
+            missing,
+            lag,
+            waves,
+            min_clients,
+            test_constraints,
         )
 
 
 def _fit_cross_lagged(
-    data, alliance, outcome, client, session, model, constraints, missing, lag, waves,
-    min_clients, test_constraints
+    data,
+    alliance,
+    outcome,
+    client,
+    session,
+    model,
+    constraints,
+    missing,
+    lag,
+    waves,
+    min_clients,
+    test_constraints,
 ):
     A, Y, waves = _wide(data, alliance, outcome, client, session, waves, min_clients)
     if missing == "listwise":
@@ -798,7 +829,9 @@ def _fit_cross_lagged(
     if A.shape[0] < 10:
         raise ModelError(f"only {A.shape[0]} clients have data in the waves used", column=client)
     b, spec, fit, pat, shift, h1, base = _fit_model(A, Y, model, constraints, lag)
-    f = _param_scale(b, {"alliance": float(np.nanstd(A)) or 1.0, "outcome": float(np.nanstd(Y)) or 1.0})
+    f = _param_scale(
+        b, {"alliance": float(np.nanstd(A)) or 1.0, "outcome": float(np.nanstd(Y)) or 1.0}
+    )
     theta = fit.theta * f
     vcov = fit.vcov * np.outer(f, f)
     se = fit.se * f
@@ -816,13 +849,35 @@ def _fit_cross_lagged(
             z = est / s if s > 0 else np.nan
             w = _wald(est, s)
             rows.append(
-                dict(lhs=r.lhs, op=r.op, rhs=r.rhs, label=r.label, estimate=est, se=s, z=z,
-                     p=w["p"], ci_low=w["ci_low"], ci_high=w["ci_high"], free=r.index + 1)
+                dict(
+                    lhs=r.lhs,
+                    op=r.op,
+                    rhs=r.rhs,
+                    label=r.label,
+                    estimate=est,
+                    se=s,
+                    z=z,
+                    p=w["p"],
+                    ci_low=w["ci_low"],
+                    ci_high=w["ci_high"],
+                    free=r.index + 1,
+                )
             )
         else:
             rows.append(
-                dict(lhs=r.lhs, op=r.op, rhs=r.rhs, label="", estimate=r.value, se=np.nan,
-                     z=np.nan, p=np.nan, ci_low=np.nan, ci_high=np.nan, free=0)
+                dict(
+                    lhs=r.lhs,
+                    op=r.op,
+                    rhs=r.rhs,
+                    label="",
+                    estimate=r.value,
+                    se=np.nan,
+                    z=np.nan,
+                    p=np.nan,
+                    ci_low=np.nan,
+                    ci_high=np.nan,
+                    free=0,
+                )
             )
     params = pd.DataFrame(rows)
 
@@ -872,7 +927,9 @@ def _fit_cross_lagged(
             "p": float(stats.chi2.sf(lr_stat, ddf)),
         }
         if not fit_f.converged:
-            warn.append("the model with free lags did not converge: the constraint test is unreliable")
+            warn.append(
+                "the model with free lags did not converge: the constraint test is unreliable"
+            )
     if model == "riclpm" and pat.n_rows < 100:
         warn.append(
             f"only {pat.n_rows} clients: FIML standard errors of a {len(waves)}-wave RI-CLPM can "

@@ -6,7 +6,7 @@ within 1e-3, chi-square, CFI, TLI, RMSEA (with its 90 % CI) and SRMR within 1e-3
 """
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +35,21 @@ FIT_KEYS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _data(name):
     return pd.read_csv(FX / f"cross_lagged_{name}.csv")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit(case):
     name, m = case.split("/")
     model, _, cons = m.partition("_")
     return fit_cross_lagged(
-        _data(name), "alliance", "outcome", model=model, constraints=cons or "lags",
+        _data(name),
+        "alliance",
+        "outcome",
+        model=model,
+        constraints=cons or "lags",
         test_constraints=False,
     )
 

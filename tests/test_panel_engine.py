@@ -63,9 +63,15 @@ def test_regression_by_fiml_equals_least_squares_on_complete_data():
     np.testing.assert_allclose(fit.theta[[0, 4]], [slope, icpt], rtol=1e-7)
     np.testing.assert_allclose(fit.theta[2], resid.var(), rtol=1e-7)
     # ML standard error of the slope: sigma / sqrt(sum (x - xbar)^2), sigma^2 by ML
-    np.testing.assert_allclose(fit.se[0], np.sqrt(resid.var() / ((x - x.mean()) ** 2).sum()), rtol=1e-5)
-    assert np.all(np.linalg.eigvalsh(observed_information(spec, fit.theta, missing_patterns(
-        np.column_stack([x, y])))) > 0)
+    np.testing.assert_allclose(
+        fit.se[0], np.sqrt(resid.var() / ((x - x.mean()) ** 2).sum()), rtol=1e-5
+    )
+    assert np.all(
+        np.linalg.eigvalsh(
+            observed_information(spec, fit.theta, missing_patterns(np.column_stack([x, y])))
+        )
+        > 0
+    )
 
 
 def test_saturated_em_reaches_the_complete_data_moments_and_a_higher_loglik():

@@ -1,7 +1,7 @@
 """cross_lagged_section on the demo study (wave 3)."""
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -15,12 +15,12 @@ from alliance_lib.waves import prepare_wave
 STUDY = Path(__file__).resolve().parents[1] / "data" / "demo" / "study.yaml"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _wave():
     return prepare_wave(load_study(STUDY), 3)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _section():
     return cross_lagged_section(_wave())
 

@@ -139,7 +139,12 @@ def test_dynamics_follow_the_stated_equations():
         reverse_change_effect=0.015,
     )
     d = simulate_study(
-        n_clients=6000, n_therapists=20, seed=9, output="scores", truth=truth, dropout=False,
+        n_clients=6000,
+        n_therapists=20,
+        seed=9,
+        output="scores",
+        truth=truth,
+        dropout=False,
         max_sessions=8,
     )
     a = _wide(d, "alliance").to_numpy()[:, 1:]
@@ -150,8 +155,9 @@ def test_dynamics_follow_the_stated_equations():
     imp = truth.implied()
     coef_y = np.linalg.lstsq(X, y[:, 3:].ravel(), rcond=None)[0]
     coef_a = np.linalg.lstsq(X, a[:, 3:].ravel(), rcond=None)[0]
-    np.testing.assert_allclose(coef_y, [imp["alliance -> outcome"], imp["outcome -> outcome"]],
-                               atol=0.15)
+    np.testing.assert_allclose(
+        coef_y, [imp["alliance -> outcome"], imp["outcome -> outcome"]], atol=0.15
+    )
     np.testing.assert_allclose(
         coef_a, [imp["alliance -> alliance"], imp["outcome -> alliance"]], atol=0.02
     )
@@ -163,8 +169,9 @@ def test_outcome_dropout_is_missing_at_random_on_the_observed_outcome():
     base = SimulationTruth(dropout_alliance=0.0, dropout_base=-2.0)
     kw = dict(n_clients=3000, n_therapists=30, seed=4, output="scores", max_sessions=8)
     none = simulate_study(truth=base, **kw)
-    worse = simulate_study(truth=SimulationTruth(**{**base.to_dict(), "dropout_outcome": 1.5}),
-                           **kw)
+    worse = simulate_study(
+        truth=SimulationTruth(**{**base.to_dict(), "dropout_outcome": 1.5}), **kw
+    )
     last = worse.groupby("client_id")["session"].max()
     intake = worse[worse["session"] == 0].set_index("client_id")["outcome"]
     # clients with higher symptoms leave sooner (here: a positive logit per SD)
@@ -175,8 +182,16 @@ def test_outcome_dropout_is_missing_at_random_on_the_observed_outcome():
 
 
 def test_item_error_sets_the_measurement_model():
-    kw = dict(n_clients=200, n_therapists=5, seed=6, therapist_ratings=False, n_typos=0,
-              n_duplicates=0, missing_item_rate=0.0, missing_code_rate=0.0)
+    kw = dict(
+        n_clients=200,
+        n_therapists=5,
+        seed=6,
+        therapist_ratings=False,
+        n_typos=0,
+        n_duplicates=0,
+        missing_item_rate=0.0,
+        missing_code_rate=0.0,
+    )
     noisy = simulate_study(truth=SimulationTruth(wai_item_sd=1.0), **kw)
     clean = simulate_study(truth=SimulationTruth(wai_item_sd=0.05, wai_facet_sd=0.0), **kw)
     lat = simulate_study(output="scores", **kw)

@@ -328,9 +328,9 @@ def observed_information(spec: RamSpec, theta: np.ndarray, patterns: Patterns) -
         tm = theta.copy()
         tp[j] += h
         tm[j] -= h
-        H[:, j] = (loglik_gradient(spec, tp, patterns)[1] - loglik_gradient(spec, tm, patterns)[1]) / (
-            2.0 * h
-        )
+        H[:, j] = (
+            loglik_gradient(spec, tp, patterns)[1] - loglik_gradient(spec, tm, patterns)[1]
+        ) / (2.0 * h)
     H = 0.5 * (H + H.T)
     return -H
 
@@ -379,7 +379,7 @@ def _diagnostics(spec: RamSpec, theta: np.ndarray, info: np.ndarray) -> list[str
     _, S, _ = spec.matrices(theta)
     sr, sc, sp = spec._s
     names = spec.names or [f"par{j}" for j in range(spec.n_par)]
-    for r, c, p in zip(sr, sc, sp):
+    for r, c, p in zip(sr, sc, sp, strict=False):
         if r == c and theta[p] <= 0:
             out.append(
                 f"variance {names[p]} is estimated at {theta[p]:.4g} <= 0 (a boundary or Heywood "
@@ -533,7 +533,7 @@ def saturated_fit(
     sums = np.zeros(p)
     cnt = np.zeros(p)
     sq = np.zeros(p)
-    for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov):
+    for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov, strict=False):
         sums[obs] += n * xbar
         cnt[obs] += n
         sq[obs] += n * (np.diag(cov) + xbar**2)
@@ -586,7 +586,7 @@ def independence_fit(pat: Patterns) -> tuple[np.ndarray, np.ndarray, float]:
     sums = np.zeros(p)
     cnt = np.zeros(p)
     sq = np.zeros(p)
-    for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov):
+    for obs, n, xbar, cov in zip(pat.observed, pat.n, pat.mean, pat.cov, strict=False):
         sums[obs] += n * xbar
         cnt[obs] += n
         sq[obs] += n * (np.diag(cov) + xbar**2)

@@ -208,7 +208,6 @@ def cross_lagged_section(
         ),
         name="cross_lagged_models",
     )
-    p = primary.parameters
     ri = primary.random_intercepts
     par_rows = []
     names = {
@@ -220,8 +219,13 @@ def cross_lagged_section(
     for k, label in names.items():
         e = primary.effects.loc[k]
         par_rows.append(
-            {"Parameter": label, "Estimate": e["estimate"], "SE": e["se"],
-             "95 % CI": (e["ci_low"], e["ci_high"]), "p": e["p"]}
+            {
+                "Parameter": label,
+                "Estimate": e["estimate"],
+                "SE": e["se"],
+                "95 % CI": (e["ci_low"], e["ci_high"]),
+                "p": e["p"],
+            }
         )
     for k, label in (
         ("alliance variance", "Random-intercept variance, alliance"),
@@ -230,13 +234,23 @@ def cross_lagged_section(
     ):
         e = ri.loc[k]
         par_rows.append(
-            {"Parameter": label, "Estimate": e["estimate"], "SE": e["se"],
-             "95 % CI": (e["ci_low"], e["ci_high"]), "p": np.nan}
+            {
+                "Parameter": label,
+                "Estimate": e["estimate"],
+                "SE": e["se"],
+                "95 % CI": (e["ci_low"], e["ci_high"]),
+                "p": np.nan,
+            }
         )
     lr = primary.long_run
     par_rows.append(
-        {"Parameter": "Long-run effect of alliance on outcome", "Estimate": lr["estimate"],
-         "SE": lr["se"], "95 % CI": (lr["ci_low"], lr["ci_high"]), "p": lr["p"]}
+        {
+            "Parameter": "Long-run effect of alliance on outcome",
+            "Estimate": lr["estimate"],
+            "SE": lr["se"],
+            "95 % CI": (lr["ci_low"], lr["ci_high"]),
+            "p": lr["p"],
+        }
     )
     par_table = Table(
         "RI-CLPM: within-client paths and random intercepts",
