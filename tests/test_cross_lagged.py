@@ -207,3 +207,17 @@ def test_recovery_riclpm_inertia_reverse_path_dropout():
     for k in EFFECTS:
         assert abs(np.mean(est[k]) - implied[k]) < 0.1 * max(abs(implied[k]), 0.01) + 0.02, k
         assert np.mean(cover[k]) >= 0.85, k
+
+
+def test_descriptive_multilevel_model_says_what_it_is_and_warns():
+    from alliance_lib import fit_alliance_outcome
+
+    d = _data("complete")
+    res = fit_alliance_outcome(d, "alliance", "outcome")
+    assert res.description.startswith("descriptive multilevel model")
+    assert any("lagged outcome" in w and "fit_cross_lagged" in w for w in res.warnings)
+    if res.fit.singular:
+        assert any("singular" in w for w in res.warnings)
+    assert res.to_dict()["warnings"] == res.warnings
+    quiet = fit_alliance_outcome(d, "alliance", "outcome", control_prior_outcome=False)
+    assert not any("lagged outcome" in w for w in quiet.warnings)
