@@ -655,7 +655,21 @@ def _wide(data, alliance, outcome, client, session, waves, min_clients):
 
 
 # ----------------------------------------------------------------------------- fitting
-def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True):
+PILOT_PATTERNS = 200
+PILOT_ROWS = 1500
+
+
+def _carry(b_from: _Builder, theta: np.ndarray, b_to: _Builder, default: np.ndarray) -> np.ndarray:
+    """Starts for ``b_to`` from a fit of ``b_from``: same (lhs, op, rhs) entry, same value."""
+    value = {(r.lhs, r.op, r.rhs): theta[r.index] for r in b_from.rows if r.index >= 0}
+    out = default.copy()
+    for r in b_to.rows:
+        if r.index >= 0 and (r.lhs, r.op, r.rhs) in value:
+            out[r.index] = value[(r.lhs, r.op, r.rhs)]
+    return out
+
+
+def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, start_from=None):
     T = A.shape[1]
     b = _model_builder(model, T, constraints, lag)
     X = np.hstack([A[:, : T - 1] if model == "mlsem" else A, Y])
@@ -667,7 +681,20 @@ def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True):
     Xs = X / colscale
     pat = missing_patterns(Xs)
     spec = b.spec()
-    fit = fit_ram(spec, pat, _starts(b, Xs))
+    start = _starts(b, Xs)
+    h0 = None
+    if start_from is not None:
+        start = _carry(start_from[0], start_from[1], b, start)
+    elif len(pat.n) > PILOT_PATTERNS and pat.n_rows > 2 * PILOT_ROWS:
+        # many missing-data patterns make each evaluation costly: get close on a pilot subset
+        # of clients (fixed, for reproducibility), then finish on all of them
+        rows = np.random.default_rng(0).choice(Xs.shape[0], PILOT_ROWS, replace=False)
+        try:
+            pilot = fit_ram(spec, missing_patterns(Xs[rows]), start, information=False)
+            start, h0 = pilot.theta, pilot.hess_inv
+        except Exception:  # noqa: BLE001 - the pilot is only a start; fall back to the default
+            pass
+    fit = fit_ram(spec, pat, start, information=information, hess_inv0=h0)
     # log-likelihood on the data metric
     shift = float(np.sum(~np.isnan(Xs) * np.log(colscale)))
     h1 = base = None
@@ -917,7 +944,16 @@ def _fit_cross_lagged(
     ctest = None
     warn = list(fit.warnings)
     if constraints != "none" and test_constraints:
-        _, spec_f, fit_f, *_ = _fit_model(A, Y, model, "none", lag, fit_h1=False)
+        _, spec_f, fit_f, *_ = _fit_model(
+            A,
+            Y,
+            model,
+            "none",
+            lag,
+            fit_h1=False,
+            information=False,
+            start_from=(b, fit.theta),
+        )
         lr_stat = max(2.0 * (fit_f.loglik - fit.loglik), 0.0)
         ddf = spec_f.n_par - spec.n_par
         ctest = {
