@@ -385,6 +385,8 @@ class CrossLaggedFit:
         The sessions used as waves.
     n_clients, n_patterns : int
     converged : bool
+    singular : bool
+        A boundary fit (property; see :attr:`CrossLaggedFit.singular`).
     warnings : list of str
     raw : RamFit
         The engine result (on the internally standardised metric).
@@ -408,6 +410,25 @@ class CrossLaggedFit:
     warnings: list = field(default_factory=list)
     raw: RamFit | None = None
     vcov: np.ndarray | None = None
+
+    @property
+    def singular(self) -> bool:
+        """A boundary fit, as lme4's ``isSingular`` (tolerance 1e-4): a latent variance at or
+        below 1e-4 of the largest variance of its series, or a non-positive-definite latent
+        covariance matrix (see :attr:`warnings`)."""
+        p = self.parameters
+        var = p[(p["op"] == "~~") & (p["lhs"] == p["rhs"]) & (p["free"] > 0)]
+        latent = var[~var["lhs"].str.fullmatch(r"[ay]\d+")]
+        if latent.empty:
+            return any("not positive definite" in w for w in self.warnings)
+        top = {
+            s: var.loc[var["lhs"].map(_series_of) == s, "estimate"].abs().max()
+            for s in ("alliance", "outcome")
+        }
+        rel = latent["estimate"] / latent["lhs"].map(lambda v: top[_series_of(v)])
+        return bool((rel <= 1e-4).any()) or any(
+            "latent variables is not positive definite" in w for w in self.warnings
+        )
 
     def summary(self) -> str:
         """The fit as lavaan's ``summary(fit)`` prints it."""
@@ -520,6 +541,7 @@ class CrossLaggedFit:
             "n_clients": self.n_clients,
             "n_patterns": self.n_patterns,
             "converged": self.converged,
+            "singular": self.singular,
             "warnings": list(self.warnings),
         }
 
@@ -991,6 +1013,10 @@ def _fit_cross_lagged(
         raw=fit,
         vcov=vcov,
     )
+
+
+def _series_of(name: str) -> str:
+    return "alliance" if name in ("RIa", "Sa") or name.startswith(("a", "wa")) else "outcome"
 
 
 def _lag_parameters(b: _Builder, model: str) -> dict[str, list[int]]:

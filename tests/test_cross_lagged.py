@@ -5,6 +5,7 @@ estimates near 0 would test digits nobody reports), SEs within 1e-3 relative, lo
 within 1e-3, chi-square, CFI, TLI, RMSEA (with its 90 % CI) and SRMR within 1e-3.
 """
 
+import dataclasses
 import json
 from functools import cache
 from pathlib import Path
@@ -221,3 +222,29 @@ def test_descriptive_multilevel_model_says_what_it_is_and_warns():
     assert res.to_dict()["warnings"] == res.warnings
     quiet = fit_alliance_outcome(d, "alliance", "outcome", control_prior_outcome=False)
     assert not any("lagged outcome" in w for w in quiet.warnings)
+
+
+def test_singular_flag_for_a_boundary_fit():
+    rng = np.random.default_rng(7)
+    # no stable client differences: the random-intercept variances go to the boundary
+    n, T = 300, 5
+    rows = pd.DataFrame(
+        {
+            "client_id": np.repeat(np.arange(n), T).astype(str),
+            "session": np.tile(np.arange(1, T + 1), n),
+            "alliance": rng.normal(size=n * T),
+            "outcome": rng.normal(size=n * T),
+        }
+    )
+    fit = fit_cross_lagged(rows, "alliance", "outcome", test_constraints=False)
+    ri = fit.random_intercepts
+    assert abs(ri.loc["alliance variance", "estimate"]) < 0.05
+    if ri.loc[["alliance variance", "outcome variance"], "estimate"].min() <= 0:
+        assert fit.singular
+    good = _fit("complete/riclpm")
+    assert not good.singular
+    # the same fit with the alliance random-intercept variance at the boundary
+    p = good.parameters.copy()
+    p.loc[(p["lhs"] == "RIa") & (p["rhs"] == "RIa"), "estimate"] = 0.0
+    assert dataclasses.replace(good, parameters=p).singular
+    assert fit.to_dict()["singular"] == fit.singular

@@ -309,6 +309,15 @@ def cross_lagged_section(
             "lagged outcome beside a client random intercept is biased when both series have "
             "inertia and effects run both ways."
         )
+    for name, f in fits.items():
+        if not f.converged or f.singular:
+            sentences.append(
+                f"Diagnostics, {labels[name]}: "
+                + ("did not converge; " if not f.converged else "")
+                + ("a boundary (singular) fit; " if f.singular else "")
+                + "; ".join(f.warnings[:2])
+                + "."
+            )
     sentences.append(
         "These are within-client associations; a causal reading assumes no unmeasured "
         "time-varying confounders (sequential exchangeability), and measurement error in the "
