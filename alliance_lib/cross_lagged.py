@@ -442,7 +442,7 @@ class CrossLaggedFit:
             f"{self.raw.iterations if self.raw else 0} iterations",
             "",
             f"  {'Estimator':<{w - 10}}{'ML':>10}",
-            f"  {'Optimization method':<{w - 10}}{'LBFGS+NEWTON':>10}",
+            f"  {'Optimization method':<{w - 10}}{'BFGS+NEWTON':>10}",
             f"  {'Number of model parameters':<{w - 10}}{n_entries:>10}",
         ]
         if n_entries > npar:

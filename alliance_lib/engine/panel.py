@@ -521,7 +521,7 @@ def fit_ram(
             # next decrement is ~ its square): keep it, saving 2 x n_par gradient evaluations
             info = observed_information(spec, theta, pat)
     if not converged:
-        # L-BFGS alone may have converged when the information is not positive definite
+        # BFGS alone may have converged when the information is not positive definite
         converged = bool(np.max(np.abs(gr)) / n < 1e-5)
     try:
         vcov = np.linalg.inv(info)
