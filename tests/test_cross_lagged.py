@@ -44,14 +44,10 @@ def _data(name):
 @cache
 def _fit(case):
     name, m = case.split("/")
-    model, _, cons = m.partition("_")
+    model, _, variant = m.partition("_")
+    kw = {"lag": 2} if variant == "lag2" else {"constraints": variant or "lags"}
     return fit_cross_lagged(
-        _data(name),
-        "alliance",
-        "outcome",
-        model=model,
-        constraints=cons or "lags",
-        test_constraints=False,
+        _data(name), "alliance", "outcome", model=model, test_constraints=False, **kw
     )
 
 
@@ -93,11 +89,12 @@ def test_loglik_and_fit_indices_match_lavaan(case):
     assert fit.n_clients == REF["fits"][case]["nobs"]
 
 
+@pytest.mark.parametrize("model", ["riclpm", "mlsem"])
 @pytest.mark.parametrize("name", ["complete", "missing"])
-def test_constraint_test_is_the_lavaan_likelihood_ratio(name):
-    fit = fit_cross_lagged(_data(name), "alliance", "outcome")
-    lags = REF["fits"][f"{name}/riclpm"]["fit"]
-    free = REF["fits"][f"{name}/riclpm_none"]["fit"]
+def test_constraint_test_is_the_lavaan_likelihood_ratio(name, model):
+    fit = fit_cross_lagged(_data(name), "alliance", "outcome", model=model)
+    lags = REF["fits"][f"{name}/{model}"]["fit"]
+    free = REF["fits"][f"{name}/{model}_none"]["fit"]
     assert abs(fit.constraint_test["chisq"] - 2 * (free["logl"] - lags["logl"])) < 1e-3
     assert fit.constraint_test["df"] == lags["df"] - free["df"]
 

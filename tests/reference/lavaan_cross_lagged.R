@@ -4,7 +4,7 @@
 # RI-CLPM, LCM-SR and ML-SEM (lags equal over sessions) by FIML on the two data sets, with the
 # syntax written here independently of alliance_lib (after Mulder & Hamaker's lavaan code and
 # Allison, Williams & Moral-Benito 2017); the RI-CLPM with free and with stationary constraints
-# from the syntax alliance_lib writes. Output: fixtures/lavaan_cross_lagged.json.
+# and with lag-2 paths, and the ML-SEM with free lags, from the syntax alliance_lib writes. Output: fixtures/lavaan_cross_lagged.json.
 suppressPackageStartupMessages({library(lavaan); library(jsonlite)})
 fx <- "tests/reference/fixtures"
 TT <- 8
@@ -103,9 +103,9 @@ for (name in c("complete", "missing")) {
   w <- to_wide(long)
   models <- list(riclpm = riclpm_syntax(TT), lcmsr = riclpm_syntax(TT, slopes = TRUE),
                  mlsem = mlsem_syntax(TT))
-  for (c in c("none", "stationary")) {
-    models[[paste0("riclpm_", c)]] <- paste(readLines(file.path(fx, paste0(
-      "cross_lagged_syntax_riclpm_", c, ".lav"))), collapse = "\n")
+  for (m in c("riclpm_none", "riclpm_stationary", "riclpm_lag2", "mlsem_none")) {
+    models[[m]] <- paste(readLines(file.path(fx, paste0("cross_lagged_syntax_", m, ".lav"))),
+                         collapse = "\n")
   }
   for (m in names(models)) {
     key <- paste(name, m, sep = "/")

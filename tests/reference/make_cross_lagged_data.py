@@ -45,3 +45,9 @@ if __name__ == "__main__":
         (OUT / f"cross_lagged_syntax_riclpm_{c}.lav").write_text(
             cross_lagged_syntax(8, model="riclpm", constraints=c) + "\n", encoding="utf-8"
         )
+    (OUT / "cross_lagged_syntax_riclpm_lag2.lav").write_text(
+        cross_lagged_syntax(8, model="riclpm", lag=2) + "\n", encoding="utf-8"
+    )
+    (OUT / "cross_lagged_syntax_mlsem_none.lav").write_text(
+        cross_lagged_syntax(8, model="mlsem", constraints="none") + "\n", encoding="utf-8"
+    )
