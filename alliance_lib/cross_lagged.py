@@ -36,6 +36,7 @@ from alliance_lib.engine.panel import (
     missing_patterns,
     saturated_fit,
 )
+from alliance_lib.errors import DataError
 from alliance_lib.trajectories import ModelError
 
 __all__ = ["CrossLaggedFit", "fit_cross_lagged", "cross_lagged_syntax"]
@@ -306,9 +307,9 @@ def _check_choice(name, value, choices):
 
 
 # ----------------------------------------------------------------------------- starts, scaling
-def _starts(b: _Builder, X: np.ndarray) -> np.ndarray:
-    """Robust starts: observed means; half the observed variance to the random intercept and
-    half to the within part; lags 0 (lavaan's "simple" starts, with the intercept share)."""
+def _starts(b: _Builder, X: np.ndarray, share: float = 0.5) -> np.ndarray:
+    """Starts: observed means; a ``share`` of the observed variance to the random intercept
+    (fixed effect), the rest to the within part; lags and covariances 0."""
     mean = np.nanmean(X, axis=0)
     var = np.nanvar(X, axis=0)
     col = {v: k for k, v in enumerate(b.observed)}
@@ -329,10 +330,16 @@ def _starts(b: _Builder, X: np.ndarray) -> np.ndarray:
             if r.lhs in ("Sa", "Sy"):
                 theta[r.index] = 0.01 * base / max(len(b.observed) / 2, 1) ** 2
             elif r.lhs in col:  # observed exogenous / residual variance
-                theta[r.index] = 0.5 * var[col[r.lhs]] if r.lhs in col else 0.5 * base
+                theta[r.index] = (1.0 - share) * var[col[r.lhs]]
+            elif r.lhs in ("RIa", "RIy", "alpha"):
+                theta[r.index] = share * base
             else:
-                theta[r.index] = 0.5 * base
+                theta[r.index] = (1.0 - share) * base
     return theta
+
+
+START_SHARES = (0.5, 0.2, 0.8)
+"""Random-intercept shares of the variance tried as starts, in turn, until a fit converges."""
 
 
 def _param_scale(b: _Builder, scale: dict[str, float]) -> np.ndarray:
@@ -717,6 +724,16 @@ def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, 
         except Exception:  # noqa: BLE001 - the pilot is only a start; fall back to the default
             pass
     fit = fit_ram(spec, pat, start, information=information, hess_inv0=h0)
+    if not fit.converged and start_from is None:
+        # robust starts: other splits of the variance between levels; keep the best fit
+        for share in START_SHARES[1:]:
+            try:
+                alt = fit_ram(spec, pat, _starts(b, Xs, share), information=information)
+            except DataError:
+                continue
+            if alt.converged and (not fit.converged or alt.loglik > fit.loglik):
+                fit = alt
+                break
     # log-likelihood on the data metric
     shift = float(np.sum(~np.isnan(Xs) * np.log(colscale)))
     h1 = base = None

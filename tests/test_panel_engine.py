@@ -116,3 +116,20 @@ def test_bad_start_raises_data_error():
     spec = RamSpec(2, [0, 1], [(1, 0, 0)], [(0, 0, 1), (1, 1, 2)], [(0, 3), (1, 4)], 5)
     with pytest.raises(DataError):
         fit_ram(spec, np.ones((5, 2)), np.array([0, -1.0, 1, 0, 0]))
+
+
+def test_every_start_reaches_the_same_optimum():
+    import pandas as pd
+
+    from alliance_lib.cross_lagged import START_SHARES, _wide
+
+    d = pd.read_csv(
+        __import__("pathlib").Path(__file__).parent / "reference/fixtures/cross_lagged_missing.csv"
+    )
+    A, Y, _ = _wide(d, "alliance", "outcome", "client_id", "session", None, 20)
+    X = np.hstack([A, Y])
+    X = X / np.nanstd(X, axis=0)
+    b = _model_builder("riclpm", A.shape[1], "lags", 1)
+    pat = missing_patterns(X)
+    lls = [fit_ram(b.spec(), pat, _starts(b, X, share)).loglik for share in START_SHARES]
+    assert max(lls) - min(lls) < 1e-6
