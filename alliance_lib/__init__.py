@@ -38,6 +38,7 @@ _API_MODULES = (
     "waves",
     "monitoring",
     "talking_therapies",
+    "cross_lagged",
 )
 #: Submodules reachable as attributes (``al.plots.trajectory_plot``).
 _SUBMODULES = ("plots", "privacy", "sections", "engine")

@@ -5,9 +5,11 @@ Three questions, one function each:
 * :func:`decompose` splits a session-level score into a client's stable level (between-client,
   "trait-like") and the session's deviation from it (within-client, "state-like"), optionally
   after removing each client's own linear time trend (Curran & Bauer 2011).
-* :func:`fit_alliance_outcome` asks whether a session's alliance predicts the outcome at the
+* :func:`fit_alliance_outcome` describes how a session's alliance goes with the outcome at the
   next session, separately for the within- and the between-client part (Falkenström,
-  Granström & Holmqvist 2013).
+  Granström & Holmqvist 2013). It is a *descriptive* multilevel model: under inertia and
+  reverse paths its within coefficient is biased; the within-client effect by current standards
+  is :func:`alliance_lib.fit_cross_lagged` (RI-CLPM / ML-SEM by FIML).
 * :func:`therapist_effects` asks whether therapists who form better alliances have better
   outcomes, or clients who form better alliances than their therapist's other clients
   (Baldwin, Wampold & Imel 2007).
@@ -53,6 +55,12 @@ class AllianceOutcomeFit:
         The options the model was fitted with (variables, lag, detrend, ...).
     n_dropped : dict
         Candidate observations not analysed, by reason.
+    description : str
+        What the model is (for :func:`fit_alliance_outcome`: a descriptive multilevel model,
+        not an estimate of the within-client causal effect).
+    warnings : list of str
+        Diagnostics about the model itself, e.g. a lagged outcome beside a client random
+        intercept (dynamic-panel bias) or a singular fit.
     """
 
     fit: MixedFit
@@ -60,6 +68,8 @@ class AllianceOutcomeFit:
     model: str
     settings: dict = field(default_factory=dict)
     n_dropped: dict = field(default_factory=dict)
+    description: str = ""
+    warnings: list = field(default_factory=list)
 
     @property
     def fixed(self) -> pd.DataFrame:
@@ -103,6 +113,8 @@ class AllianceOutcomeFit:
             "n_clients": self.n_clients,
             "n_therapists": self.n_therapists,
             "n_dropped": {k: int(v) for k, v in self.n_dropped.items()},
+            "description": self.description,
+            "warnings": list(self.warnings),
             "fit": self.fit.to_dict(),
         }
 
@@ -374,7 +386,13 @@ def fit_alliance_outcome(
     control_prior_outcome: bool = True,
     method: str = "reml",
 ) -> AllianceOutcomeFit:
-    """Does a session's alliance predict the outcome ``lag`` sessions later?
+    """Descriptive multilevel model: how a session's alliance goes with the outcome ``lag``
+    sessions later.
+
+    This is *not* an unbiased estimate of the within-client alliance -> outcome effect when both
+    series have inertia and symptom change feeds back into the alliance (the realistic case):
+    use :func:`alliance_lib.fit_cross_lagged` for that, and keep this model as a descriptive line
+    (see Notes for the size of the bias).
 
     Parameters
     ----------
@@ -401,7 +419,9 @@ def fit_alliance_outcome(
         ``.fixed`` has the terms ``Intercept``, ``{alliance}_within``, ``{alliance}_between``,
         ``{outcome}_prior`` (if controlled) and ``{session}``; ``.data`` is the analysed
         lagged frame with the response ``{outcome}_next`` (outcome at ``t + lag``);
-        ``.n_dropped`` counts alliance rows not analysed.
+        ``.n_dropped`` counts alliance rows not analysed; ``.description`` says it is a
+        descriptive multilevel model and ``.warnings`` holds the dynamic-panel warning (a
+        lagged outcome beside a client random intercept) and a singular-fit warning.
 
     Raises
     ------
@@ -423,22 +443,31 @@ def fit_alliance_outcome(
     outcome must be recorded at exactly session ``t + lag`` of the same client; a missing
     session is never bridged, so such pairs are dropped (``n_dropped["no_outcome_at_lag"]``).
 
-    **Dynamic-panel (Nickell) bias.** With ``control_prior_outcome=True`` the model holds a
-    lagged dependent variable *and* a client random intercept. The prior outcome contains the
-    client's own stable level, so it is correlated with the random intercept, which the model
-    assumes it is not; in short series this biases the autoregressive coefficient (Nickell
-    1981 for the fixed-effects analogue) and, to the extent the alliance part is correlated
-    with the prior outcome, the alliance coefficients too. Falkenström et al. (2017)
-    recommend dynamic-panel estimators (ML-SEM / RI-CLPM, Allison, Williams & Moral-Benito
-    2017; GMM, Arellano & Bond 1991) when the autoregressive effect itself matters. Compare
-    ``control_prior_outcome=False``. In data from :func:`~alliance_lib.simulate.simulate_study`
-    (no true autoregression) the prior-outcome coefficient comes out near 0.5 and, because a
-    detrended (or person-centred) alliance value is slightly correlated with the previous
-    session's alliance residual, which the prior outcome carries, this bias spills over into
-    the within effect: about 7 % too large in magnitude with ``detrend=True``, while
-    ``control_prior_outcome=False`` recovers it without bias (see the recovery test). The
-    prior outcome also absorbs the clients' stable outcome level, so the client variance is
-    often estimated at zero (a singular fit).
+    **A descriptive model, biased under dynamics.** With ``control_prior_outcome=True`` the
+    model holds a lagged dependent variable *and* a client random intercept: the prior outcome
+    carries the client's stable level, which the model assumes uncorrelated with it (the
+    dynamic-panel or Nickell 1981 problem), so ``.warnings`` says so. When both series have
+    inertia and symptom change feeds back into the alliance, every option set of this model is
+    biased (Falkenström et al. 2022: "severely biased ... some significant in the wrong
+    direction"). In a Monte Carlo study (300 clients, 8-12 sessions, inertia 0.3 in both series,
+    symptoms raising the same-session alliance, correlated client levels, MAR dropout; true
+    within effect -6; 100 data sets; ``alliance-outcome-frontier.md``) the within coefficient
+    averaged -1.90 with the defaults (bias +68 %, 95 % CI coverage 8 %), +0.46 with
+    ``detrend=True`` (wrong sign), -6.99 with ``control_prior_outcome=False`` (-16 %, coverage
+    40 %) and -5.30 with both (+12 %, 73 %), against -6.07 (-1.2 %, coverage 96 %) for the
+    RI-CLPM by FIML (:func:`alliance_lib.fit_cross_lagged`). The earlier "-6.46 vs -6" came
+    from data with no autoregression and no reverse path, where this model happens to work.
+
+    **Two REML minima.** With the prior outcome, the REML criterion of this model often has
+    two minima. The *global* one (found by this library, which searches the boundary) is
+    singular in most such data sets: client variance 0, prior-outcome coefficient about 0.9
+    (it stands in for the client's level), alliance effect near 0. The *interior* one, where
+    lme4 stops from its default start (theta = 1), has a client variance > 0, prior-outcome
+    coefficient about 0.35 and an alliance effect about -4.4. In that study the global minimum
+    was the singular one in 60 of 100 data sets, so this function and lme4 disagreed there.
+    Both are biased: the singular mode because the residual then holds ``-(0.9 - rho)`` times
+    the outcome state, which the reverse path correlates with the alliance state; the interior
+    mode because of the Nickell bias above. A singular fit is reported in ``.warnings``.
 
     **Reverse causation.** A within-client association does not show that alliance drives
     outcome: symptom improvement also raises the next alliance rating (Falkenström,
@@ -457,6 +486,8 @@ def fit_alliance_outcome(
     317-328.
     Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017). Dynamic
     models of individual change in psychotherapy process research. *JCCP, 85*(6), 537-549.
+    Falkenström, F., Solomonov, N., & Rubel, J. A. (2022). How to model and interpret
+    longitudinal associations between alliance and outcome. *JCCP, 90*(5), 446-458.
     Curran, P. J., & Bauer, D. J. (2011). *Annual Review of Psychology, 62*, 583-619.
     Nickell, S. (1981). Biases in dynamic models with fixed effects. *Econometrica, 49*(6),
     1417-1426.
@@ -505,8 +536,31 @@ def fit_alliance_outcome(
         "control_prior_outcome": bool(control_prior_outcome),
         "method": method,
     }
+    notes = []
+    if control_prior_outcome:
+        notes.append(
+            f"{prior} (a lagged outcome) sits beside a client random intercept: the "
+            "dynamic-panel (Nickell) bias applies, and with inertia and reverse paths the "
+            "within effect is biased (often strongly); this is a descriptive model, estimate "
+            "the within-client effect with fit_cross_lagged (RI-CLPM)"
+        )
+    if fit.singular:
+        notes.append(
+            "singular fit (a variance at 0): with a prior outcome this is usually the global "
+            "REML minimum where the prior outcome stands in for the client's level; lme4 from "
+            "its default start may stop at another minimum"
+        )
     return AllianceOutcomeFit(
-        fit=fit, data=data, model="lagged", settings=settings, n_dropped=n_dropped
+        fit=fit,
+        data=data,
+        model="lagged",
+        settings=settings,
+        n_dropped=n_dropped,
+        description=(
+            "descriptive multilevel model (person-mean-centred alliance, client random "
+            "intercept); biased for the within-client effect under inertia and reverse paths"
+        ),
+        warnings=notes,
     )
 
 

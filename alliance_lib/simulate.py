@@ -41,6 +41,21 @@ class SimulationTruth:
                   + within_effect * e_{s-1}                     (alliance state, previous session)
                   + between_effect * (u0_i + t_j)               (alliance trait)
                   + reverse_effect feeds improvement back into the next alliance rating.
+
+    Within-client dynamics (all 0 by default, which gives the original model exactly). With
+    ``y_s`` the outcome's and ``a_s`` the alliance's within-client deviation at session ``s``
+    (the outcome is measured before the session, the alliance after it)::
+
+        y_s = outcome_inertia * y_{s-1} + within_effect * a_{s-1} + eps_s
+        a_s = alliance_inertia * a_{s-1} + reverse_change_effect * (y_{s-1} - y_s) + e_s
+
+    so an improvement since the previous session (``y_{s-1} - y_s`` > 0) raises the alliance
+    rated after it (the reverse path). :meth:`implied` gives the lag-1 coefficients an RI-CLPM
+    estimates under these dynamics. ``dropout_outcome`` adds the observed outcome (per
+    ``sd_outcome_intercept`` above the group's mean course) to the dropout logit, a missing-at-
+    random mechanism. Items (measurement model): WAI-SR item = latent alliance + subscale facet
+    (SD ``wai_facet_sd``) + item error (SD ``wai_item_sd``), rounded to 1-5; OQ-45.2 item = latent
+    item mean + difficulty + error (SD ``oq_item_sd``), rounded to 0-4.
     """
 
     alliance_intercept: float = 3.55
@@ -64,9 +79,45 @@ class SimulationTruth:
     reverse_effect: float = 0.0
     dropout_base: float = -2.6
     dropout_alliance: float = -1.5
+    alliance_inertia: float = 0.0
+    outcome_inertia: float = 0.0
+    reverse_change_effect: float = 0.0
+    dropout_outcome: float = 0.0
+    wai_facet_sd: float = 0.20
+    wai_item_sd: float = 0.45
+    oq_item_sd: float = 0.65
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def implied(self) -> dict:
+        """True values implied by the dynamics: the RI-CLPM's lag-1 coefficients and the error
+        variance of the scale scores.
+
+        Substituting the outcome equation into the alliance equation gives the bivariate lag-1
+        system an RI-CLPM estimates (outcome at ``s`` on alliance at ``s - 1``; alliance at ``s``
+        on outcome at ``s - 1``), with ``e_s - reverse_change_effect * eps_s`` as the alliance
+        residual (it correlates with the outcome residual within the session). Exact when the
+        client slopes are 0 and ``reverse_effect`` is 0.
+
+        Examples
+        --------
+        >>> t = SimulationTruth(alliance_inertia=0.3, outcome_inertia=0.3,
+        ...                     reverse_change_effect=0.01)
+        >>> t.implied()["alliance -> outcome"], round(t.implied()["alliance -> alliance"], 3)
+        (-6.0, 0.36)
+        """
+        g = self.reverse_change_effect
+        return {
+            "alliance -> outcome": self.within_effect,
+            "outcome -> alliance": g * (1.0 - self.outcome_inertia),
+            "alliance -> alliance": self.alliance_inertia - g * self.within_effect,
+            "outcome -> outcome": self.outcome_inertia,
+            "long_run": self.within_effect / (1.0 - self.outcome_inertia),
+            # item mean of 12 WAI-SR items over 3 facets; sum of 45 OQ items (before rounding)
+            "alliance_score_error_variance": self.wai_facet_sd**2 / 3 + self.wai_item_sd**2 / 12,
+            "outcome_score_error_variance": OQ_ITEMS * self.oq_item_sd**2,
+        }
 
 
 def _client_labels(n: int) -> np.ndarray:
@@ -119,6 +170,9 @@ def _latent_panel(
     state = np.zeros(n_clients)  # alliance residual of the previous session
     active = np.ones(n_clients, dtype=bool)
     prev_improvement = np.zeros(n_clients)
+    # within-client dynamics (0 by default: then every value is bit-identical to the static model)
+    dynamic = bool(truth.alliance_inertia or truth.outcome_inertia or truth.reverse_change_effect)
+    y_dev = np.zeros(n_clients)  # outcome's within-client deviation at the previous session
     for s in range(n_sess):
         mean_out = (
             truth.outcome_intercept
@@ -127,11 +181,24 @@ def _latent_panel(
             + truth.between_effect * trait
             + (truth.within_effect * state if s >= 2 else 0.0)
         )
-        out_s = mean_out + rng.normal(0.0, truth.sd_outcome_residual, n_clients)
+        eps = rng.normal(0.0, truth.sd_outcome_residual, n_clients)
+        out_s = mean_out + eps
+        if dynamic:
+            y_dev_prev = y_dev
+            y_dev = truth.outcome_inertia * y_dev_prev + eps
+            if s >= 2:
+                y_dev = y_dev + truth.within_effect * state
+            out_s = out_s + truth.outcome_inertia * y_dev_prev
         outcome[active, s] = out_s[active]
         if s >= 1:
             resid = rng.normal(0.0, truth.sd_residual, n_clients)
             resid = resid + truth.reverse_effect * prev_improvement / 10.0
+            if dynamic:
+                resid = (
+                    resid
+                    + truth.alliance_inertia * state
+                    + truth.reverse_change_effect * (y_dev_prev - y_dev)
+                )
             systematic = truth.alliance_intercept + trait + (truth.alliance_slope + u[:, 1]) * s
             a_s = systematic + resid
             alliance[active, s] = a_s[active]
@@ -148,6 +215,10 @@ def _latent_panel(
             logit = truth.dropout_base + truth.dropout_alliance * (
                 trait / truth.sd_client_intercept
             )
+            if truth.dropout_outcome:
+                course = truth.outcome_intercept + truth.outcome_slope * s
+                above = np.nan_to_num((outcome[:, s] - course) / truth.sd_outcome_intercept)
+                logit = logit + truth.dropout_outcome * above
             leave = rng.random(n_clients) < 1.0 / (1.0 + np.exp(-logit))
             active &= ~leave
 
@@ -166,23 +237,25 @@ def _latent_panel(
     return frame[frame["outcome"].notna()].reset_index(drop=True)
 
 
-def _wai_sr_items(rng: np.random.Generator, latent: np.ndarray) -> np.ndarray:
+def _wai_sr_items(
+    rng: np.random.Generator, latent: np.ndarray, facet_sd: float = 0.20, item_sd: float = 0.45
+) -> np.ndarray:
     """Twelve 1-5 WAI-SR items around a latent item-mean score (subscales share a facet)."""
     n = latent.shape[0]
-    facet = {name: rng.normal(0.0, 0.20, n) for name in WAI_SR_SUBSCALES}
+    facet = {name: rng.normal(0.0, facet_sd, n) for name in WAI_SR_SUBSCALES}
     items = np.empty((n, WAI_SR_ITEMS))
     for name, numbers in WAI_SR_SUBSCALES.items():
         for k in numbers:
-            items[:, k - 1] = latent + facet[name] + rng.normal(0.0, 0.45, n)
+            items[:, k - 1] = latent + facet[name] + rng.normal(0.0, item_sd, n)
     return np.clip(np.rint(items), 1, 5)
 
 
-def _oq_items(rng: np.random.Generator, total: np.ndarray) -> np.ndarray:
+def _oq_items(rng: np.random.Generator, total: np.ndarray, item_sd: float = 0.65) -> np.ndarray:
     """Forty-five 0-4 OQ-45.2 items whose keyed sum tracks a latent total; reverse keys applied."""
     n = total.shape[0]
     item_mean = np.clip(total, 0, 180) / OQ_ITEMS
     difficulty = np.linspace(-0.6, 0.6, OQ_ITEMS)
-    keyed = item_mean[:, None] + difficulty[None, :] + rng.normal(0.0, 0.65, (n, OQ_ITEMS))
+    keyed = item_mean[:, None] + difficulty[None, :] + rng.normal(0.0, item_sd, (n, OQ_ITEMS))
     keyed = np.clip(np.rint(keyed), 0, 4)
     raw = keyed.copy()
     rev = np.array(OQ_REVERSED) - 1
@@ -247,7 +320,9 @@ def simulate_study(
     DataFrame
         The canonical long table: ``client_id``, ``therapist_id``, ``session``, ``rater``, ``date``,
         then items ``wai_sr_1 … wai_sr_12`` and ``oq_1 … oq_45`` (``output="items"``) or latent
-        scores (``output="scores"``). ``df.attrs["truth"]`` holds the true parameters and
+        scores (``output="scores"``). ``df.attrs["truth"]`` holds the true parameters,
+        ``df.attrs["truth_implied"]`` the values they imply (:meth:`SimulationTruth.implied`:
+        the RI-CLPM's lag-1 coefficients, the long-run effect, scale-score error variances) and
         ``df.attrs["seed"]`` the seed.
 
     Notes
@@ -304,7 +379,12 @@ def simulate_study(
             "date": pd.DatetimeIndex(dates).strftime("%Y-%m-%d"),
         }
     )
-    attrs = {"truth": truth.to_dict(), "seed": seed, **response_attrs}
+    attrs = {
+        "truth": truth.to_dict(),
+        "truth_implied": truth.implied(),
+        "seed": seed,
+        **response_attrs,
+    }
 
     if output == "scores":
         out = base.assign(
@@ -320,15 +400,17 @@ def simulate_study(
     n = len(panel)
     has_alliance = panel["alliance"].notna().to_numpy()
     wai = np.full((n, WAI_SR_ITEMS), np.nan)
-    wai[has_alliance] = _wai_sr_items(rng, panel["alliance"].to_numpy()[has_alliance])
-    oq = _oq_items(rng, panel["outcome"].to_numpy())
+    wai[has_alliance] = _wai_sr_items(
+        rng, panel["alliance"].to_numpy()[has_alliance], truth.wai_facet_sd, truth.wai_item_sd
+    )
+    oq = _oq_items(rng, panel["outcome"].to_numpy(), truth.oq_item_sd)
     client_rows = pd.concat(
         [base, pd.DataFrame(wai, columns=wai_cols), pd.DataFrame(oq, columns=oq_cols)], axis=1
     )
     frames = [client_rows]
     if therapist_ratings:
         th_latent = panel["alliance_therapist"].to_numpy()[has_alliance]
-        th_items = _wai_sr_items(rng, th_latent)
+        th_items = _wai_sr_items(rng, th_latent, truth.wai_facet_sd, truth.wai_item_sd)
         th_rows = base[has_alliance].reset_index(drop=True).assign(rater="therapist")
         th_rows = pd.concat([th_rows, pd.DataFrame(th_items, columns=wai_cols)], axis=1)
         th_rows[oq_cols] = np.nan
