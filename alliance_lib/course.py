@@ -192,6 +192,50 @@ def _without(nb: dict, tags: set[str]) -> dict:
     return out
 
 
+def _names(cells) -> tuple[set[str], set[str]]:
+    """Names bound and names read by the code cells (IPython magics skipped)."""
+    import ast
+
+    bound: set[str] = set()
+    read: set[str] = set()
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        lines = [ln for ln in _source(cell).splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (bound if isinstance(node.ctx, ast.Store) else read).add(node.id)
+            elif isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+                bound.add(node.name)
+    return bound, read
+
+
+def dangling_names(nb: dict, removed_tags: set[str]) -> set[str]:
+    """Names the cells kept after removing ``removed_tags`` read but only removed cells bind.
+
+    A handout without its hidden checks (or solutions) must still run: a visible cell may not
+    use a variable that only a removed cell defines.
+
+    Examples
+    --------
+    >>> nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["remove-cell"]}, "source": "x = 1"},
+    ...                 {"cell_type": "code", "metadata": {}, "source": "print(x)"}]}
+    >>> sorted(dangling_names(nb, {"remove-cell"}))
+    ['x']
+    """
+    kept = [c for c in nb["cells"] if not removed_tags & set(_tags(c))]
+    removed = [c for c in nb["cells"] if removed_tags & set(_tags(c))]
+    kept_bound, kept_read = _names(kept)
+    removed_bound, _ = _names(removed)
+    return (kept_read & removed_bound) - kept_bound
+
+
 def make_handouts(folder, out, *, html: bool = False, timeout: int = 600) -> dict[str, list[Path]]:
     """Write student and instructor versions of every lesson.
 
@@ -209,10 +253,15 @@ def make_handouts(folder, out, *, html: bool = False, timeout: int = 600) -> dic
     written: dict[str, list[Path]] = {"student": [], "instructor": []}
     for path in lessons(folder):
         nb = json.loads(path.read_text(encoding="utf-8"))
-        versions = {
-            "student": _without(nb, {"solution", "remove-cell"}),
-            "instructor": _without(nb, {"remove-cell"}),
-        }
+        removed = {"student": {"solution", "remove-cell"}, "instructor": {"remove-cell"}}
+        for version, tags in removed.items():
+            missing = dangling_names(nb, tags)
+            if missing:
+                raise ValueError(
+                    f"{path.name}: the {version} handout would use {sorted(missing)}, which only "
+                    f"cells tagged {sorted(tags)} define; define them in a visible cell"
+                )
+        versions = {version: _without(nb, tags) for version, tags in removed.items()}
         for version, vnb in versions.items():
             target = out / version / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
