@@ -676,7 +676,7 @@ def cluster_spread_plot(
     client: str = "client_id",
     xlabel: str | None = None,
 ):
-    """Client means per cluster (therapist), clusters sorted by their mean, cluster means marked.
+    """Client means per cluster (therapist), clusters sorted by the mean of their client means.
 
     Examples
     --------
@@ -686,8 +686,9 @@ def cluster_spread_plot(
     "Client's mean alliance"
     """
     client_means = sessions.groupby([cluster, client])[score].mean().reset_index()
-    order = list(client_means.groupby(cluster)[score].mean().sort_values().index)
-    cluster_means = sessions.groupby(cluster)[score].mean().reindex(order)
+    # each client counts once in its cluster's mean, as in the points drawn
+    cluster_means = client_means.groupby(cluster)[score].mean().sort_values()
+    order = list(cluster_means.index)
     fig, ax = _fig(7.5, 4.0)
     sns.stripplot(data=client_means, x=cluster, y=score, order=order, size=3, alpha=0.6, ax=ax)
     ax.plot(range(len(order)), cluster_means, "k_", ms=12, mew=2, label=f"{cluster} mean")
