@@ -11,7 +11,7 @@ STUDY  ?= data/demo/study.yaml
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: lock test-latest report test lint unit notebooks lab demo-data bench clean-reports help template-copy
+.PHONY: lock test-latest report test lint unit notebooks lab demo-data bench clean-reports help template-copy book handouts
 
 help:
 	@echo "make report     set up .venv and run the demo study report (wave $(WAVE))"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench      benchmarks (results in benchmarks/results/)"
 	@echo "make lock       regenerate requirements/lock.txt from pyproject.toml"
 	@echo "make test-latest  the tests with the newest dependency versions (.venv-latest)"
+	@echo "make book       the course site of notebooks/teaching/ (executed) in book/index.html"
+	@echo "make handouts   student (no solutions) and instructor versions of the lessons in handouts/"
 
 LOCK   := requirements/lock.txt
 UV_VERSION := 0.13.9
@@ -68,6 +70,13 @@ demo-data: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The course site and handouts (alliance_lib/course.py): every lesson NN-*.ipynb in notebooks/teaching/.
+book: $(STAMP)
+	$(BIN)/python -m alliance_lib.course book --lessons notebooks/teaching --out book
+
+handouts: $(STAMP)
+	$(BIN)/python -m alliance_lib.course handouts --lessons notebooks/teaching --out handouts --html
 
 template-copy:
 	cp alliance_lib/templates/study_report.ipynb notebooks/study_report.ipynb

@@ -478,3 +478,546 @@ def jacobson_truax_plot(
     ax.set_title(title or "Reliable and clinically significant change")
     sns.despine(fig)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Teaching figures (notebooks/teaching): one function per figure, so lesson cells stay short.
+
+__all__ += [
+    "item_answer_plot",
+    "score_truth_plot",
+    "correlation_heatmap",
+    "reliability_plot",
+    "dropout_bias_plot",
+    "between_within_plot",
+    "estimates_by_group_plot",
+    "cluster_spread_plot",
+    "replication_plot",
+    "two_level_plot",
+    "rupture_examples_plot",
+    "pattern_share_plot",
+    "sudden_gain_examples_plot",
+    "rci_null_plot",
+    "change_histogram_plot",
+]
+
+
+def item_answer_plot(data: pd.DataFrame, instrument, *, title: str | None = None):
+    """Stacked shares of each answer per item, items labelled by their subscale.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Rows with the instrument's item columns (raw answers; out-of-range values are ignored).
+    instrument : Instrument
+        From :func:`alliance_lib.get_instrument`; gives the subscales, item columns and scale.
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> d = al.simulate_study(n_clients=20, n_therapists=2, seed=1)
+    >>> fig = item_answer_plot(d[d["session"] == 1], al.get_instrument("wai-sr"))
+    >>> fig.axes[0].get_xlabel()
+    'Share of answers'
+    """
+    answers = data[list(instrument.columns)].melt(var_name="item", value_name="answer").dropna()
+    answers = answers[answers["answer"].between(instrument.scale_min, instrument.scale_max)]
+    labels = {
+        col: f"{part} {col.rsplit('_', 1)[-1]}"
+        for part in instrument.subscales
+        for col in instrument.item_columns(part)
+    }
+    answers["item"] = answers["item"].map(labels)
+    shares = pd.crosstab(answers["item"], answers["answer"], normalize="index").sort_index()
+    fig, ax = _fig(7.5, 4.5)
+    shares.plot.barh(stacked=True, colormap="RdYlBu", width=0.85, ax=ax)
+    ax.set_xlabel("Share of answers")
+    ax.set_ylabel("Subscale and item")
+    ax.legend(title="Answer", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.set_title(title or "Answers by item and subscale")
+    return fig
+
+
+def score_truth_plot(
+    data: pd.DataFrame,
+    *,
+    truth: str,
+    score: str,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+):
+    """Observed score against the true (latent) value, with the identity line and r in the title.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"true": [1.0, 2, 3, 4], "score": [1.2, 1.9, 3.1, 3.8]})
+    >>> score_truth_plot(d, truth="true", score="score").axes[0].get_title()
+    'Score against truth: r = 0.99'
+    """
+    both = data.dropna(subset=[truth, score])
+    fig, ax = _fig(5.5, 5.0)
+    ax.scatter(both[truth], both[score], s=5, alpha=0.3)
+    lo = float(min(both[truth].min(), both[score].min()))
+    hi = float(max(both[truth].max(), both[score].max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1)
+    ax.set_xlabel(xlabel or f"True {truth}")
+    ax.set_ylabel(ylabel or score)
+    ax.set_title(f"Score against truth: r = {both[truth].corr(both[score]):.2f}")
+    return fig
+
+
+def correlation_heatmap(data: pd.DataFrame, columns, *, title: str | None = None):
+    """Annotated correlation matrix of ``columns`` (pairwise complete rows).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"a": [1.0, 2, 3, 4], "b": [2.0, 1, 4, 3]})
+    >>> len(correlation_heatmap(d, ["a", "b"]).axes)
+    2
+    """
+    fig, ax = _fig(4.5, 3.8)
+    sns.heatmap(
+        data[list(columns)].corr(), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", ax=ax
+    )
+    ax.set_title(title or "Correlations")
+    return fig
+
+
+def reliability_plot(table: pd.DataFrame, *, xlim: tuple[float, float] = (0.6, 1.0)):
+    """Alpha with its 95% CI and omega per scale, from :func:`alliance_lib.reliability`.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"scale": ["goal", "total"], "alpha": [0.8, 0.9], "alpha_ci_low": [0.75, 0.88],
+    ...                   "alpha_ci_high": [0.85, 0.92], "omega": [0.81, 0.9]})
+    >>> reliability_plot(t).axes[0].get_xlabel()
+    'Reliability'
+    """
+    fig, ax = _fig(6.0, 3.0)
+    err = [table["alpha"] - table["alpha_ci_low"], table["alpha_ci_high"] - table["alpha"]]
+    ax.errorbar(
+        table["alpha"], table["scale"], xerr=err, fmt="o", capsize=3, label="alpha (95% CI)"
+    )
+    ax.scatter(table["omega"], table["scale"], marker="x", color="black", label="omega", zorder=3)
+    ax.set_xlim(*xlim)
+    ax.set_xlabel("Reliability")
+    ax.legend(frameon=False, loc="lower left")
+    ax.invert_yaxis()
+    return fig
+
+
+def dropout_bias_plot(
+    sessions: pd.DataFrame,
+    curve: pd.DataFrame,
+    *,
+    true_intercept: float,
+    true_slope: float,
+    score: str = "alliance",
+    session: str = "session",
+):
+    """Session means (with the clients still in treatment) against the model curve and the truth.
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        One row per client × session with ``score``.
+    curve : DataFrame
+        Population curve with ``session`` and ``estimate`` (``TrajectoryFit.predict()``).
+    true_intercept, true_slope : float
+        The generating line.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"session": [1, 2, 3, 1, 2], "alliance": [3.0, 3.1, 3.3, 2.9, 3.0]})
+    >>> c = pd.DataFrame({"session": [1, 2, 3], "estimate": [3.0, 3.05, 3.1]})
+    >>> len(dropout_bias_plot(d, c, true_intercept=2.95, true_slope=0.05).axes)
+    2
+    """
+    observed = sessions.groupby(session)[score].agg(["mean", "sem", "size"])
+    naive = np.polyfit(observed.index, observed["mean"], 1)[0]
+    model = np.polyfit(curve[session], curve["estimate"], 1)[0]
+    fig, ax = _fig(7.0, 4.0)
+    ax.errorbar(
+        observed.index,
+        observed["mean"],
+        yerr=1.96 * observed["sem"],
+        fmt="o",
+        color="grey",
+        label=f"session means (slope {naive:.3f})",
+    )
+    ax.plot(curve[session], curve["estimate"], lw=2, label=f"mixed model (slope {model:.3f})")
+    ax.plot(
+        curve[session],
+        true_intercept + true_slope * curve[session],
+        ls="--",
+        color="black",
+        label=f"truth (slope {true_slope:.3f})",
+    )
+    ax2 = ax.twinx()
+    ax2.bar(observed.index, observed["size"], alpha=0.12, color="tab:red")
+    ax2.set_ylabel("clients still in treatment", color="tab:red")
+    ax.set_xlabel("Session")
+    ax.set_ylabel(score.capitalize())
+    ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def between_within_plot(
+    pairs: pd.DataFrame,
+    *,
+    x: str = "alliance",
+    y: str = "outcome_next",
+    client: str = "client_id",
+    title: str | None = None,
+):
+    """Three panels: all pairs pooled, client means (between), deviations from own level (within).
+
+    ``pairs`` is ``fit.data`` of :func:`alliance_lib.fit_alliance_outcome` (it holds
+    ``x``, ``y`` and ``{x}_within``); the within panel centres ``y`` on each client's mean.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> p = pd.DataFrame({"client_id": np.repeat(list("abcd"), 5), "alliance": rng.normal(size=20),
+    ...                   "outcome_next": rng.normal(size=20), "alliance_within": rng.normal(size=20)})
+    >>> len(between_within_plot(p).axes)
+    3
+    """
+    data = pairs.assign(_y_within=pairs[y] - pairs.groupby(client)[y].transform("mean"))
+    means = data.groupby(client)[[x, y]].mean()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    sns.regplot(data=data, x=x, y=y, ax=axes[0], scatter_kws={"s": 4, "alpha": 0.2})
+    axes[0].set_title("Naive: all sessions pooled")
+    sns.regplot(data=means, x=x, y=y, ax=axes[1], scatter_kws={"s": 8, "alpha": 0.5})
+    axes[1].set_title("Between clients: client means")
+    sns.regplot(
+        data=data, x=f"{x}_within", y="_y_within", ax=axes[2], scatter_kws={"s": 4, "alpha": 0.2}
+    )
+    axes[2].set_title("Within clients: deviations from own level")
+    axes[2].set_xlabel(f"{x} above/below the client's own line")
+    axes[2].set_ylabel(f"{y} minus client mean")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def estimates_by_group_plot(
+    estimates: pd.DataFrame,
+    *,
+    group: str = "world",
+    label: str = "analysis",
+    truth: str = "truth",
+    xlabel: str = "estimate",
+):
+    """One panel per group: estimates with 95% intervals, the true values as vertical ticks.
+
+    Examples
+    --------
+    >>> e = pd.DataFrame({"world": ["A", "A", "B"], "analysis": ["naive", "within", "within"],
+    ...                   "estimate": [-9.0, 0.2, -6.1], "ci_low": [-10.0, -0.8, -7.0],
+    ...                   "ci_high": [-8.0, 1.2, -5.2], "truth": [np.nan, 0.0, -6.0]})
+    >>> len(estimates_by_group_plot(e).axes)
+    2
+    """
+    groups = list(dict.fromkeys(estimates[group]))
+    fig, axes = plt.subplots(
+        1,
+        len(groups),
+        figsize=(4.4 * len(groups), 3.6),
+        layout="constrained",
+        sharex=True,
+        squeeze=False,
+    )
+    for ax, name in zip(axes[0], groups, strict=True):
+        est = estimates[estimates[group] == name]
+        yy = np.arange(len(est))
+        err = [est["estimate"] - est["ci_low"], est["ci_high"] - est["estimate"]]
+        ax.errorbar(est["estimate"], yy, xerr=err, fmt="o", capsize=3)
+        ax.scatter(est[truth], yy, marker="|", s=400, color="black", label="truth")
+        ax.axvline(0, color="grey", lw=0.6, ls=":")
+        ax.set_yticks(yy, est[label])
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.invert_yaxis()
+    axes[0][-1].legend(frameon=False, loc="lower left")
+    return fig
+
+
+def cluster_spread_plot(
+    sessions: pd.DataFrame,
+    *,
+    score: str = "alliance",
+    cluster: str = "therapist_id",
+    client: str = "client_id",
+    xlabel: str | None = None,
+):
+    """Client means per cluster (therapist), clusters sorted by the mean of their client means.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"therapist_id": list("aabb"), "client_id": list("wxyz"),
+    ...                   "alliance": [3.0, 3.4, 4.0, 4.2]})
+    >>> cluster_spread_plot(d).axes[0].get_ylabel()
+    "Client's mean alliance"
+    """
+    client_means = sessions.groupby([cluster, client])[score].mean().reset_index()
+    # each client counts once in its cluster's mean, as in the points drawn
+    cluster_means = client_means.groupby(cluster)[score].mean().sort_values()
+    order = list(cluster_means.index)
+    fig, ax = _fig(7.5, 4.0)
+    sns.stripplot(data=client_means, x=cluster, y=score, order=order, size=3, alpha=0.6, ax=ax)
+    ax.plot(range(len(order)), cluster_means, "k_", ms=12, mew=2, label=f"{cluster} mean")
+    ax.set_xticks([])
+    ax.set_xlabel(xlabel or f"{len(order)} clusters, sorted by their clients' mean {score}")
+    ax.set_ylabel(f"Client's mean {score}")
+    ax.legend(frameon=False)
+    return fig
+
+
+def replication_plot(
+    replications: pd.DataFrame,
+    *,
+    x: str,
+    y: str = "design",
+    truth: float | None = None,
+    xlabel: str | None = None,
+):
+    """Estimates from replicated simulations, one row of points per design, truth dashed.
+
+    Examples
+    --------
+    >>> r = pd.DataFrame({"design": ["10", "10", "40"], "sd": [0.1, 0.3, 0.18]})
+    >>> replication_plot(r, x="sd", truth=0.18).axes[0].get_xlabel()
+    'sd'
+    """
+    fig, ax = _fig(6.0, 3.5)
+    sns.stripplot(data=replications, x=x, y=y, size=7, alpha=0.7, ax=ax)
+    if truth is not None:
+        ax.axvline(truth, color="black", ls="--", label="truth")
+        ax.legend(frameon=False)
+    ax.set_xlabel(xlabel or x)
+    return fig
+
+
+def two_level_plot(
+    parts: pd.DataFrame,
+    *,
+    cluster: str = "therapist_id",
+    between: str = "alliance_therapist_mean",
+    within: str = "alliance_within_therapist",
+    outcome: str = "post",
+):
+    """Baldwin et al.'s two levels: cluster means of predictor and outcome; within-cluster part.
+
+    ``parts`` is ``therapist_effects(...).data`` (one row per client).
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"therapist_id": list("aabbcc"), "alliance_therapist_mean": [3, 3, 4, 4, 5, 5.0],
+    ...                   "alliance_within_therapist": [-.1, .1, -.2, .2, 0, .1], "post": [50, 48, 40, 41, 30, 33.0]})
+    >>> len(two_level_plot(p).axes)
+    2
+    """
+    by_cluster = parts.groupby(cluster)[[between, outcome]].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    sns.regplot(data=by_cluster, x=between, y=outcome, ax=axes[0])
+    axes[0].set_title("Therapist level: mean alliance and mean post outcome")
+    sns.regplot(data=parts, x=within, y=outcome, ax=axes[1], scatter_kws={"s": 6, "alpha": 0.4})
+    axes[1].set_title("Client level: alliance relative to the therapist's mean")
+    return fig
+
+
+def rupture_examples_plot(
+    data: pd.DataFrame,
+    episodes: pd.DataFrame,
+    planted: pd.DataFrame,
+    *,
+    score: str = "alliance",
+    client: str = "client_id",
+    session: str = "session",
+):
+    """One client per planted kind (first of each), with the 2-SD and 1-SD rupture lines.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long scores.
+    episodes : DataFrame
+        From :func:`alliance_lib.ruptures` (``client_id``, ``rupture_session``, ``score``).
+    planted : DataFrame
+        Indexed by client, columns ``kind`` (e.g. ``dip``, ``drop``, ``none``) and ``at``.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"client_id": ["a"] * 6 + ["b"] * 6, "session": list(range(1, 7)) * 2,
+    ...                   "alliance": [4, 4.1, 2, 4, 4.1, 4, 4, 4, 4.1, 3.9, 4, 4.0]})
+    >>> ep = pd.DataFrame({"client_id": ["a"], "rupture_session": [3], "score": [2.0]})
+    >>> pl = pd.DataFrame({"kind": ["dip", "none"], "at": [3, 4]}, index=["a", "b"])
+    >>> len(rupture_examples_plot(d, ep, pl).axes)
+    2
+    """
+    kinds = list(dict.fromkeys(planted["kind"]))
+    examples = [planted.index[planted["kind"] == k][0] for k in kinds]
+    fig, axes = plt.subplots(
+        1,
+        len(examples),
+        figsize=(4.4 * len(examples), 3.6),
+        layout="constrained",
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, cid in zip(axes[0], examples, strict=True):
+        series = data[data[client] == cid]
+        mean, sd = series[score].mean(), series[score].std()
+        ax.plot(series[session], series[score], "o-")
+        ax.axhline(mean, color="grey", lw=1, label="client mean")
+        ax.axhline(mean - 2 * sd, color="tab:red", ls="--", lw=1, label="mean − 2 SD (Stiles)")
+        ax.axhline(mean - sd, color="tab:orange", ls=":", lw=1, label="mean − 1 SD (Strauss)")
+        found = episodes[episodes[client] == cid]
+        ax.scatter(
+            found["rupture_session"],
+            found["score"],
+            s=150,
+            facecolors="none",
+            edgecolors="tab:red",
+            lw=2,
+            zorder=3,
+        )
+        what, when = planted.loc[cid, "kind"], planted.loc[cid, "at"]
+        ax.set_title("nothing planted" if what == "none" else f"planted: {what} at session {when}")
+        ax.set_xlabel("Session")
+    axes[0][0].set_ylabel(score.capitalize())
+    axes[0][0].legend(frameon=False, fontsize=8, loc="lower left")
+    return fig
+
+
+def pattern_share_plot(table: pd.DataFrame):
+    """Bar chart of a crosstab of shares indexed by (rule, planted) with one column per pattern.
+
+    Examples
+    --------
+    >>> idx = pd.MultiIndex.from_product([["stiles", "strauss"], ["dip", "none"]], names=["rule", "planted"])
+    >>> t = pd.DataFrame({"no rupture": [.1, .9, .05, .6], "repaired": [.9, .1, .95, .4]}, index=idx)
+    >>> len(pattern_share_plot(t).axes)
+    2
+    """
+    shares = table.reset_index().melt(
+        id_vars=list(table.index.names), var_name="pattern", value_name="share"
+    )
+    rule, planted = table.index.names
+    palette = {"no rupture": "#bbbbbb", "repaired": "#1b6ca8", "unrepaired": "#d1495b"}
+    g = sns.catplot(
+        data=shares,
+        x=planted,
+        y="share",
+        hue="pattern",
+        col=rule,
+        kind="bar",
+        height=3.6,
+        aspect=1.2,
+        palette=palette,
+    )
+    g.set_axis_labels("What we planted", "Share of clients")
+    return g.figure
+
+
+def sudden_gain_examples_plot(
+    data: pd.DataFrame,
+    gains: pd.DataFrame,
+    planted_at: pd.Series,
+    *,
+    score: str = "outcome",
+    client: str = "client_id",
+    session: str = "session",
+):
+    """Clients' outcome series with the planted gain (dashed) and the gains found (arrows).
+
+    Parameters
+    ----------
+    planted_at : Series
+        Session of the planted gain, indexed by the clients to draw.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"client_id": ["a"] * 6, "session": range(6),
+    ...                   "outcome": [80, 78, 77, 55, 54, 53.0]})
+    >>> g = pd.DataFrame({"client_id": ["a"], "pre_session": [2], "post_session": [3],
+    ...                   "score_n": [77.0], "score_n_plus_1": [55.0]})
+    >>> len(sudden_gain_examples_plot(d, g, pd.Series({"a": 3})).axes)
+    1
+    """
+    fig, axes = plt.subplots(
+        1,
+        len(planted_at),
+        figsize=(4.4 * len(planted_at), 3.6),
+        layout="constrained",
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, (cid, at) in zip(axes[0], planted_at.items(), strict=True):
+        series = data[data[client] == cid]
+        ax.plot(series[session], series[score], "o-", color="tab:green")
+        ax.axvline(at - 0.5, color="grey", ls="--", label="planted gain")
+        found = gains[gains[client] == cid]
+        for pre, post, y0, y1 in found[
+            ["pre_session", "post_session", "score_n", "score_n_plus_1"]
+        ].to_numpy():
+            ax.annotate(
+                "",
+                xy=(post, y1),
+                xytext=(pre, y0),
+                arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 2},
+            )
+        ax.set_title(f"{len(found)} sudden gain(s) found")
+        ax.set_xlabel("Session")
+    axes[0][0].set_ylabel(f"{score} (higher = worse)")
+    axes[0][0].legend(frameon=False)
+    return fig
+
+
+def rci_null_plot(rci, *, limit: float = 1.96):
+    """Histogram of reliable change indices with the standard normal density and ±limit.
+
+    Examples
+    --------
+    >>> rci_null_plot(np.random.default_rng(0).normal(size=200)).axes[0].get_xlabel()
+    'RCI (no true change)'
+    """
+    from scipy import stats
+
+    values = np.asarray(rci, dtype=float)
+    values = values[np.isfinite(values)]
+    share = float(np.mean(np.abs(values) > limit))
+    fig, ax = _fig(7.0, 3.8)
+    sns.histplot(values, bins=40, stat="density", ax=ax, color="#8fb8de")
+    grid = np.linspace(-4, 4, 200)
+    ax.plot(grid, stats.norm.pdf(grid), color="black", lw=1, label="standard normal")
+    for z in (-limit, limit):
+        ax.axvline(z, color="tab:red", ls="--")
+    ax.set_xlabel("RCI (no true change)")
+    ax.set_title(f"{100 * share:.1f}% of unchanged clients cross ±{limit:g} by chance")
+    ax.legend(frameon=False)
+    return fig
+
+
+def change_histogram_plot(
+    change, *, true_change: float, threshold: float, xlabel: str | None = None
+):
+    """Histogram of observed changes with the true change and the reliable-change threshold.
+
+    Examples
+    --------
+    >>> f = change_histogram_plot(np.random.default_rng(0).normal(-26, 8, 300), true_change=-26.4,
+    ...                           threshold=16.6)
+    >>> len(f.axes[0].lines)
+    2
+    """
+    fig, ax = _fig(7.0, 3.8)
+    sns.histplot(np.asarray(change, dtype=float), bins=40, ax=ax, color="#9bd19b")
+    ax.axvline(true_change, color="black", label=f"true change for everyone ({true_change:.1f})")
+    ax.axvline(
+        -threshold, color="tab:red", ls="--", label=f"reliable-change threshold (−{threshold:.1f})"
+    )
+    ax.set_xlabel(xlabel or "Observed change, intake to last session")
+    ax.legend(frameon=False)
+    return fig
