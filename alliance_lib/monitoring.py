@@ -331,6 +331,10 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
             shape=shape,
             knot=knot,
             covariates=["intake"],
+            # the curve is parametrised from intake (t = 0), as in Finch et al. (2001): the
+            # intercept is the expected score at intake for the centred intake score (a log
+            # curve, log t, is anchored at the first session after intake, where log t = 0)
+            time_zero=1 if shape == "log" else 0,
         )
     last = post.groupby("client")["session"].max()
     return ExpectedResponse(
