@@ -4,6 +4,8 @@
 
     AllianceError                 file, row, column, value, hint (each None when not known)
     ├── DataError (ValueError)    data that cannot be analysed: reading, validation, scoring, models
+    │   ├── MissingColumnsError   a mapped column is absent (every analysis; with "did you mean")
+    │   └── ScoringError          invalid item cells (``.cells`` lists every one)
     ├── DefinitionError (ValueError)  an instrument definition or a study YAML that cannot be used
     └── ReportError (RuntimeError)    a report run that failed
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AllianceError", "DataError", "DefinitionError", "ReportError"]
+__all__ = ["AllianceError", "DataError", "DefinitionError", "MissingColumnsError", "ReportError"]
 
 
 class AllianceError(Exception):
@@ -64,6 +66,62 @@ class DataError(AllianceError, ValueError):
     >>> (str(err), err.row, isinstance(err, ValueError), isinstance(err, AllianceError))
     ('not a number', 12, True, True)
     """
+
+
+class MissingColumnsError(DataError):
+    """Columns an analysis needs that the table lacks: the one error for a misspelt column.
+
+    Every analysis raises it from its intake stage (:func:`alliance_lib.frame.model_frame`), with
+    a "did you mean" for near misses.
+
+    Attributes
+    ----------
+    missing : list of str
+        The absent columns (``column`` is the first).
+    suggestions : dict of str to str
+        Absent column to the closest existing column name (difflib), for near misses.
+    roles : dict of str to str
+        Absent column to the role (keyword) it was given for, where known.
+
+    Examples
+    --------
+    >>> err = MissingColumnsError(["wai_totl"], {"wai_totl": "wai_total"}, "fit_trajectory",
+    ...                           roles={"wai_totl": "score"})
+    >>> print(err)
+    fit_trajectory: column(s) not found: wai_totl (score). Did you mean 'wai_total' for 'wai_totl'?
+    >>> err.column, err.hint
+    ('wai_totl', "did you mean 'wai_total'?")
+    """
+
+    def __init__(
+        self,
+        missing: list[str],
+        suggestions: dict[str, str] | None = None,
+        what: str = "data",
+        *,
+        roles: dict[str, str] | None = None,
+        **fields: Any,
+    ):
+        self.missing = list(missing)
+        self.suggestions = dict(suggestions or {})
+        self.roles = {c: r for c, r in (roles or {}).items() if c in self.missing}
+
+        def name(c):
+            role = self.roles.get(c)
+            return f"{c} ({role})" if role and role != c else str(c)
+
+        shown = ", ".join(name(c) for c in self.missing[:12]) + (
+            f", ... ({len(self.missing)} in all)" if len(self.missing) > 12 else ""
+        )
+        hint = ""
+        if self.suggestions:
+            pairs = list(self.suggestions.items())[:6]
+            hint = " Did you mean " + ", ".join(f"{v!r} for {k!r}" for k, v in pairs) + "?"
+        fields.setdefault("column", self.missing[0] if self.missing else None)
+        if self.suggestions and "hint" not in fields:
+            first = next(iter(self.suggestions.values()))
+            fields["hint"] = f"did you mean {first!r}?"
+        super().__init__(f"{what}: column(s) not found: {shown}.{hint}", **fields)
 
 
 class DefinitionError(AllianceError, ValueError):

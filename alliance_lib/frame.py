@@ -1,0 +1,604 @@
+"""The intake stage every analysis calls first: columns checked, numbers made, ids kept as text.
+
+Modelled on lme4's ``lFormula`` / ``mkFormula`` (one model-frame step shared by every model
+family): an analysis names the column *roles* it needs and :func:`model_frame` returns a small
+frozen :class:`ModelFrame`, or raises one clear error. It
+
+1. checks that every mapped column exists; all absent columns are named in one
+   :class:`~alliance_lib.errors.MissingColumnsError` with a "did you mean" (difflib);
+2. converts the numeric roles to float under **one rule** (below), naming every bad cell by its
+   row label, column and value;
+3. keeps id roles as text (a typed client number ``101`` or ``101.0`` is ``"101"``, ``" 01"`` is
+   ``"01"``, leading zeros of text ids survive) and factorises them into integer codes with their
+   levels;
+4. drops rows with missing values, counted by reason, and keeps the input row labels (the ``row``
+   index of ``read_table`` is the source file's line), so messages can name them.
+
+The one numeric rule
+--------------------
+A numeric cell is accepted when it is a number (any integer, float, nullable or Arrow numeric
+dtype; ``True``/``False`` count as 1/0) or **text holding a number**: ``"4"``, ``" 4.0 "``,
+``"-1e3"`` (surrounding blanks are ignored). A missing cell (NaN, None, NA) or blank text is
+missing. Anything else (``"n/a"``, ``"4,5"``, ``"four"``, ``"inf"`` or an infinite number) is an
+error naming the row, the column and the value. Every analysis follows this rule; declare missing
+codes or quarantine rows with :func:`alliance_lib.validate` before analysing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alliance_lib.errors import DataError, MissingColumnsError
+
+__all__ = ["ModelFrame", "model_frame", "to_float", "factorize_text", "suggest_columns"]
+
+#: Bad cells listed in one message.
+_LISTED = 5
+
+
+# ------------------------------------------------------------------------------ small helpers
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the plain Python value (for readable messages and error fields)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def number_text(values: np.ndarray) -> np.ndarray:
+    """Vectorised short text of numbers: 7.0 -> '7', 2.5 -> '2.5' (object array).
+
+    Examples
+    --------
+    >>> number_text(np.array([7.0, 2.5, 101.0])).tolist()
+    ['7', '2.5', '101']
+    """
+    values = np.asarray(values, dtype=float)
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
+    out = values.astype(str).astype(object)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    return out
+
+
+def suggest_columns(missing: Iterable[str], available: Iterable[Any]) -> dict[str, str]:
+    """Absent column -> the closest existing column name (case-insensitive difflib), if close.
+
+    Examples
+    --------
+    >>> suggest_columns(["wai_sr_totl", "zzz"], ["client_id", "wai_sr_total"])
+    {'wai_sr_totl': 'wai_sr_total'}
+    """
+    available = [str(c) for c in available]
+    lower = {c.lower(): c for c in available}
+    out = {}
+    for col in missing:
+        hit = difflib.get_close_matches(str(col).lower(), list(lower), n=1, cutoff=0.75)
+        if hit:
+            out[col] = lower[hit[0]]
+    return out
+
+
+def require_columns(
+    data: pd.DataFrame, columns: Iterable[str], what: str, *, roles: Mapping | None = None
+) -> None:
+    """Raise :class:`MissingColumnsError` (all absent columns, with suggestions) if any is absent.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"wai_sr_total": [3.0]})
+    >>> try:
+    ...     require_columns(df, ["wai_sr_totl"], "fit_trajectory")
+    ... except MissingColumnsError as err:
+    ...     print(err)
+    fit_trajectory: column(s) not found: wai_sr_totl. Did you mean 'wai_sr_total' for 'wai_sr_totl'?
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(
+            f"{what}: data must be a pandas DataFrame, not {type(data).__name__}",
+            hint="read the file with alliance_lib.read_table",
+        )
+    have = set(map(str, data.columns))
+    columns = list(dict.fromkeys(columns))
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise MissingColumnsError(
+            missing,
+            suggest_columns(missing, have - set(columns)),
+            what,
+            roles=roles,
+            file=data.attrs.get("source"),
+        )
+
+
+# ------------------------------------------------------------------------------ numbers
+def _bad_cells_error(
+    raw: pd.Series, bad: np.ndarray, column: str, what: str, why: str = "is not a number"
+) -> DataError:
+    pos = np.flatnonzero(bad)
+    labels = raw.index[pos[:_LISTED]]
+    values = raw.iloc[pos[:_LISTED]].to_numpy(dtype=object)
+    cells = "; ".join(
+        f"row {plain(r)!r}: value {plain(v)!r}" for r, v in zip(labels, values, strict=True)
+    )
+    more = f" and {len(pos) - _LISTED} more" if len(pos) > _LISTED else ""
+    err = DataError(
+        f"{what}: column {column!r}, {cells}{more} {why} ({len(pos)} such cell(s) in this "
+        "column). Numbers may be stored as text ('4', ' 4.0 '); declare missing codes or "
+        "quarantine the rows with alliance_lib.validate first.",
+        file=raw.attrs.get("source"),
+        row=plain(labels[0]),
+        column=column,
+        value=plain(values[0]),
+        hint="declare missing codes or quarantine the rows with alliance_lib.validate",
+    )
+    err.cells = pd.DataFrame(
+        {
+            "row": raw.index[pos].to_numpy(dtype=object),
+            "column": column,
+            "value": raw.iloc[pos].to_numpy(dtype=object),
+        }
+    )
+    return err
+
+
+def to_float(raw: pd.Series, column: str | None = None, *, what: str = "data") -> np.ndarray:
+    """A column as a float array under the library's one numeric rule (see the module notes).
+
+    Parameters
+    ----------
+    raw : Series
+        The column (its index holds the row labels used in messages).
+    column : str, optional
+        Its name in messages (default ``raw.name``).
+    what : str
+        Who asks (the analysis), for messages.
+
+    Returns
+    -------
+    ndarray of float
+        NaN where missing (NaN, None, NA or blank text). A new array (never a view of ``raw``).
+
+    Raises
+    ------
+    DataError
+        Text that is not a number, or an infinite value; names the rows, column and values
+        (``.cells`` lists every bad cell).
+
+    Examples
+    --------
+    >>> to_float(pd.Series(["4", " 4.0 ", "", None, 2])).tolist()
+    [4.0, 4.0, nan, nan, 2.0]
+    >>> try:
+    ...     to_float(pd.Series(["4", "n/a"], name="wai"), what="demo")
+    ... except DataError as err:
+    ...     print(err.row, err.column, err.value)
+    1 wai n/a
+    """
+    column = raw.name if column is None else column
+    dt = raw.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "iufb":
+        x = raw.to_numpy(dtype=float, copy=True)
+    elif pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
+        x = raw.to_numpy(dtype=float, na_value=np.nan)
+        if np.shares_memory(x, raw.array):  # pragma: no cover - defensive
+            x = x.copy()
+    else:  # text (or mixed objects): convert the distinct values only
+        codes, uniq = pd.factorize(raw, use_na_sentinel=True)
+        uvals = pd.Series(np.asarray(uniq, dtype=object), dtype=object)
+        isnum = uvals.map(
+            lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+        ).to_numpy(dtype=bool)
+        utext = uvals.astype(str).str.strip()
+        conv = np.array(
+            pd.to_numeric(utext.where(~isnum, None), errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            )
+        )
+        if isnum.any():
+            conv[isnum] = uvals[isnum].to_numpy(dtype=float)
+        blank = (utext == "").to_numpy(dtype=bool) & ~isnum
+        ubad = np.isnan(conv) & ~blank
+        if ubad.any():
+            bad = np.zeros(len(raw), dtype=bool)
+            hit = codes >= 0
+            bad[hit] = ubad[codes[hit]]
+            raise _bad_cells_error(raw, bad, column, what)
+        x = np.where(codes >= 0, conv[np.maximum(codes, 0)] if len(conv) else np.nan, np.nan)
+    inf = np.isinf(x)
+    if inf.any():
+        raise _bad_cells_error(raw, inf, column, what, why="is infinite, not a number")
+    return x
+
+
+# ------------------------------------------------------------------------------ ids
+def _unique_text(uniq: Any) -> np.ndarray:
+    """Text of distinct id values: numbers without a '.0' (101.0 -> '101'), text stripped."""
+    arr = np.asarray(uniq)
+    if arr.dtype.kind in "iuf":
+        return number_text(arr)
+    vals = pd.Series(np.asarray(uniq, dtype=object), dtype=object)
+    isnum = vals.map(
+        lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    ).to_numpy(dtype=bool)
+    out = vals.astype(str).str.strip().to_numpy(dtype=object)
+    if isnum.any():
+        out[isnum] = number_text(vals[isnum].to_numpy(dtype=float))
+    return out
+
+
+def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of ids as stripped text (-1 for missing or blank) and the distinct texts.
+
+    The text work (strip, lower) runs on the distinct values only, so it is cheap on long tables;
+    ``" 01"`` and ``"01"`` get the same code, and a number is its text without a trailing ``.0``
+    (``101`` and ``101.0`` are ``"101"``). Levels are in order of first appearance.
+
+    Examples
+    --------
+    >>> codes, levels = factorize_text(pd.Series([" 01", "01", None, "002", ""]))
+    >>> codes.tolist(), levels.tolist()
+    ([0, 0, -1, 1, -1], ['01', '002'])
+    >>> factorize_text(pd.Series([101.0, float("nan"), 7.0]))[1].tolist()
+    ['101', '7']
+    """
+    codes = uniq = None
+    if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
+        values = raw.array.__arrow_array__()
+        n = len(values)
+        runs = None
+        if n > 1:  # a table sorted by client holds runs of equal ids: encode one id per run
+            change = pc.not_equal(values.slice(1), values.slice(0, n - 1))
+            starts = np.flatnonzero(np.r_[True, np.asarray(pc.fill_null(change, True))])
+            if len(starts) * 4 <= n:
+                runs = starts
+                values = values.take(pa.array(starts))
+        enc = pc.dictionary_encode(values, null_encoding="mask")
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else None
+        if enc is not None:  # (distinct values in order of appearance, as pd.factorize)
+            codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+            if runs is not None:
+                codes = np.repeat(codes, np.diff(np.r_[runs, n]))
+            # usually no value changes when stripped (and lowered) and none is blank: then the
+            # distinct values stay distinct (the Arrow kernels of pandas' str.strip / str.lower)
+            text = pc.utf8_trim_whitespace(enc.dictionary)
+            if lower:
+                text = pc.utf8_lower(text)
+            if (
+                pc.all(pc.equal(text, enc.dictionary)).as_py() is not False
+                and not pc.any(pc.equal(text, "")).as_py()
+            ):
+                return codes.astype(np.int64), text.to_numpy(zero_copy_only=False)
+            uniq = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+    if codes is None:
+        codes, uniq = pd.factorize(raw)
+    text = pd.Series(_unique_text(uniq), dtype=object)
+    if lower:
+        text = text.str.lower()
+    blank = (text == "").to_numpy(dtype=bool)
+    ucodes, utext = pd.factorize(text)
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(utext) == len(uniq) and not blank.any():  # already distinct once stripped: as is
+        return codes, np.asarray(utext, dtype=object)
+    ucodes = np.where(blank, -1, ucodes).astype(np.int64)
+    out = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1)
+    keep = np.unique(out[out >= 0])  # levels of blank values only: none
+    if len(keep) < len(utext):  # (blank texts were a level of their own: renumber)
+        remap = np.full(len(utext), -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        out = np.where(out >= 0, remap[np.maximum(out, 0)], -1)
+        utext = np.asarray(utext, dtype=object)[keep]
+    return out, np.asarray(utext, dtype=object)
+
+
+# ------------------------------------------------------------------------------ the frame
+@dataclass(frozen=True, eq=False)
+class ModelFrame:
+    """The checked input of one analysis (the result of :func:`model_frame`).
+
+    Attributes
+    ----------
+    data : DataFrame
+        The kept rows (input row labels as index) with the role columns converted: numeric
+        roles float64, id roles text (``str``; missing ids are NaN); with ``keep="all"`` the
+        other columns follow unchanged.
+    roles : dict
+        Role -> column name (or tuple of names for a role given as a list), for present roles.
+    codes : dict
+        Id role -> int64 codes into ``levels[role]`` (-1 for a missing id), one per kept row.
+    levels : dict
+        Id role -> the distinct ids (object array of text), in order of first appearance (or
+        sorted with ``sort_levels=True``).
+    n_in : int
+        Rows in the input.
+    n_dropped : dict
+        Reason -> rows dropped for it (a row is counted under the first reason that applies).
+    what : str
+        The analysis that asked (used in messages).
+    """
+
+    data: pd.DataFrame
+    roles: dict
+    codes: dict
+    levels: dict
+    n_in: int
+    n_dropped: dict
+    what: str = "analysis"
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def rows(self) -> pd.Index:
+        """Row labels of the kept rows (for messages)."""
+        return self.data.index
+
+    @property
+    def n(self) -> int:
+        """Rows kept."""
+        return len(self.data)
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.roles
+
+    def column(self, role: str) -> str:
+        """The column a role maps to."""
+        return self.roles[role]
+
+    def values(self, role: str) -> np.ndarray:
+        """The role's values: float array for a numeric role (2-D for a list of columns), the
+        text ids (object array, None for missing) for an id role, else the column as is."""
+        if role in self._arrays:
+            return self._arrays[role]
+        if role in self.codes:
+            lv = np.append(self.levels[role], None)
+            return lv[self.codes[role]]
+        cols = self.roles[role]
+        return self.data[list(cols) if isinstance(cols, tuple) else cols].to_numpy()
+
+    def label(self, pos: int) -> Any:
+        """The input row label of kept row ``pos``."""
+        return plain(self.data.index[pos])
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelFrame({self.what}: {self.n} of {self.n_in} rows; roles {self.roles}; "
+            f"dropped {self.n_dropped})"
+        )
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, str):
+        return [x]
+    return list(x)
+
+
+def model_frame(
+    data: pd.DataFrame,
+    roles: Mapping[str, str | Sequence[str] | None],
+    *,
+    numeric: Iterable[str] = (),
+    integer: Iterable[str] = (),
+    ids: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    required: Iterable[str] = (),
+    dropna: bool | Iterable[str] | Mapping[str, Iterable[str]] = False,
+    sort_levels: bool = False,
+    keep: str = "roles",
+    what: str = "analysis",
+) -> ModelFrame:
+    """Check and convert the columns an analysis needs (the library's one intake stage).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table; its index holds the row labels used in messages.
+    roles : dict
+        Role -> column name (``{"score": "wai_sr_total", "client": "client_id"}``), or a list of
+        column names (e.g. ``{"covariates": ["age", "female"]}``); ``None`` leaves a role out
+        (e.g. ``therapist=None``).
+    numeric : iterable of str
+        Roles converted to float under the one numeric rule (module notes).
+    integer : iterable of str
+        Numeric roles whose values must also be whole numbers (e.g. a session grid).
+    ids : iterable of str
+        Roles kept as text and factorised (``codes``, ``levels``).
+    optional : iterable of str
+        Roles whose column may be absent (the role is then left out).
+    required : iterable of str
+        Roles that may not have a missing value: a missing one raises, naming the row.
+    dropna : bool, list of roles, or dict of reason -> roles
+        Drop rows with a missing value in these roles: ``True`` means every numeric and id role,
+        counted under the reason ``"missing <role>"``; a dict names the reasons (a row is
+        counted under the first reason that applies).
+    sort_levels : bool
+        Levels of id roles sorted (as text) instead of in order of first appearance.
+    keep : {"roles", "all"}
+        Columns of ``.data``: the role columns only, or every column.
+    what : str
+        The analysis (e.g. ``"fit_trajectory"``), named in messages.
+
+    Returns
+    -------
+    ModelFrame
+
+    Raises
+    ------
+    MissingColumnsError
+        A mapped column is absent (all absent columns in one message, with "did you mean").
+    DataError
+        A numeric cell is not a number, an integer role holds a fraction, or a required role is
+        missing; the message names the row label, the column and the value.
+
+    Notes
+    -----
+    The steps run in a fixed order, as lme4's ``lFormula``: columns, conversion, required
+    values, dropping of incomplete rows (counted by reason), then factorising of the ids on the
+    kept rows. Vectorised: conversion works on whole columns (text on its distinct values).
+
+    References
+    ----------
+    Bates, D., Maechler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models
+    using lme4. *Journal of Statistical Software, 67*(1), 1-48 (section 2, the modular stages).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"client_id": [101, 101, 102.0], "session": ["1", " 2 ", "1"],
+    ...                    "wai": [4.0, None, 3.5]}, index=pd.Index([2, 3, 4], name="row"))
+    >>> mf = model_frame(df, {"score": "wai", "client": "client_id", "session": "session"},
+    ...                  numeric=["score", "session"], ids=["client"], dropna=True, what="demo")
+    >>> mf.levels["client"].tolist(), mf.codes["client"].tolist(), mf.n_dropped
+    (['101', '102'], [0, 1], {'missing score': 1, 'missing session': 0, 'missing client': 0})
+    >>> mf.values("session").tolist(), mf.rows.tolist()
+    ([1.0, 1.0], [2, 4])
+    """
+    numeric, integer, ids = _as_list(numeric), _as_list(integer), _as_list(ids)
+    optional, required = set(_as_list(optional)), _as_list(required)
+    numeric += [r for r in integer if r not in numeric]
+    unknown = [r for r in [*numeric, *ids, *required] if r not in roles]
+    if unknown:  # a programming error inside the library
+        raise DataError(f"{what}: model_frame roles {unknown} are not mapped")
+    present: dict[str, Any] = {}
+    needed: list[str] = []
+    if not isinstance(data, pd.DataFrame):
+        require_columns(data, [], what)  # raises the "not a DataFrame" error
+    have = set(map(str, data.columns))
+    for role, col in roles.items():
+        if col is None:
+            continue
+        cols = (col,) if isinstance(col, str) else tuple(col)
+        if role in optional and not all(c in have for c in cols):
+            continue
+        present[role] = col if isinstance(col, str) else cols
+        needed += list(cols)
+    require_columns(
+        data, needed, what, roles={c: r for r, v in present.items() for c in _as_list(v)}
+    )
+    n_in = len(data)
+
+    # conversion (whole columns; rows are never looped over)
+    converted: dict[str, np.ndarray] = {}
+    for role in numeric:
+        if role not in present:
+            continue
+        cols = _as_list(present[role])
+        arrs = [to_float(data[c], c, what=what) for c in cols]
+        if role in integer:
+            for c, a in zip(cols, arrs, strict=True):
+                frac = ~np.isnan(a) & (a != np.round(a))
+                if frac.any():
+                    raise _bad_cells_error(data[c], frac, c, what, why="is not a whole number")
+        converted[role] = arrs[0] if isinstance(present[role], str) else np.column_stack(arrs)
+    id_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for role in ids:
+        if role in present:
+            id_codes[role] = factorize_text(data[present[role]])
+
+    def missing_of(role: str) -> np.ndarray:
+        if role in converted:
+            a = converted[role]
+            return np.isnan(a) if a.ndim == 1 else np.isnan(a).any(axis=1)
+        if role in id_codes:
+            return id_codes[role][0] < 0
+        cols = _as_list(present[role])
+        return data[cols].isna().any(axis=1).to_numpy()
+
+    for role in required:
+        if role not in present:
+            continue
+        miss = missing_of(role)
+        if miss.any():
+            c = _as_list(present[role])[0]
+            i = int(np.flatnonzero(miss)[0])
+            kind = "id" if role in id_codes else "value"
+            raise DataError(
+                f"{what}: column {c!r}, row {plain(data.index[i])!r}: missing {kind} "
+                f"({int(miss.sum())} such row(s)); every row needs one",
+                file=data.attrs.get("source"),
+                row=plain(data.index[i]),
+                column=c,
+                value=None,
+                hint=f"fill in or drop the rows without a {role}",
+            )
+
+    # dropping incomplete rows, counted by the first reason
+    if dropna is True:
+        steps = {f"missing {r}": [r] for r in [*numeric, *ids]}
+    elif dropna is False or dropna is None:
+        steps = {}
+    elif isinstance(dropna, Mapping):
+        steps = {reason: _as_list(rs) for reason, rs in dropna.items()}
+    else:
+        steps = {f"missing {r}": [r] for r in _as_list(dropna)}
+    keep_rows = np.ones(n_in, dtype=bool)
+    n_dropped: dict[str, int] = {}
+    for reason, rs in steps.items():
+        miss = np.zeros(n_in, dtype=bool)
+        for r in rs:
+            if r in present:
+                miss |= missing_of(r)
+        n_dropped[reason] = int(np.count_nonzero(miss & keep_rows))
+        keep_rows &= ~miss
+    every = bool(keep_rows.all())
+    kpos = None if every else np.flatnonzero(keep_rows)
+
+    def pick(a):
+        return a if every else a[kpos]
+
+    # the frame: converted role columns (kept rows), ids as text
+    arrays: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}
+    codes: dict[str, np.ndarray] = {}
+    levels: dict[str, np.ndarray] = {}
+    for role, a in converted.items():
+        arrays[role] = pick(a)
+        cols = _as_list(present[role])
+        for j, c in enumerate(cols):
+            out[c] = arrays[role] if a.ndim == 1 else arrays[role][:, j]
+    for role, (c, lv) in id_codes.items():
+        c = pick(c)
+        used = np.unique(c[c >= 0]) if not every else None
+        if used is not None and len(used) < len(lv):  # levels of the kept rows only
+            remap = np.full(len(lv), -1, dtype=np.int64)
+            remap[used] = np.arange(len(used))
+            c = np.where(c >= 0, remap[np.maximum(c, 0)], -1)
+            lv = lv[used]
+        if sort_levels and len(lv):
+            order = np.argsort(lv.astype(str), kind="stable")
+            rank = np.empty(len(lv), dtype=np.int64)
+            rank[order] = np.arange(len(lv))
+            c = np.where(c >= 0, rank[np.maximum(c, 0)], -1)
+            lv = lv[order]
+        codes[role], levels[role] = c, lv
+        text = np.append(lv, None).astype(object)[c]
+        out[present[role]] = pd.array(text, dtype="str")
+    index = data.index if every else data.index[kpos]
+    if keep == "all":
+        rest = [c for c in data.columns if c not in out]
+        frame = data[rest] if every else data[rest].iloc[kpos]
+        frame = frame.assign(**{str(k): v for k, v in out.items()}) if out else frame.copy()
+        frame = frame[list(data.columns)]
+    elif keep == "roles":
+        cols = list(dict.fromkeys(needed))
+        other = [c for c in cols if c not in out]
+        base = data[other] if every else data[other].iloc[kpos]
+        frame = pd.DataFrame({**{c: base[c].array for c in other}, **out}, index=index)
+        frame = frame[cols] if cols else frame
+    else:
+        raise DataError(f"keep must be 'roles' or 'all', not {keep!r}")
+    frame.attrs = dict(data.attrs)
+    return ModelFrame(
+        data=frame,
+        roles=present,
+        codes=codes,
+        levels=levels,
+        n_in=n_in,
+        n_dropped=n_dropped,
+        what=what,
+        _arrays=arrays,
+    )
