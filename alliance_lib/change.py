@@ -34,26 +34,8 @@ RCI_CATEGORIES = ("improved", "unchanged", "deteriorated")
 CS_CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated")
 
 
-class ChangeInputError(DataError):
-    """Bad input to a change-event function.
-
-    Attributes
-    ----------
-    column, row, value
-        The offending column, the row label (the ``row`` index from ``read_table`` names the line
-        of the source file) and the value, where they apply; otherwise ``None``.
-    """
-
-    def __init__(self, message: str, *, column: Any = None, row: Any = None, value: Any = None):
-        where = []
-        if row is not None:
-            where.append(f"row {row}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        if value is not None:
-            where.append(f"value {value!r}")
-        prefix = (", ".join(where) + ": ") if where else ""
-        super().__init__(prefix + message, column=column, row=row, value=value)
+#: Bad input to a change-event function: the library's :class:`DataError` (the name is kept).
+ChangeInputError = DataError
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,10 +76,16 @@ def suggest_columns(missing: Iterable[str], available: Iterable[Any]) -> dict[st
     available = [str(c) for c in available]
     lower = {c.lower(): c for c in available}
     out = {}
+    shuffled = {}
+    for c in lower:  # swapped letters ("wia" for "wai") are a common slip difflib scores low
+        shuffled.setdefault("".join(sorted(c)), c)
     for col in missing:
-        hit = difflib.get_close_matches(str(col).lower(), list(lower), n=1, cutoff=0.75)
+        key = str(col).lower()
+        hit = difflib.get_close_matches(key, list(lower), n=1, cutoff=0.75)
         if hit:
             out[col] = lower[hit[0]]
+        elif "".join(sorted(key)) in shuffled:
+            out[col] = lower[shuffled["".join(sorted(key))]]
     return out
 
 
@@ -472,7 +478,7 @@ def model_frame(
         if col is None:
             continue
         cols = (col,) if isinstance(col, str) else tuple(col)
-        if role in optional and not all(c in have for c in cols):
+        if not cols or (role in optional and not all(c in have for c in cols)):
             continue
         present[role] = col if isinstance(col, str) else cols
         needed += list(cols)

@@ -20,14 +20,8 @@ from alliance_lib.errors import DataError
 __all__ = ["RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
 
-class RaterAgreementError(DataError):
-    """Data that cannot give a rater-agreement analysis.
-
-    Attributes
-    ----------
-    column, row, value : object or None
-        The offending column, row label(s) and value, when known.
-    """
+#: Data that cannot give a rater-agreement analysis: the library's :class:`DataError` (name kept).
+RaterAgreementError = DataError
 
 
 @dataclass(frozen=True)

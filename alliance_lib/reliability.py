@@ -41,14 +41,8 @@ _NAN_POLICIES = ("listwise", "pairwise")
 _PSI_LOWER = 0.005
 
 
-class ReliabilityError(DataError):
-    """Input that cannot give a reliability estimate.
-
-    Attributes
-    ----------
-    column, row, value : object or None
-        The offending column, row label and value, when the problem is one cell or column.
-    """
+#: Input that cannot give a reliability estimate: the library's :class:`DataError` (name kept).
+ReliabilityError = DataError
 
 
 # --------------------------------------------------------------------------------------------

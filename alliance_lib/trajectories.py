@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -20,6 +20,8 @@ from scipy import stats
 
 from alliance_lib.engine import EngineError, EngineFit, NestedLMM
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame
+from alliance_lib.results import to_jsonable as _jsonable
 
 __all__ = [
     "ModelError",
@@ -33,14 +35,8 @@ __all__ = [
 SHAPES = ("linear", "quadratic", "log", "piecewise")
 
 
-class ModelError(DataError):
-    """A model cannot be fitted to these data; names the column, row and value at fault.
-
-    Attributes
-    ----------
-    column, row, value
-        The offending column, row label (the data's index) and value, where known.
-    """
+#: A model cannot be fitted to these data: the library's :class:`DataError` (the name is kept).
+ModelError = DataError
 
 
 class _SummaryText(str):
@@ -51,26 +47,6 @@ class _SummaryText(str):
 
     def _repr_pretty_(self, p, cycle):  # IPython
         p.text(str(self))
-
-
-def _jsonable(value):
-    """Convert numpy scalars/arrays, NaN and pandas objects to plain JSON types."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.reset_index().to_dict(orient="records")]
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
 
 
 class MixedFit:
@@ -425,47 +401,6 @@ class MixedFit:
         return self._labels["therapist"][self._model.therapist_levels]
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
-    s = frame[column]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float).to_numpy()
-    if not pd.api.types.is_numeric_dtype(s):
-        bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
-        row = bad.index[0] if len(bad) else None
-        raise ModelError(
-            f"column {column!r} must be numeric (row {row!r} holds {bad.iloc[0]!r}); "
-            "dummy-code categorical predictors first"
-            if len(bad)
-            else f"column {column!r} must be numeric",
-            column=column,
-            row=row,
-            value=bad.iloc[0] if len(bad) else None,
-        )
-    return s.to_numpy(dtype=float, na_value=np.nan)
-
-
-def _check_columns(data: pd.DataFrame, columns: Iterable[str]) -> None:
-    for c in columns:
-        if c not in data.columns:
-            raise ModelError(
-                f"column {c!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
-                column=c,
-            )
-
-
-def _drop_missing(data: pd.DataFrame, groups: dict[str, list[str]]) -> tuple[pd.DataFrame, dict]:
-    """Drop rows with a missing value in any listed column; count them by the first reason."""
-    keep = np.ones(len(data), dtype=bool)
-    counts = {}
-    for reason, cols in groups.items():
-        miss = np.zeros(len(data), dtype=bool)
-        for c in cols:
-            miss |= data[c].isna().to_numpy()
-        counts[reason] = int((miss & keep).sum())
-        keep &= ~miss
-    return data.loc[keep], counts
-
-
 def _statsmodels_theta(y, X, Z, codes, reml) -> tuple[np.ndarray, object, list[str], bool]:
     from statsmodels.regression.mixed_linear_model import MixedLM
 
@@ -565,9 +500,15 @@ def fit_mixed(
             raise ModelError(f"random slope {r!r} must also be a fixed term", column=r)
     if len(set(fixed)) != len(fixed):
         raise ModelError(f"fixed terms repeat a column: {fixed}")
-    ids = [client] + ([therapist] if therapist is not None else [])
-    _check_columns(data, [outcome, *fixed, *ids])
-    frame, dropped = _drop_missing(data, {"outcome": [outcome], "predictors": fixed, "ids": ids})
+    mf = model_frame(
+        data,
+        {"outcome": outcome, "fixed": fixed, "client": client, "therapist": therapist},
+        numeric=["outcome", "fixed"],
+        ids=["client", "therapist"],
+        dropna={"outcome": ["outcome"], "predictors": ["fixed"], "ids": ["client", "therapist"]},
+        what="fit_mixed",
+    )
+    frame, dropped = mf.data, mf.n_dropped
     return _fit_frame(
         frame,
         outcome,
@@ -613,11 +554,11 @@ def _fit_frame(
     """Shared core: arrays from ``frame`` (or precomputed ``fixed_columns``) into the engine."""
     if len(frame) == 0:
         raise ModelError(f"no rows left to analyse (dropped: {n_dropped})", column=outcome)
-    y = _numeric(frame, outcome)
+    y = frame[outcome].to_numpy(dtype=float)  # (converted by model_frame)
     n = len(frame)
     cols = [np.ones(n)]
     if fixed_columns is None:
-        cols += [_numeric(frame, c) for c in fixed_source]
+        cols += [frame[c].to_numpy(dtype=float) for c in fixed_source]
     else:
         cols += [np.asarray(fixed_columns[c], dtype=float) for c in fixed_source]
     X = np.column_stack(cols)
@@ -888,12 +829,27 @@ def fit_trajectory(
         for c in tup:
             if c not in base:
                 base.append(c)
-    ids = [client] + ([therapist] if therapist is not None else [])
-    _check_columns(data, [score, time, *base, *ids])
-    frame, dropped = _drop_missing(
-        data, {"outcome": [score], "time": [time], "covariates": base, "ids": ids}
+    mf = model_frame(
+        data,
+        {
+            "score": score,
+            "time": time,
+            "covariates": base,
+            "client": client,
+            "therapist": therapist,
+        },
+        numeric=["score", "time", "covariates"],
+        ids=["client", "therapist"],
+        dropna={
+            "outcome": ["score"],
+            "time": ["time"],
+            "covariates": ["covariates"],
+            "ids": ["client", "therapist"],
+        },
+        what="fit_trajectory",
     )
-    t = _numeric(frame, time)
+    frame, dropped = mf.data, mf.n_dropped
+    t = mf.values("time")
     if shape == "log":
         shifted = t + (offset or 0.0)
         bad = shifted <= 0 if offset is not None else t < 1
@@ -930,7 +886,7 @@ def fit_trajectory(
         "base_covariates": base,
         "interactions": inter,
     }
-    covs = {c: _numeric(frame, c) for c in base}
+    covs = {c: frame[c].to_numpy(dtype=float) for c in base}
     cols = _trajectory_columns(t, covs, spec)
     names = list(cols)
     tnames = _time_term_names(time, spec)
