@@ -308,7 +308,9 @@ def test_bad_input_errors_name_the_column():
         fit_trajectory(THREE, "nope")
     as_text = THREE.assign(ipp=THREE["ipp"].astype(str))  # numbers stored as text: accepted
     same = fit_trajectory(as_text, "wai", covariates=["ipp"])
-    pd.testing.assert_frame_equal(same.fixed, fit_trajectory(THREE, "wai", covariates=["ipp"]).fixed)
+    pd.testing.assert_frame_equal(
+        same.fixed, fit_trajectory(THREE, "wai", covariates=["ipp"]).fixed
+    )
     bad = as_text.copy()
     bad.loc[bad.index[3], "ipp"] = "n/a"
     with pytest.raises(ModelError, match="'ipp', row .*: value 'n/a' is not a number") as err:
