@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame
 
 __all__ = [
     "ChangeInputError",
@@ -52,33 +53,6 @@ class SessionGrid:
     values: np.ndarray  # shape (n_clients, n_sessions), float
 
 
-def _require_columns(data: pd.DataFrame, columns: dict[str, str]) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    for role, col in columns.items():
-        if col not in data.columns:
-            raise ChangeInputError(
-                f"no {role} column {col!r} in the data (columns: {list(data.columns)}); "
-                f"pass {role}='<column name>'",
-                column=col,
-            )
-
-
-def _numeric(series: pd.Series, column: str) -> np.ndarray:
-    """Float values of ``series``; a non-numeric cell raises naming its row."""
-    converted = pd.to_numeric(series, errors="coerce")
-    bad = converted.isna() & series.notna()
-    if bad.any():
-        row = series.index[np.argmax(bad.to_numpy())]
-        raise ChangeInputError(
-            "not a number; clean or validate the data first (al.validate)",
-            column=column,
-            row=row,
-            value=series.loc[row],
-        )
-    return converted.to_numpy(dtype=float)
-
-
 def _session_grid(
     data: pd.DataFrame,
     score: str,
@@ -91,25 +65,17 @@ def _session_grid(
     The grid is ``sessions`` when given, else every integer from the smallest to the largest
     session in the data. Rows whose session is not on the grid are ignored.
     """
-    _require_columns(data, {"score": score, "client": client, "session": session})
-    sess = _numeric(data[session], session)
-    missing_session = np.isnan(sess)
-    if missing_session.any():
-        row = data.index[np.argmax(missing_session)]
-        raise ChangeInputError(
-            "session number is missing", column=session, row=row, value=data[session].loc[row]
-        )
-    not_int = sess != np.round(sess)
-    if not_int.any():
-        row = data.index[np.argmax(not_int)]
-        raise ChangeInputError(
-            "session numbers must be whole numbers", column=session, row=row, value=sess[not_int][0]
-        )
-    values = _numeric(data[score], score)
-    ids = data[client]
-    if ids.isna().any():
-        row = data.index[np.argmax(ids.isna().to_numpy())]
-        raise ChangeInputError("client id is missing", column=client, row=row)
+    mf = model_frame(
+        data,
+        {"score": score, "client": client, "session": session},
+        numeric=["score"],
+        integer=["session"],
+        ids=["client"],
+        required=["session", "client"],
+        sort_levels=True,
+        what="change events",
+    )
+    sess, values, ids = mf.values("session"), mf.values("score"), mf.data[client]
     # Rows without a score (e.g. another rater's row, or an instrument not administered) carry
     # no information, so only scored rows must be unique per client and session.
     scored = ~np.isnan(values)
@@ -132,7 +98,7 @@ def _session_grid(
             grid = np.arange(int(sess.min()), int(sess.max()) + 1)
     else:
         grid = np.unique(np.asarray(list(sessions), dtype=int))
-    codes, clients = pd.factorize(ids, sort=True)
+    codes, clients = mf.codes["client"], mf.levels["client"]
     pos = np.searchsorted(grid, sess)
     pos_clipped = np.minimum(pos, max(len(grid) - 1, 0))
     if len(grid):
@@ -660,14 +626,15 @@ def sudden_gains_by_client(
     chosen = events.sort_values(
         [client, *order], ascending=[True, *asc], kind="mergesort"
     ).drop_duplicates(client, keep="first")
-    clients = pd.DataFrame({client: pd.unique(data[client].dropna())})
+    ids = model_frame(data, {"client": client}, ids=["client"], sort_levels=True, what="change")
+    clients = pd.DataFrame({client: pd.array(ids.levels["client"], dtype="str")})  # (sorted)
     out = clients.merge(chosen, on=client, how="left")
     out.insert(1, "has_event", out["pre_session"].notna())
     out["n_events"] = out["n_events"].fillna(0).astype(int)
     for col in ("pre_session", "post_session"):
         out[col] = out[col].astype("Int64")
     out["kind"] = kind
-    return out.sort_values(client, kind="mergesort").reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def count_intervals(
@@ -785,9 +752,8 @@ def _rc_core(
     confidence: float | None,
     inclusive: bool | None,
 ) -> tuple[pd.DataFrame, np.ndarray, bool, _Norms | None]:
-    _require_columns(data, {"pre": pre, "post": post})
-    x1 = _numeric(data[pre], pre)
-    x2 = _numeric(data[post], post)
+    pp = model_frame(data, {"pre": pre, "post": post}, numeric=["pre", "post"], what="change")
+    x1, x2 = pp.values("pre"), pp.values("post")
     norms = _instrument_norms(instrument) if instrument is not None else None
     if higher_is_better is None:
         if norms is None or norms.higher_is_better is None:
@@ -1086,8 +1052,8 @@ def clinical_significance(
         data, pre, post, sd, reliability, instrument, higher_is_better, confidence, inclusive
     )
     d = 1.0 if hib else -1.0
-    x1 = _numeric(data[pre], pre)
-    x2 = _numeric(data[post], post)
+    pp = model_frame(data, {"pre": pre, "post": post}, numeric=["pre", "post"], what="change")
+    x1, x2 = pp.values("pre"), pp.values("post")
     both = ~np.isnan(x1) & ~np.isnan(x2)
     from_instrument = False
     if cutoff is None:

@@ -423,7 +423,8 @@ def model_frame(
         counted under the reason ``"missing <role>"``; a dict names the reasons (a row is
         counted under the first reason that applies).
     sort_levels : bool
-        Levels of id roles sorted (as text) instead of in order of first appearance.
+        Levels of id roles sorted instead of in order of first appearance: by value when every
+        id is a number written as text (``"2"`` before ``"10"``), else as text.
     keep : {"roles", "all"}
         Columns of ``.data``: the role columns only, or every column.
     what : str
@@ -574,8 +575,11 @@ def model_frame(
             remap[used] = np.arange(len(used))
             c = np.where(c >= 0, remap[np.maximum(c, 0)], -1)
             lv = lv[used]
-        if sort_levels and len(lv):
+        if sort_levels and len(lv):  # numbers by value (2 before 10), else as text
+            num = pd.to_numeric(pd.Series(lv, dtype=object), errors="coerce").to_numpy(float)
             order = np.argsort(lv.astype(str), kind="stable")
+            if not np.isnan(num).any():
+                order = order[np.argsort(num[order], kind="stable")]
             rank = np.empty(len(lv), dtype=np.int64)
             rank[order] = np.arange(len(lv))
             c = np.where(c >= 0, rank[np.maximum(c, 0)], -1)

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from alliance_lib.change import _numeric, _require_columns, _session_grid
+from alliance_lib.change import _session_grid
+from alliance_lib.frame import model_frame
 
 __all__ = [
     "RUPTURE_PRESETS",
@@ -424,7 +425,9 @@ def srs_alliance_flags(
     >>> srs_alliance_flags(df)["srs_flag"].tolist()
     [False, False, True, <NA>]
     """
-    _require_columns(data, {"score": score})
+    values = model_frame(
+        data, {"score": score}, numeric=["score"], what="srs_alliance_flags"
+    ).values("score")
     if threshold is None or inclusive is None:
         from alliance_lib.registry import get_instrument
 
@@ -433,7 +436,6 @@ def srs_alliance_flags(
             threshold = float(cut["value"])
         if inclusive is None:
             inclusive = cut.get("clinical_if", "<") == "<="
-    values = _numeric(data[score], score)
     with np.errstate(invalid="ignore"):
         flag = values <= threshold if inclusive else values < threshold
     out = data.copy()
