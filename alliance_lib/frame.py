@@ -108,13 +108,12 @@ def require_columns(
             f"{what}: data must be a pandas DataFrame, not {type(data).__name__}",
             hint="read the file with alliance_lib.read_table",
         )
-    have = set(map(str, data.columns))
     columns = list(dict.fromkeys(columns))
-    missing = [c for c in columns if c not in have]
+    missing = [c for c in columns if c not in data.columns]
     if missing:
         raise MissingColumnsError(
             missing,
-            suggest_columns(missing, have - set(columns)),
+            suggest_columns(missing, [c for c in data.columns if c not in columns]),
             what,
             roles=roles,
             file=data.attrs.get("source"),
@@ -474,12 +473,11 @@ def model_frame(
     needed: list[str] = []
     if not isinstance(data, pd.DataFrame):
         require_columns(data, [], what)  # raises the "not a DataFrame" error
-    have = set(map(str, data.columns))
     for role, col in roles.items():
         if col is None:
             continue
         cols = (col,) if isinstance(col, str) else tuple(col)
-        if not cols or (role in optional and not all(c in have for c in cols)):
+        if not cols or (role in optional and not all(c in data.columns for c in cols)):
             continue
         present[role] = col if isinstance(col, str) else cols
         needed += list(cols)

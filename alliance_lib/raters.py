@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame
 
 __all__ = ["RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
@@ -166,24 +167,6 @@ def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:
     ).astype(float)
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
-    raw = frame[col]
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        return raw.astype(float)
-    num = pd.to_numeric(raw, errors="coerce")
-    bad = num.isna() & raw.notna()
-    if bad.any():
-        row = raw.index[bad.to_numpy()][0]
-        raise RaterAgreementError(
-            f"column {col!r}, row {row!r}: value {raw.loc[row]!r} is not a number "
-            f"({int(bad.sum())} such cell(s)).",
-            column=col,
-            row=row,
-            value=raw.loc[row],
-        )
-    return num.astype(float)
-
-
 def rater_agreement(
     df: pd.DataFrame,
     score: str,
@@ -275,22 +258,20 @@ def rater_agreement(
     >>> res.icc["icc"].round(3).tolist()
     [0.819, 0.885]
     """
-    for col in (client, session, rater, score):
-        if col not in df.columns:
-            raise RaterAgreementError(
-                f"column {col!r} not in the data (columns: {', '.join(map(str, df.columns))}).",
-                column=col,
-            )
+    mf = model_frame(
+        df,
+        {"client": client, "session": session, "rater": rater, "score": score},
+        numeric=["score", "session"],
+        ids=["client"],
+        what="rater_agreement",
+    )
     if len(raters) != 2 or raters[0] == raters[1]:
         raise RaterAgreementError(f"raters must be two different values; got {raters!r}.")
     if not 0.0 < ci < 1.0:
         raise RaterAgreementError(f"ci must be between 0 and 1; got {ci!r}.", value=ci)
     raters = (str(raters[0]), str(raters[1]))
 
-    sub = df.loc[df[rater].isin(raters), [client, session, rater, score]]
-    values = _numeric(sub, score)
-    sub = sub.assign(**{score: values})[values.notna()]
-    sub = sub.assign(**{session: _numeric(sub, session)})
+    sub = mf.data.loc[mf.data[rater].isin(raters) & mf.data[score].notna()]
     dup = sub.duplicated([client, session, rater], keep=False)
     if dup.any():
         rows = sub.index[dup.to_numpy()]

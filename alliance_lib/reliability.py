@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame, require_columns
 from alliance_lib.registry import get_instrument
 
 __all__ = [
@@ -159,30 +160,11 @@ def _item_matrix(
             )
         frame = pd.DataFrame(arr, columns=[f"item_{j + 1}" for j in range(arr.shape[1])])
     names = [str(c) for c in frame.columns]
-    columns = []
-    for col in frame.columns:  # loop over columns, not rows
-        raw = frame[col]
-        if pd.api.types.is_bool_dtype(raw):
-            raise ReliabilityError(
-                f"column {col!r} holds true/false values, not item scores.", column=col
-            )
-        if not pd.api.types.is_numeric_dtype(raw):
-            num = pd.to_numeric(raw, errors="coerce")
-            bad = (num.isna() & raw.notna()).to_numpy()
-            if bad.any():
-                where = raw.index[bad][0]
-                value = raw.to_numpy(dtype=object)[bad][0]
-                raise ReliabilityError(
-                    f"column {col!r}, row {where!r}: value {value!r} is not a number "
-                    f"({int(bad.sum())} such cell(s) in this column). Convert or clean the item "
-                    "column (e.g. with alliance_lib.validate) first.",
-                    column=col,
-                    row=where,
-                    value=value,
-                )
-            raw = num
-        columns.append(raw.to_numpy(dtype=float, na_value=np.nan))
-    x = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+    if len(frame.columns):
+        mf = model_frame(frame, {"items": list(frame.columns)}, numeric=["items"], what="items")
+        x = mf.values("items")
+    else:
+        x = np.empty((len(frame), 0))
     codes = [float(c) for c in missing_codes]
     if codes:
         x = np.where(np.isin(x, codes), np.nan, x)
@@ -662,15 +644,8 @@ def omega(
 
 
 def _instrument_items(df: pd.DataFrame, inst: Any) -> dict[int, str]:
-    cols = tuple(inst.columns)
-    absent = [c for c in cols if c not in df.columns]
-    if absent:
-        raise ReliabilityError(
-            f"instrument {inst.id!r}: item column(s) {', '.join(absent)} not in the data "
-            f"(expected {cols[0]} ... {cols[-1]}).",
-            column=absent[0],
-        )
-    return dict(zip(inst.items, cols, strict=True))
+    require_columns(df, inst.columns, f"reliability({inst.id})")
+    return dict(zip(inst.items, inst.columns, strict=True))
 
 
 def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str) -> dict[str, Any]:
@@ -827,9 +802,7 @@ def reliability(
     items = pd.DataFrame(x, columns=cols, index=index)
     administered = items.notna().any(axis=1).to_numpy()
     by_cols = [by] if isinstance(by, str) else list(by or [])
-    missing_by = [c for c in by_cols if c not in df.columns]
-    if missing_by:
-        raise ReliabilityError(f"by column(s) {missing_by} not in the data.", column=missing_by[0])
+    require_columns(df, by_cols, f"reliability({inst.id}) by=")
     items = items[administered]
     keys = df.loc[administered, by_cols] if by_cols else None
     scales = {name: tuple(numbers) for name, numbers in inst.scales.items()}  # total first
