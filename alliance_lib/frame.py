@@ -122,7 +122,7 @@ def require_columns(
 
 # ------------------------------------------------------------------------------ numbers
 def _bad_cells_error(
-    raw: pd.Series, bad: np.ndarray, column: str, what: str, why: str = "is not a number"
+    raw: pd.Series, bad: np.ndarray, column: str, what: str, why: str = "not a number"
 ) -> DataError:
     pos = np.flatnonzero(bad)
     labels = raw.index[pos[:_LISTED]]
@@ -132,7 +132,7 @@ def _bad_cells_error(
     )
     more = f" and {len(pos) - _LISTED} more" if len(pos) > _LISTED else ""
     err = DataError(
-        f"{what}: column {column!r}, {cells}{more} {why} ({len(pos)} such cell(s) in this "
+        f"{what}: column {column!r}, {cells}{more}: {why} ({len(pos)} such cell(s) in this "
         "column). Numbers may be stored as text ('4', ' 4.0 '); declare missing codes or "
         "quarantine the rows with alliance_lib.validate first.",
         file=raw.attrs.get("source"),
@@ -216,7 +216,7 @@ def to_float(raw: pd.Series, column: str | None = None, *, what: str = "data") -
         x = np.where(codes >= 0, conv[np.maximum(codes, 0)] if len(conv) else np.nan, np.nan)
     inf = np.isinf(x)
     if inf.any():
-        raise _bad_cells_error(raw, inf, column, what, why="is infinite, not a number")
+        raise _bad_cells_error(raw, inf, column, what, why="infinite, not a number")
     return x
 
 
@@ -497,7 +497,7 @@ def model_frame(
             for c, a in zip(cols, arrs, strict=True):
                 frac = ~np.isnan(a) & (a != np.round(a))
                 if frac.any():
-                    raise _bad_cells_error(data[c], frac, c, what, why="is not a whole number")
+                    raise _bad_cells_error(data[c], frac, c, what, why="not a whole number")
         converted[role] = arrs[0] if isinstance(present[role], str) else np.column_stack(arrs)
     id_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for role in ids:

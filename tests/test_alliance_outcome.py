@@ -98,7 +98,7 @@ def test_decompose_matches_per_client_least_squares():
 
 def test_decompose_errors():
     d = pd.DataFrame({"client_id": ["a", "a"], "session": [1, 2], "wai": ["3", "x"]})
-    with pytest.raises(ModelError, match="column 'wai', row 1: value 'x' is not a number") as err:
+    with pytest.raises(ModelError, match="column 'wai', row 1: value 'x': not a number") as err:
         decompose(d, "wai")
     assert (err.value.column, err.value.row, err.value.value) == ("wai", 1, "x")
     with pytest.raises(ModelError, match="column.*not found: nope \\(var\\)"):

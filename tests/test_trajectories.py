@@ -313,7 +313,7 @@ def test_bad_input_errors_name_the_column():
     )
     bad = as_text.copy()
     bad.loc[bad.index[3], "ipp"] = "n/a"
-    with pytest.raises(ModelError, match="'ipp', row .*: value 'n/a' is not a number") as err:
+    with pytest.raises(ModelError, match="'ipp', row .*: value 'n/a': not a number") as err:
         fit_trajectory(bad, "wai", covariates=["ipp"])
     assert err.value.column == "ipp" and err.value.row == bad.index[3]
     crossed = THREE.copy()
