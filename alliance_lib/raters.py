@@ -17,6 +17,7 @@ from scipy import stats
 
 from alliance_lib.errors import DataError
 from alliance_lib.frame import model_frame
+from alliance_lib.results import to_jsonable
 
 __all__ = ["RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
@@ -119,7 +120,7 @@ class RaterAgreement:
         }
         out["raters"] = list(self.raters)
         out["icc"] = self.icc.reset_index(names="type").to_dict(orient="records")
-        return out
+        return to_jsonable(out)
 
 
 def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from scipy import optimize, stats
 from alliance_lib.errors import DataError
 from alliance_lib.frame import model_frame, require_columns
 from alliance_lib.registry import get_instrument
+from alliance_lib.results import to_jsonable
 
 __all__ = [
     "AlphaResult",
@@ -87,8 +88,8 @@ class AlphaResult:
         return float(self.alpha)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dictionary of every field."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """JSON-ready dictionary of every field (NaN as None)."""
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
