@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DefinitionError
 from alliance_lib.frame import model_frame
 from alliance_lib.frame import plain as _plain
 from alliance_lib.trajectories import MixedFit, ModelError, fit_mixed
@@ -432,7 +433,7 @@ def fit_alliance_outcome(
     (60, True)
     """
     if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or lag < 1:
-        raise ValueError(f"lag must be a positive integer, not {lag!r}")
+        raise DefinitionError(f"lag must be a positive integer, not {lag!r}")
     data, n_dropped = _lagged_frame(
         df,
         alliance,

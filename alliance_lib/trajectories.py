@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance_lib.engine import EngineError, EngineFit, NestedLMM
-from alliance_lib.errors import DataError
+from alliance_lib.errors import DataError, DefinitionError
 from alliance_lib.frame import model_frame
 from alliance_lib.results import to_jsonable as _jsonable
 
@@ -252,7 +252,7 @@ class MixedFit:
                 index=idx,
             ).sort_index()
         if level != "client":
-            raise ValueError(f"level must be 'client' or 'therapist', not {level!r}")
+            raise DefinitionError(f"level must be 'client' or 'therapist', not {level!r}")
         cols = {}
         for a, t in enumerate(self.random_terms):
             cols[t] = m["client"][:, a]
@@ -486,9 +486,9 @@ def fit_mixed(
     """
     fixed, random = list(fixed), list(random)
     if method not in ("reml", "ml"):
-        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+        raise DefinitionError(f"method must be 'reml' or 'ml', not {method!r}")
     if engine not in ("auto", "profiled", "statsmodels"):
-        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+        raise DefinitionError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
     if engine == "statsmodels" and therapist is not None:
         raise ModelError(
             "engine='statsmodels' cannot fit correlated client slopes with a therapist intercept; "
@@ -919,9 +919,9 @@ def fit_trajectory(
         )
 
     if method not in ("reml", "ml"):
-        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+        raise DefinitionError(f"method must be 'reml' or 'ml', not {method!r}")
     if engine not in ("auto", "profiled", "statsmodels"):
-        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+        raise DefinitionError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
     if engine == "statsmodels" and therapist is not None:
         raise ModelError("engine='statsmodels' cannot fit a therapist level", column=therapist)
     fit = _fit_frame(
@@ -998,7 +998,7 @@ def compare_trajectories(fits: Sequence[MixedFit] | Mapping[str, MixedFit]) -> p
                 name = f"{name}_{k + 1}"
             items.append((name, f))
     if len(items) < 1:
-        raise ValueError("compare_trajectories needs at least one fit")
+        raise DefinitionError("compare_trajectories needs at least one fit")
     ml = [(n, f.refit("ml")) for n, f in items]
     keys = {f._data_key for _, f in ml}
     if len(keys) > 1:
