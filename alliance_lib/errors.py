@@ -2,15 +2,29 @@
 
 ::
 
-    AllianceError                 file, row, column, value, hint (each None when not known)
-    ├── DataError (ValueError)    data that cannot be analysed: reading, validation, scoring, models
-    │   ├── MissingColumnsError   a mapped column is absent (every analysis; with "did you mean")
-    │   └── ScoringError          invalid item cells (``.cells`` lists every one)
-    ├── DefinitionError (ValueError)  an instrument definition or a study YAML that cannot be used
+    AllianceError                     file, row, column, value, hint (each None when not known)
+    ├── DataError (ValueError)        data that cannot be analysed: values, models, change events
+    │   ├── MissingColumnsError       a mapped column is absent: the one error for a misspelt
+    │   │                             column in every analysis, with "did you mean"
+    │   ├── ScoringError              invalid item cells (``.cells`` lists every one; scoring)
+    │   └── ReadError, ReshapeError   a file that cannot be read or reshaped (io)
+    ├── DefinitionError (ValueError)  an instrument definition, a study YAML or an analysis
+    │   │                             option (keyword value) that cannot be used
+    │   ├── InstrumentError           a malformed definition (``field``: the dotted key)
+    │   ├── UnknownInstrumentError    an id not in the registry (also a LookupError)
+    │   └── StudyError                a study YAML that cannot be used (study)
     └── ReportError (RuntimeError)    a report run that failed
 
+Only classes that add something (a field, a second base) exist. The older names that added
+nothing are kept as names of their base, so imports and ``except`` clauses keep working:
+``ModelError``, ``ReliabilityError``, ``RaterAgreementError``, ``ChangeInputError`` and
+``EngineError`` are :class:`DataError`; ``NormsError`` is :class:`DefinitionError`.
+
+Every analysis checks its columns and values in one intake stage
+(:func:`alliance_lib.frame.model_frame`), so the same mistake gives the same error everywhere.
 Callers catch :class:`AllianceError` (the command line prints one line and exits with status 2);
 the ``ValueError`` / ``RuntimeError`` bases keep older ``except ValueError`` code working.
+(``TypeError`` is left for calls Python itself would reject, e.g. an unknown keyword.)
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ _CMP = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.le
 _DECIMALS = 9
 
 
-class NormsError(DefinitionError):
-    """The instrument has no norms of the kind requested."""
+#: The instrument has no norms of the kind requested: a :class:`DefinitionError` (name kept).
+NormsError = DefinitionError
 
 
 def severity(

@@ -721,3 +721,32 @@ def test_a_misspelt_column_gives_one_error_with_did_you_mean(analysis):
     assert err.suggestions.get(wrong) == right
     assert f"Did you mean {right!r} for {wrong!r}?" in str(err)
     assert err.hint and "did you mean" in err.hint
+
+
+def test_one_error_tree_with_the_old_names_kept():
+    import inspect
+
+    import alliance_lib as al
+    from alliance_lib import errors
+    from alliance_lib.change import ChangeInputError
+    from alliance_lib.engine import EngineError
+    from alliance_lib.norms import NormsError
+    from alliance_lib.raters import RaterAgreementError
+    from alliance_lib.reliability import ReliabilityError
+    from alliance_lib.trajectories import ModelError
+
+    for alias in (ModelError, ReliabilityError, RaterAgreementError, ChangeInputError, EngineError):
+        assert alias is errors.DataError
+    assert NormsError is errors.DefinitionError
+    assert MissingColumnsError is errors.MissingColumnsError
+    # every exception class the package exports is in the tree
+    exported = {
+        name: obj
+        for name, obj in vars(al).items()
+        if inspect.isclass(obj) and issubclass(obj, BaseException)
+    }
+    assert {"AllianceError", "DataError", "DefinitionError", "ReportError"} <= set(exported)
+    assert all(issubclass(c, errors.AllianceError) for c in exported.values()), exported
+    # and every error carries the typed fields
+    err = MissingColumnsError(["x"], {}, "demo")
+    assert (err.file, err.row, err.column, err.value, err.hint) == (None, None, "x", None, None)
