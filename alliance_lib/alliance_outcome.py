@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_lib.errors import DefinitionError
-from alliance_lib.frame import model_frame
+from alliance_lib.frame import drop_incomplete, model_frame
 from alliance_lib.frame import plain as _plain
 from alliance_lib.trajectories import MixedFit, ModelError, fit_mixed
 
@@ -304,12 +304,7 @@ def _lagged_frame(
         steps["prior_outcome_missing"] = [prior]
     if therapist is not None:
         steps["therapist_missing"] = [therapist]
-    keep = np.ones(len(merged), dtype=bool)
-    n_dropped = {}
-    for reason, columns in steps.items():
-        miss = merged[columns].isna().any(axis=1).to_numpy()
-        n_dropped[reason] = int((miss & keep).sum())
-        keep &= ~miss
+    keep, n_dropped = drop_incomplete(merged, steps)
     data = merged.loc[keep, [*ids, session, alliance, within, between, prior, response]]
     if not control_prior_outcome:
         data = data.drop(columns=prior)
@@ -598,12 +593,7 @@ def therapist_effects(
         "outcome_post_missing": outcome_post,
         "therapist_missing": therapist,
     }
-    keep = np.ones(len(per), dtype=bool)
-    n_dropped = {}
-    for reason, col in steps.items():
-        miss = per[col].isna().to_numpy()
-        n_dropped[reason] = int((miss & keep).sum())
-        keep &= ~miss
+    keep, n_dropped = drop_incomplete(per, steps)
     per = per.loc[keep].copy()
 
     a = per[alliance].to_numpy()

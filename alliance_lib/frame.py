@@ -38,7 +38,14 @@ import pyarrow.compute as pc
 
 from alliance_lib.errors import DataError, MissingColumnsError
 
-__all__ = ["ModelFrame", "model_frame", "to_float", "factorize_text", "suggest_columns"]
+__all__ = [
+    "ModelFrame",
+    "drop_incomplete",
+    "factorize_text",
+    "model_frame",
+    "suggest_columns",
+    "to_float",
+]
 
 #: Bad cells listed in one message.
 _LISTED = 5
@@ -301,6 +308,49 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
     return out, np.asarray(utext, dtype=object)
 
 
+# ------------------------------------------------------------------------------ dropping rows
+def drop_incomplete(
+    missing: Mapping[str, np.ndarray] | pd.DataFrame, steps: Mapping[str, Iterable[str]]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows to keep and the rows dropped per reason, each row counted under its first reason.
+
+    Parameters
+    ----------
+    missing : DataFrame or dict of str to bool array
+        A frame (a cell is missing when NaN/None/NA) or, per name, a boolean "missing" array.
+    steps : dict of reason -> names
+        In order: a row missing any of the names is dropped for that reason (unless an earlier
+        reason dropped it).
+
+    Returns
+    -------
+    keep : ndarray of bool
+    n_dropped : dict of reason -> int
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"y": [1.0, None, None, 2.0], "x": [None, 1.0, None, 3.0]})
+    >>> keep, n = drop_incomplete(d, {"outcome missing": ["y"], "predictor missing": ["x"]})
+    >>> keep.tolist(), n
+    ([False, False, False, True], {'outcome missing': 2, 'predictor missing': 1})
+    """
+    n = len(missing) if isinstance(missing, pd.DataFrame) else len(next(iter(missing.values())))
+    keep = np.ones(n, dtype=bool)
+    n_dropped: dict[str, int] = {}
+    for reason, names in steps.items():
+        names = _as_list(names)
+        if isinstance(missing, pd.DataFrame):
+            miss = missing[names].isna().any(axis=1).to_numpy() if names else np.zeros(n, bool)
+        else:
+            miss = np.zeros(n, dtype=bool)
+            for name in names:
+                if name in missing:
+                    miss |= missing[name]
+        n_dropped[reason] = int(np.count_nonzero(miss & keep))
+        keep &= ~miss
+    return keep, n_dropped
+
+
 # ------------------------------------------------------------------------------ the frame
 @dataclass(frozen=True, eq=False)
 class ModelFrame:
@@ -540,15 +590,12 @@ def model_frame(
         steps = {reason: _as_list(rs) for reason, rs in dropna.items()}
     else:
         steps = {f"missing {r}": [r] for r in _as_list(dropna)}
-    keep_rows = np.ones(n_in, dtype=bool)
-    n_dropped: dict[str, int] = {}
-    for reason, rs in steps.items():
-        miss = np.zeros(n_in, dtype=bool)
-        for r in rs:
-            if r in present:
-                miss |= missing_of(r)
-        n_dropped[reason] = int(np.count_nonzero(miss & keep_rows))
-        keep_rows &= ~miss
+    used = {r for rs in steps.values() for r in rs if r in present}
+    keep_rows, n_dropped = (
+        drop_incomplete({r: missing_of(r) for r in used}, steps)
+        if used
+        else (np.ones(n_in, dtype=bool), {reason: 0 for reason in steps})
+    )
     every = bool(keep_rows.all())
     kpos = None if every else np.flatnonzero(keep_rows)
 
