@@ -258,6 +258,12 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
     >>> factorize_text(pd.Series([101.0, float("nan"), 7.0]))[1].tolist()
     ['101', '7']
     """
+    return _factorize_text(raw, lower=lower)[:2]
+
+
+def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`factorize_text`, and whether ``raw`` already is that text (Arrow text that needs no
+    stripping, none blank): then the column itself can stand for the ids, without a copy."""
     codes = uniq = None
     if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
         values = raw.array.__arrow_array__()
@@ -285,7 +291,7 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
                 pc.all(pc.equal(text, enc.dictionary)).as_py() is not False
                 and not pc.any(pc.equal(text, "")).as_py()
             ):
-                return codes.astype(np.int64), text.to_numpy(zero_copy_only=False)
+                return codes.astype(np.int64), text.to_numpy(zero_copy_only=False), not lower
             uniq = np.asarray(enc.dictionary.to_pylist(), dtype=object)
     if codes is None:
         codes, uniq = pd.factorize(raw)
@@ -296,7 +302,7 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
     ucodes, utext = pd.factorize(text)
     codes = np.asarray(codes, dtype=np.int64)
     if len(utext) == len(uniq) and not blank.any():  # already distinct once stripped: as is
-        return codes, np.asarray(utext, dtype=object)
+        return codes, np.asarray(utext, dtype=object), False
     ucodes = np.where(blank, -1, ucodes).astype(np.int64)
     out = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1)
     keep = np.unique(out[out >= 0])  # levels of blank values only: none
@@ -305,7 +311,16 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
         remap[keep] = np.arange(len(keep))
         out = np.where(out >= 0, remap[np.maximum(out, 0)], -1)
         utext = np.asarray(utext, dtype=object)[keep]
-    return out, np.asarray(utext, dtype=object)
+    return out, np.asarray(utext, dtype=object), False
+
+
+def _text_ids(codes: np.ndarray, levels: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """A pandas ``str`` array of ``levels[codes]`` (missing where codes < 0): one Arrow take."""
+    base = pa.array(list(levels) if len(levels) else [], type=pa.large_string())
+    taken = base.take(pa.array(np.maximum(codes, 0), mask=codes < 0)) if len(base) else None
+    if taken is None:
+        taken = pa.nulls(len(codes), type=pa.large_string())
+    return pd.Series(pd.arrays.ArrowExtensionArray(taken), copy=False).astype("str").array
 
 
 # ------------------------------------------------------------------------------ dropping rows
@@ -550,9 +565,13 @@ def model_frame(
                     raise _bad_cells_error(data[c], frac, c, what, why="not a whole number")
         converted[role] = arrs[0] if isinstance(present[role], str) else np.column_stack(arrs)
     id_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    as_is: set[str] = set()  # id roles whose column already is the canonical text
     for role in ids:
         if role in present:
-            id_codes[role] = factorize_text(data[present[role]])
+            c, lv, same = _factorize_text(data[present[role]])
+            id_codes[role] = (c, lv)
+            if same:
+                as_is.add(role)
 
     def missing_of(role: str) -> np.ndarray:
         if role in converted:
@@ -630,8 +649,11 @@ def model_frame(
             c = np.where(c >= 0, rank[np.maximum(c, 0)], -1)
             lv = lv[order]
         codes[role], levels[role] = c, lv
-        text = np.append(lv, None).astype(object)[c]
-        out[present[role]] = pd.array(text, dtype="str")
+        col = present[role]
+        if role in as_is and data[col].dtype == "str":  # the column itself (an Arrow take)
+            out[col] = data[col] if every else data[col].iloc[kpos]  # (copy-on-write tracked)
+        else:
+            out[col] = _text_ids(c, lv)
     index = data.index if every else data.index[kpos]
     if keep == "all":
         rest = [c for c in data.columns if c not in out]
@@ -642,7 +664,8 @@ def model_frame(
         cols = list(dict.fromkeys(needed))
         other = [c for c in cols if c not in out]
         base = data[other] if every else data[other].iloc[kpos]
-        frame = pd.DataFrame({**{c: base[c].array for c in other}, **out}, index=index)
+        # copy=False: the converted arrays are our own; other columns stay pandas-tracked Series
+        frame = pd.DataFrame({**{c: base[c] for c in other}, **out}, index=index, copy=False)
         frame = frame[cols] if cols else frame
     else:
         raise DataError(f"keep must be 'roles' or 'all', not {keep!r}")

@@ -202,6 +202,14 @@ def test_the_input_is_never_changed():
     before = df.copy()
     frame_of(df, dropna=True)
     pd.testing.assert_frame_equal(df, before)
+    # nor through the frame: writing to it leaves the input as it was
+    text = table(client_id=pd.array(["a", "a", "b", "b"], dtype="str"))
+    before = text.copy()
+    for kw in ({}, {"keep": "all"}, {"dropna": True}):
+        mf = frame_of(text, **kw)
+        mf.data.loc[mf.rows[0], "client_id"] = "zzz"
+        mf.data.loc[mf.rows[0], "wai"] = -1.0
+        pd.testing.assert_frame_equal(text, before)
 
 
 def test_not_a_dataframe():
