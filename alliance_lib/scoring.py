@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from alliance_lib.errors import DataError, DefinitionError, MissingColumnsError
 from alliance_lib.frame import number_text as _fmt_values
-from alliance_lib.frame import require_columns
+from alliance_lib.frame import plain, require_columns
 from alliance_lib.registry import METRICS, Instrument, get_instrument
 
 __all__ = ["MissingColumnsError", "ScoringError", "reverse_items", "score"]
@@ -57,12 +57,13 @@ class ScoringError(DataError):
         The instrument id.
     file : str or None
         The input file (``df.attrs["source"]``), when known.
+    row, column, value : object
+        The first invalid cell (its row label, column and value); ``hint`` says what to do.
     """
 
     def __init__(self, cells: pd.DataFrame, instrument: str, file: str | None = None):
         self.cells = cells
         self.instrument = instrument
-        self.file = file
         n = len(cells)
         lines = [
             f"row {r.row}, client {r.client!r}, session {r.session}: {r.problem}"
@@ -70,12 +71,19 @@ class ScoringError(DataError):
         ]
         more = f"\n  ... and {n - _MAX_LISTED} more" if n > _MAX_LISTED else ""
         where = f"{file}: " if file else ""
+        top = cells.iloc[0] if n else None
         super().__init__(
             f"{where}{n} invalid item cell(s) for {instrument} in {cells['row'].nunique()} row(s); "
             "fix them, declare missing codes with missing_codes=, or use "
             "errors='quarantine' (or validate()) to keep those rows with NaN scores:\n  "
             + "\n  ".join(lines)
-            + more
+            + more,
+            file=file,
+            row=None if top is None else plain(top["row"]),
+            column=None if top is None else top["column"],
+            value=None if top is None else plain(top["value"]),
+            hint="fix the cells, declare missing codes with missing_codes=, or use "
+            "errors='quarantine' (or validate())",
         )
 
 

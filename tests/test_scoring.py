@@ -377,6 +377,9 @@ def test_raise_lists_every_cell_with_row_client_session():
     assert "row 5, client '04', session 4: wai_sr_4 = 'n/a' is text, not a number" in msg
     assert "wai_sr_6 = '—' is text, not a number" in msg
     assert "wai_sr_9 = '3,5' is text, not a number (decimal comma?)" in msg
+    # the typed fields name the first cell and what to do
+    assert (err.row, err.column, err.value) == (3, "wai_sr_3", 7)
+    assert isinstance(err, al.AllianceError) and "missing_codes=" in err.hint
 
 
 def test_raise_message_caps_at_twenty_cells():
