@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alliance_lib.errors import DataError, MissingColumnsError
+from alliance_lib.errors import DataError, DefinitionError, MissingColumnsError
 
 __all__ = [
     "ModelFrame",
@@ -533,7 +533,9 @@ def model_frame(
     numeric += [r for r in integer if r not in numeric]
     unknown = [r for r in [*numeric, *ids, *required] if r not in roles]
     if unknown:  # a programming error inside the library
-        raise DataError(f"{what}: model_frame roles {unknown} are not mapped")
+        raise DefinitionError(f"{what}: model_frame roles {unknown} are not mapped")
+    if keep not in ("roles", "all"):
+        raise DefinitionError(f"keep must be 'roles' or 'all', not {keep!r}", value=keep)
     present: dict[str, Any] = {}
     needed: list[str] = []
     if not isinstance(data, pd.DataFrame):
@@ -660,15 +662,13 @@ def model_frame(
         frame = data[rest] if every else data[rest].iloc[kpos]
         frame = frame.assign(**{str(k): v for k, v in out.items()}) if out else frame.copy()
         frame = frame[list(data.columns)]
-    elif keep == "roles":
+    else:  # the role columns only
         cols = list(dict.fromkeys(needed))
         other = [c for c in cols if c not in out]
         base = data[other] if every else data[other].iloc[kpos]
         # copy=False: the converted arrays are our own; other columns stay pandas-tracked Series
         frame = pd.DataFrame({**{c: base[c] for c in other}, **out}, index=index, copy=False)
         frame = frame[cols] if cols else frame
-    else:
-        raise DataError(f"keep must be 'roles' or 'all', not {keep!r}")
     frame.attrs = dict(data.attrs)
     return ModelFrame(
         data=frame,

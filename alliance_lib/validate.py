@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -68,9 +67,7 @@ class Validated:
     n_quarantined: int
     instruments: tuple[str, ...] = ()
     source: str | None = None
-    checked_items: Mapping[str, np.ndarray] = field(
-        default_factory=lambda: MappingProxyType({}), repr=False, compare=False
-    )
+    checked_items: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     #: instrument id -> the scale the block was checked for (columns, min, max, integer)
     _scale_keys: Mapping[str, tuple] = field(default_factory=dict, repr=False, compare=False)
     #: instrument id -> the definition validated (custom folders need no second look-up)
@@ -86,6 +83,14 @@ class Validated:
                 f"quarantined != {self.n_in} in"
             )
 
+    def __getstate__(self) -> dict:
+        # definitions hold read-only mappings that do not pickle; ids are looked up again
+        return {**self.__dict__, "_definitions": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
     def score(self, *instruments: str | Instrument, **options: Any) -> pd.DataFrame:
         """Score the clean rows: every instrument given (default: every validated one), in turn,
         from the checked item blocks (``options`` go to :func:`~alliance_lib.scoring.score`).
@@ -100,7 +105,7 @@ class Validated:
         [4.0, 2.0]
         """
         out = self.clean
-        for inst in instruments or tuple(self._definitions.values()):
+        for inst in instruments or tuple(self._definitions.values()) or self.instruments:
             if isinstance(inst, str) and inst in self._definitions:
                 inst = self._definitions[inst]
             out = score(out, inst, checked=self, **options)
@@ -400,7 +405,7 @@ def validate(
         n_quarantined=len(quarantined),
         instruments=tuple(i.id for i in insts),
         source=None if source is None else str(source),
-        checked_items=MappingProxyType(blocks),
+        checked_items=blocks,
         _scale_keys={i.id: _scale_key(i) for i in insts if i.id in blocks},
         _definitions={i.id: i for i in insts},
         _witness=witness,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import alliance_lib as al
-from alliance_lib.errors import AllianceError, DataError, MissingColumnsError
+from alliance_lib.errors import AllianceError, DataError, DefinitionError, MissingColumnsError
 from alliance_lib.frame import ModelFrame, factorize_text, model_frame, to_float
 
 ROLES = {"score": "wai", "client": "client_id", "session": "session"}
@@ -212,9 +212,13 @@ def test_the_input_is_never_changed():
         pd.testing.assert_frame_equal(text, before)
 
 
-def test_not_a_dataframe():
+def test_not_a_dataframe_and_bad_options():
     with pytest.raises(DataError, match="must be a pandas DataFrame"):
         model_frame([1, 2], ROLES)
+    with pytest.raises(DefinitionError, match="keep must be"):
+        model_frame(table(), ROLES, keep="some")
+    with pytest.raises(DefinitionError, match="not mapped"):
+        model_frame(table(), ROLES, numeric=["therapist"])
 
 
 def test_vectorised_on_a_million_rows():

@@ -323,3 +323,16 @@ def test_runs_of_arrow_ids_are_encoded_once_per_run():
         "duplicate client_id x session x rater ('07', 1, 'client'): 2 rows (rows 2, 6)"
     )
     assert v.quarantined.loc[10, "reason"] == "client_id is missing"
+
+
+def test_validated_result_pickles_with_its_checked_blocks():
+    import pickle
+
+    df = pd.DataFrame({"client_id": ["a", "b"], "session": [1, 1]})
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = [4.0, 2.0]
+    v = al.validate(df, "wai-sr")
+    again = pickle.loads(pickle.dumps(v))
+    np.testing.assert_array_equal(again.checked_items["wai-sr"], v.checked_items["wai-sr"])
+    # a copy holds other memory: scored from the cells, with the same scores
+    pd.testing.assert_frame_equal(again.score(), v.score())
