@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from alliance_lib.errors import DataError
+from alliance_lib.errors import DataError, DefinitionError
 from alliance_lib.frame import model_frame
 
 __all__ = [
@@ -134,18 +134,18 @@ def _window_stats(padded: np.ndarray, start: np.ndarray, width: int = 3):
 
 def _check_sg_args(cutoff, pct, crit3, alpha, critical_value):
     if cutoff is None and pct is None and not crit3:
-        raise ValueError("all three criteria are switched off; keep at least one")
+        raise DefinitionError("all three criteria are switched off; keep at least one")
     if cutoff is not None and not (np.isfinite(cutoff) and cutoff > 0):
-        raise ValueError(
+        raise DefinitionError(
             f"cutoff must be a positive number of points (got {cutoff!r}); it is a magnitude "
             "for gains and losses alike, the direction follows higher_is_better"
         )
     if pct is not None and not (np.isfinite(pct) and pct >= 0):
-        raise ValueError(f"pct must be a non-negative proportion such as 0.25 (got {pct!r})")
+        raise DefinitionError(f"pct must be a non-negative proportion such as 0.25 (got {pct!r})")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie between 0 and 1 (got {alpha!r})")
+        raise DefinitionError(f"alpha must lie between 0 and 1 (got {alpha!r})")
     if not critical_value > 0:
-        raise ValueError(f"critical_value must be positive (got {critical_value!r})")
+        raise DefinitionError(f"critical_value must be positive (got {critical_value!r})")
 
 
 def _interval_criteria(
@@ -212,7 +212,7 @@ def _interval_criteria(
 
 def _is_up(kind: str, higher_is_better: bool) -> bool:
     if kind not in ("gain", "loss"):
-        raise ValueError(f"kind must be 'gain' or 'loss' (got {kind!r})")
+        raise DefinitionError(f"kind must be 'gain' or 'loss' (got {kind!r})")
     return (kind == "gain") == bool(higher_is_better)
 
 
@@ -318,7 +318,7 @@ def _event_table(
             return default
         hit = np.nonzero(grid.sessions == s)[0]
         if not len(hit):
-            raise ValueError(f"session {s!r} is not on the session grid {list(grid.sessions)}")
+            raise DefinitionError(f"session {s!r} is not on the session grid {list(grid.sessions)}")
         return int(hit[0])
 
     i_start, i_end = grid_pos(tx_start, 0), grid_pos(tx_end, k - 1)
@@ -610,10 +610,10 @@ def sudden_gains_by_client(
     1         b      False         0         <NA>        NaN
     """
     if select not in ("first", "last", "largest", "smallest"):
-        raise ValueError(f"select must be first, last, largest or smallest (got {select!r})")
+        raise DefinitionError(f"select must be first, last, largest or smallest (got {select!r})")
     func = sudden_gains if kind == "gain" else sudden_losses
     if kind not in ("gain", "loss"):
-        raise ValueError(f"kind must be 'gain' or 'loss' (got {kind!r})")
+        raise DefinitionError(f"kind must be 'gain' or 'loss' (got {kind!r})")
     events = func(data, score, client=client, session=session, **kwargs)
     if select == "first":
         order, asc = ["pre_session"], [True]
@@ -737,7 +737,7 @@ def _instrument_norms(instrument: Any) -> _Norms:
 
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie between 0 and 1 (got {confidence!r})")
+        raise DefinitionError(f"confidence must lie between 0 and 1 (got {confidence!r})")
     return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
@@ -757,7 +757,7 @@ def _rc_core(
     norms = _instrument_norms(instrument) if instrument is not None else None
     if higher_is_better is None:
         if norms is None or norms.higher_is_better is None:
-            raise ValueError(
+            raise DefinitionError(
                 "say which direction is better: pass higher_is_better=True/False or an instrument"
             )
         higher_is_better = norms.higher_is_better
@@ -766,7 +766,7 @@ def _rc_core(
     use_points = sd is None and reliability is None and norms is not None
     if use_points:
         if norms.rc_points is None:
-            raise ValueError(
+            raise DefinitionError(
                 f"instrument {instrument!r} has no reliable-change norm; pass sd and reliability"
             )
         conf = confidence if confidence is not None else (norms.rc_confidence or 0.95)
@@ -777,16 +777,16 @@ def _rc_core(
             inclusive = True  # manuals say "changes by 14 points or more"
     else:
         if reliability is None:
-            raise ValueError("pass reliability (and sd), or an instrument with norms")
+            raise DefinitionError("pass reliability (and sd), or an instrument with norms")
         if not 0 <= reliability < 1:
-            raise ValueError(f"reliability must lie in [0, 1) (got {reliability!r})")
+            raise DefinitionError(f"reliability must lie in [0, 1) (got {reliability!r})")
         if sd is None:
             both = ~np.isnan(x1) & ~np.isnan(x2)
             if both.sum() < 2:
-                raise ValueError("need sd, or at least 2 complete pre/post pairs to estimate it")
+                raise DataError("need sd, or at least 2 complete pre/post pairs to estimate it")
             sd = float(np.std(x1[both], ddof=1))
         if not sd > 0:
-            raise ValueError(f"sd must be positive (got {sd!r})")
+            raise DefinitionError(f"sd must be positive (got {sd!r})")
         z = _z(confidence if confidence is not None else 0.95)
         s_diff = sd * np.sqrt(2.0) * np.sqrt(1.0 - reliability)
         threshold = z * s_diff
@@ -936,7 +936,7 @@ def reliable_change_from_long(
         if fixed is not None:
             hit = np.nonzero(grid.sessions == fixed)[0]
             if not len(hit):
-                raise ValueError(f"session {fixed!r} is not in the data")
+                raise DataError(f"session {fixed!r} is not in the data")
             idx = np.full(x.shape[0], hit[0])
             return idx, observed[:, hit[0]]
         if which == "first":
@@ -1065,13 +1065,13 @@ def clinical_significance(
             cutoff = "a"
     if isinstance(cutoff, str):
         if cutoff not in ("a", "b", "c"):
-            raise ValueError(f"cutoff must be 'a', 'b', 'c' or a number (got {cutoff!r})")
+            raise DefinitionError(f"cutoff must be 'a', 'b', 'c' or a number (got {cutoff!r})")
         if b_sd not in ("functional", "clinical"):
-            raise ValueError(f"b_sd must be 'functional' or 'clinical' (got {b_sd!r})")
+            raise DefinitionError(f"b_sd must be 'functional' or 'clinical' (got {b_sd!r})")
         m1 = clinical_mean if clinical_mean is not None else float(np.mean(x1[both]))
         s1 = clinical_sd if clinical_sd is not None else float(np.std(x1[both], ddof=1))
         if cutoff in ("b", "c") and (functional_mean is None or functional_sd is None):
-            raise ValueError(f"cutoff {cutoff!r} needs functional_mean and functional_sd")
+            raise DefinitionError(f"cutoff {cutoff!r} needs functional_mean and functional_sd")
         if cutoff == "a":
             value = m1 + d * sd_multiplier * s1
         elif cutoff == "b":
@@ -1088,7 +1088,7 @@ def clinical_significance(
         else:
             clinical_if = "<=" if hib else ">="
     if clinical_if not in _CLINICAL_IF:
-        raise ValueError(f"clinical_if must be one of {_CLINICAL_IF} (got {clinical_if!r})")
+        raise DefinitionError(f"clinical_if must be one of {_CLINICAL_IF} (got {clinical_if!r})")
     compare = {
         ">=": np.greater_equal,
         ">": np.greater,
