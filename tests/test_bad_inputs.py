@@ -750,3 +750,33 @@ def test_one_error_tree_with_the_old_names_kept():
     # and every error carries the typed fields
     err = MissingColumnsError(["x"], {}, "demo")
     assert (err.file, err.row, err.column, err.value, err.hint) == (None, None, "x", None, None)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda al, d: al.ruptures(d, "alliance", preset="safran"),
+        lambda al, d: al.sudden_gains(d, "alliance", cutoff=-7),
+        lambda al, d: al.fit_trajectory(d, "alliance", method="bayes"),
+        lambda al, d: al.fit_alliance_outcome(d, "alliance", "outcome", lag=0),
+        lambda al, d: al.reliable_change(d, pre="pre", post="post", sd=10.0, reliability=1.5),
+        lambda al, d: al.simulate_study(output="everything"),
+        lambda al, d: score(_items(), "wai-sr", metric="median"),
+    ],
+    ids=[
+        "ruptures",
+        "sudden_gains",
+        "fit_trajectory",
+        "lag",
+        "reliable_change",
+        "simulate",
+        "score",
+    ],
+)
+def test_a_bad_option_is_a_definition_error(call):
+    import alliance_lib as al
+    from alliance_lib.errors import AllianceError, DefinitionError
+
+    with pytest.raises(DefinitionError) as info:
+        call(al, _sessions())
+    assert isinstance(info.value, AllianceError) and isinstance(info.value, ValueError)
