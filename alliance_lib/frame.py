@@ -202,19 +202,19 @@ def to_float(raw: pd.Series, column: str | None = None, *, what: str = "data") -
     else:  # text (or mixed objects): convert the distinct values only
         codes, uniq = pd.factorize(raw, use_na_sentinel=True)
         uvals = pd.Series(np.asarray(uniq, dtype=object), dtype=object)
-        isnum = uvals.map(
-            lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-        ).to_numpy(dtype=bool)
-        utext = uvals.astype(str).str.strip()
-        conv = np.array(
-            pd.to_numeric(utext.where(~isnum, None), errors="coerce").to_numpy(
-                dtype=float, na_value=np.nan
-            )
+        isnum = _numbers_among(uvals)
+        text = uvals.where(~isnum, None) if isnum.any() else uvals
+        conv = np.array(  # (to_numeric ignores surrounding blanks)
+            pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         )
         if isnum.any():
             conv[isnum] = uvals[isnum].to_numpy(dtype=float)
-        blank = (utext == "").to_numpy(dtype=bool) & ~isnum
-        ubad = np.isnan(conv) & ~blank
+        ubad = np.isnan(conv)
+        if ubad.any():  # blank text is missing, not bad (stripped only where not a number)
+            pos = np.flatnonzero(ubad)
+            blank = (uvals.iloc[pos].astype(str).str.strip() == "").to_numpy(dtype=bool)
+            ubad[pos[blank]] = False
+            ubad[pos[isnum[pos]]] = False  # (a NaN number is missing)
         if ubad.any():
             bad = np.zeros(len(raw), dtype=bool)
             hit = codes >= 0
@@ -228,15 +228,26 @@ def to_float(raw: pd.Series, column: str | None = None, *, what: str = "data") -
 
 
 # ------------------------------------------------------------------------------ ids
+def _numbers_among(values: pd.Series) -> np.ndarray:
+    """Which distinct values (object Series) are numbers rather than text (no bools).
+
+    Text-only columns, the usual case, are recognised in one C-level pass; only a column that
+    mixes numbers and text looks at its distinct values one by one."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("string", "empty"):
+        return np.zeros(len(values), dtype=bool)
+    return values.map(
+        lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+    ).to_numpy(dtype=bool)
+
+
 def _unique_text(uniq: Any) -> np.ndarray:
     """Text of distinct id values: numbers without a '.0' (101.0 -> '101'), text stripped."""
     arr = np.asarray(uniq)
     if arr.dtype.kind in "iuf":
         return number_text(arr)
     vals = pd.Series(np.asarray(uniq, dtype=object), dtype=object)
-    isnum = vals.map(
-        lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-    ).to_numpy(dtype=bool)
+    isnum = _numbers_among(vals)
     out = vals.astype(str).str.strip().to_numpy(dtype=object)
     if isnum.any():
         out[isnum] = number_text(vals[isnum].to_numpy(dtype=float))
