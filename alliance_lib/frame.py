@@ -41,9 +41,11 @@ from alliance_lib.errors import DataError, DefinitionError, MissingColumnsError
 __all__ = [
     "ModelFrame",
     "drop_incomplete",
+    "factorize_ids",
     "factorize_text",
     "model_frame",
     "suggest_columns",
+    "text_ids",
     "to_float",
 ]
 
@@ -269,12 +271,20 @@ def factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, 
     >>> factorize_text(pd.Series([101.0, float("nan"), 7.0]))[1].tolist()
     ['101', '7']
     """
-    return _factorize_text(raw, lower=lower)[:2]
+    return factorize_ids(raw, lower=lower)[:2]
 
 
-def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+def factorize_ids(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """:func:`factorize_text`, and whether ``raw`` already is that text (Arrow text that needs no
-    stripping, none blank): then the column itself can stand for the ids, without a copy."""
+    stripping, none blank): then the column itself can stand for the ids, without a copy.
+
+    Examples
+    --------
+    >>> factorize_ids(pd.Series(["a", "b", "a"], dtype="str"))[2]
+    True
+    >>> factorize_ids(pd.Series([1, 2, 1]))[1:]
+    (array(['1', '2'], dtype=object), False)
+    """
     codes = uniq = None
     if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
         values = raw.array.__arrow_array__()
@@ -325,8 +335,14 @@ def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray,
     return out, np.asarray(utext, dtype=object), False
 
 
-def _text_ids(codes: np.ndarray, levels: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """A pandas ``str`` array of ``levels[codes]`` (missing where codes < 0): one Arrow take."""
+def text_ids(codes: np.ndarray, levels: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """A pandas ``str`` array of ``levels[codes]`` (missing where codes < 0): one Arrow take.
+
+    Examples
+    --------
+    >>> text_ids(np.array([1, -1, 0]), np.array(["a", "b"], dtype=object)).tolist()
+    ['b', nan, 'a']
+    """
     base = pa.array(list(levels) if len(levels) else [], type=pa.large_string())
     taken = base.take(pa.array(np.maximum(codes, 0), mask=codes < 0)) if len(base) else None
     if taken is None:
@@ -581,7 +597,7 @@ def model_frame(
     as_is: set[str] = set()  # id roles whose column already is the canonical text
     for role in ids:
         if role in present:
-            c, lv, same = _factorize_text(data[present[role]])
+            c, lv, same = factorize_ids(data[present[role]])
             id_codes[role] = (c, lv)
             if same:
                 as_is.add(role)
@@ -666,7 +682,7 @@ def model_frame(
         if role in as_is and data[col].dtype == "str":  # the column itself (an Arrow take)
             out[col] = data[col] if every else data[col].iloc[kpos]  # (copy-on-write tracked)
         else:
-            out[col] = _text_ids(c, lv)
+            out[col] = text_ids(c, lv)
     index = data.index if every else data.index[kpos]
     if keep == "all":
         rest = [c for c in data.columns if c not in out]

@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from alliance_lib.frame import factorize_ids, require_columns, text_ids
 from alliance_lib.frame import factorize_text as _factorize_text
 from alliance_lib.frame import number_text as _fmt_values
-from alliance_lib.frame import require_columns
 from alliance_lib.registry import Instrument, get_instrument
 from alliance_lib.scoring import _join_by_pos, _scale_key, check_items, score
 
@@ -183,7 +183,9 @@ def validate(
     -------
     Validated
         ``.clean``, ``.quarantined`` (with ``reason``), ``.summary``, ``.missing_codes`` and
-        the row counts.
+        the row counts. In ``.clean`` the client ids are text: a number typed as ``101`` or
+        ``101.0`` is ``"101"``, surrounding blanks are removed and leading zeros of text ids stay
+        (``.quarantined`` keeps the values as they were).
 
     Raises
     ------
@@ -242,7 +244,7 @@ def validate(
     probs = _Problems(n)
 
     # client ids (factorised first: text work happens on the distinct values only)
-    cl_codes, cl_uniq = _factorize_text(df[client])
+    cl_codes, cl_uniq, cl_canonical = factorize_ids(df[client])
     cl_missing = cl_codes < 0
     probs.add(cl_missing, f"{client} is missing", "missing client id", client)
 
@@ -372,7 +374,9 @@ def validate(
     bad = probs.bad
     good = ~bad
 
-    clean, witness, blocks = _clean_frame(df, good, checks, session, se_raw, se_num)
+    # client ids in .clean are text (DESIGN: leading zeros kept, 101.0 is "101", " 01" is "01")
+    ids = None if cl_canonical else (client, cl_codes, cl_uniq)
+    clean, witness, blocks = _clean_frame(df, good, checks, session, se_raw, se_num, ids)
 
     quarantined = df.iloc[qpos].assign(reason=pd.array(reason, dtype="str"))
     quarantined.attrs = dict(df.attrs)
@@ -417,9 +421,12 @@ def validate(
 _FEW_RUNS = 256
 
 
-def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFrame, Any, dict]:
+def _clean_frame(
+    df, good, checks, session, se_raw, se_num, ids=None
+) -> tuple[pd.DataFrame, Any, dict]:
     """The clean rows: item columns from the checked float blocks (missing codes -> NaN), the
-    session as int64, every other column as it was; the input's column order and index.
+    session as int64, the client ids as text (``ids``: column, codes and levels, when the column
+    is not that text already), every other column as it was; the input's column order and index.
 
     Also returns the witness of the checked blocks (a view of the item columns of the clean
     frame, or None; while it lives, pandas copies a block before changing it in place) and the
@@ -460,6 +467,11 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFram
         sessions = se_num[keep] if some_bad else se_num
         blocks.append(pd.DataFrame({session: sessions.astype(np.int64)}))
         replaced.add(session)
+    if ids is not None and ids[0] not in replaced:
+        col, codes, levels = ids
+        text = text_ids(codes[keep] if some_bad else codes, levels)
+        blocks.append(pd.DataFrame({col: text}))
+        replaced.add(col)
     rest = df[[c for c in df.columns if c not in replaced]]
     if some_bad and runs is not None and len(rest.columns):
         rest = pd.concat([rest.iloc[a:b] for a, b in runs])
