@@ -345,22 +345,27 @@ def _checked_block(df: pd.DataFrame, instrument: Instrument, checked, missing_co
     if any(lo <= c <= hi for c in map(_as_number, codes) if c is not None):
         return None
     block = blocks[instrument.id]
+    return block if _holds_block(df, instrument, block) else None
+
+
+def _holds_block(df: pd.DataFrame, instrument: Instrument, block: np.ndarray) -> bool:
+    """Whether every item column of `df` is the matching column of `block` (same memory)."""
     if block.shape != (len(df), instrument.n_items):
-        return None
+        return False
     for j, col in enumerate(instrument.columns):
         if col not in df.columns:
-            return None
+            return False
         s = df[col]
         if not isinstance(s, pd.Series) or s.dtype != np.float64:  # (duplicate names, dtypes)
-            return None
+            return False
         a = s.to_numpy()  # a view (read-only under copy-on-write), not a copy
         mine = block[:, j]
         if (
             a.__array_interface__["data"][0] != mine.__array_interface__["data"][0]
             or a.strides != mine.strides
         ):
-            return None
-    return block
+            return False
+    return True
 
 
 def _empty_cells() -> pd.DataFrame:

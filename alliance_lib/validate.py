@@ -20,7 +20,7 @@ from alliance_lib.frame import factorize_ids, require_columns, text_ids
 from alliance_lib.frame import factorize_text as _factorize_text
 from alliance_lib.frame import number_text as _fmt_values
 from alliance_lib.registry import Instrument, get_instrument
-from alliance_lib.scoring import _join_by_pos, _scale_key, check_items, score
+from alliance_lib.scoring import _holds_block, _join_by_pos, _scale_key, check_items, score
 
 __all__ = ["RATERS", "Validated", "validate"]
 
@@ -493,22 +493,6 @@ def _clean_frame(
                 held[inst.id] = view
         witness = witness if held else None
     return clean, witness, held
-
-
-def _holds_block(clean: pd.DataFrame, inst: Instrument, values: np.ndarray) -> bool:
-    """Whether every item column of `clean` is a column of `values` (the same memory)."""
-    if values.shape != (len(clean), inst.n_items):
-        return False
-    for j, col in enumerate(inst.columns):
-        s = clean[col]
-        if not isinstance(s, pd.Series) or s.dtype != np.float64:
-            return False
-        a, b = s.to_numpy(), values[:, j]
-        if a.__array_interface__["data"][0] != b.__array_interface__["data"][0]:
-            return False
-        if a.strides != b.strides:
-            return False
-    return True
 
 
 def _exact_raters(raw: pd.Series) -> np.ndarray | None:
