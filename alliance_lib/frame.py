@@ -578,6 +578,15 @@ def model_frame(
     require_columns(
         data, needed, what, roles={c: r for r, v in present.items() for c in _as_list(v)}
     )
+    twice = sorted({str(c) for c in needed if (data.columns == c).sum() > 1})
+    if twice:
+        raise DataError(
+            f"{what}: column(s) {', '.join(twice)} appear more than once in the data; "
+            "rename or drop the copies",
+            file=data.attrs.get("source"),
+            column=twice[0],
+            hint="rename or drop the duplicated columns",
+        )
     n_in = len(data)
 
     # conversion (whole columns; rows are never looped over)

@@ -212,6 +212,13 @@ def test_the_input_is_never_changed():
         pd.testing.assert_frame_equal(text, before)
 
 
+def test_a_column_given_twice_is_named():
+    df = pd.concat([table(), table()[["wai"]]], axis=1)
+    with pytest.raises(DataError, match="wai appear more than once") as err:
+        frame_of(df)
+    assert err.value.column == "wai"
+
+
 def test_not_a_dataframe_and_bad_options():
     with pytest.raises(DataError, match="must be a pandas DataFrame"):
         model_frame([1, 2], ROLES)
