@@ -243,3 +243,28 @@ def test_vectorised_on_a_million_rows():
     mf = frame_of(df, dropna=True)
     assert time.perf_counter() - t0 < 5.0  # a per-row Python loop would take far longer
     assert len(mf.levels["client"]) == n // 16
+
+
+def test_numbers_as_text_in_item_and_pre_post_analyses():
+    rng = np.random.default_rng(4)
+    items = pd.DataFrame(rng.integers(1, 6, (40, 4)).astype(float), columns=list("abcd"))
+    items += rng.integers(0, 2, (40, 1))  # some shared variance
+    text = items.map(lambda v: f" {v:g} ")
+    assert al.cronbach_alpha(text).alpha == pytest.approx(al.cronbach_alpha(items).alpha)
+    pp = pd.DataFrame({"pre": [30.0, 25.0, 28.0], "post": [10.0, 24.0, 35.0]})
+    a = al.reliable_change(
+        pp, pre="pre", post="post", sd=5.0, reliability=0.8, higher_is_better=False
+    )
+    b = al.reliable_change(
+        pp.astype(str), pre="pre", post="post", sd=5.0, reliability=0.8, higher_is_better=False
+    )
+    assert a["category"].tolist() == b["category"].tolist()
+    bad = pp.astype(object)
+    bad.loc[1, "post"] = "twenty"
+    with pytest.raises(DataError, match=r"column 'post', row 1: value 'twenty': not a number"):
+        al.reliable_change(
+            bad, pre="pre", post="post", sd=5.0, reliability=0.8, higher_is_better=False
+        )
+    text.loc[3, "c"] = "n/a"
+    with pytest.raises(DataError, match=r"column 'c', row 3: value 'n/a'"):
+        al.cronbach_alpha(text)
