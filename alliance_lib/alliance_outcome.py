@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DefinitionError
+from alliance_lib.frame import drop_incomplete, model_frame
+from alliance_lib.frame import plain as _plain
 from alliance_lib.trajectories import MixedFit, ModelError, fit_mixed
 
 __all__ = [
@@ -126,61 +129,6 @@ class AllianceOutcomeFit:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _plain(value):
-    """A numpy scalar as the plain Python value (for readable messages)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _require_columns(df: pd.DataFrame, columns) -> None:
-    for c in columns:
-        if c not in df.columns:
-            raise ModelError(
-                f"column {c!r} is not in the data (columns: {', '.join(map(str, df.columns))})",
-                column=c,
-            )
-
-
-def _as_float(df: pd.DataFrame, column: str, *, allow_missing: bool = True) -> np.ndarray:
-    """A column as a float array; a typed error naming the first non-numeric/missing cell."""
-    s = df[column]
-    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-        conv = pd.to_numeric(s, errors="coerce")
-        bad = s.notna().to_numpy() & conv.isna().to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            row, value = _plain(s.index[i]), _plain(s.iloc[i])
-            raise ModelError(
-                f"column {column!r} must be numeric; row {row!r} holds {value!r}",
-                column=column,
-                row=row,
-                value=value,
-            )
-        s = conv
-    x = s.to_numpy(dtype=float, na_value=np.nan)
-    if not allow_missing and np.isnan(x).any():
-        row = _plain(s.index[int(np.flatnonzero(np.isnan(x))[0])])
-        raise ModelError(
-            f"column {column!r} has a missing value in row {row!r}; every row needs one",
-            column=column,
-            row=row,
-            value=None,
-        )
-    return x
-
-
-def _group_codes(df: pd.DataFrame, column: str) -> np.ndarray:
-    codes, _ = pd.factorize(df[column], sort=False)
-    if (codes < 0).any():
-        row = _plain(df.index[int(np.flatnonzero(codes < 0)[0])])
-        raise ModelError(
-            f"column {column!r} has a missing id in row {row!r}",
-            column=column,
-            row=row,
-            value=None,
-        )
-    return codes
-
-
 def _check_unique_sessions(df: pd.DataFrame, client: str, session: str) -> None:
     dup = df.duplicated([client, session], keep="first").to_numpy()
     if dup.any():
@@ -291,9 +239,15 @@ def decompose(
     >>> [round(v, 6) for v in decompose(d, "wai", detrend=True)["wai_within"]]
     [0.5, -1.0, 0.5, nan]
     """
-    _require_columns(df, [var, client] + ([session] if detrend else []))
-    x = _as_float(df, var)
-    codes = _group_codes(df, client)
+    mf = model_frame(
+        df,
+        {"var": var, "client": client, "session": session if detrend else None},
+        numeric=["var", "session"],
+        ids=["client"],
+        required=["client"],
+        what="decompose",
+    )
+    x, codes = mf.values("var"), mf.codes["client"]
     xs = pd.Series(x)
     mean_i = xs.groupby(codes).transform("mean").to_numpy()
     grand = float(xs.groupby(codes).mean().mean())  # grand mean of client means
@@ -302,7 +256,7 @@ def decompose(
     if not detrend:
         within = dx
     else:
-        s = _as_float(df, session)
+        s = mf.values("session")
         observed = ~np.isnan(x)
         if np.isnan(s[observed]).any():
             row = _plain(df.index[int(np.flatnonzero(observed & np.isnan(s))[0])])
@@ -330,15 +284,23 @@ def _lagged_frame(
 ) -> tuple[pd.DataFrame, dict]:
     """The analysed frame of :func:`fit_alliance_outcome` and the counts of dropped rows."""
     ids = [client] + ([therapist] if therapist is not None else [])
-    _require_columns(df, [alliance, outcome, session, *ids])
-    cols = list(dict.fromkeys([*ids, session, alliance, outcome]))
-    work = df[cols].copy()
-    sess = _as_float(work, session, allow_missing=False)
-    if not pd.api.types.is_numeric_dtype(work[session]):
-        work[session] = sess
-    _group_codes(work, client)
+    mf = model_frame(
+        df,
+        {
+            "client": client,
+            "therapist": therapist,
+            "session": session,
+            "alliance": alliance,
+            "outcome": outcome,
+        },
+        numeric=["session", "alliance", "outcome"],
+        ids=["client", "therapist"],
+        required=["client", "session"],
+        what="fit_alliance_outcome",
+    )
+    work = mf.data
     _check_unique_sessions(work, client, session)
-    y = _as_float(work, outcome)
+    y = mf.values("outcome")
     dec = decompose(work, alliance, client=client, session=session, detrend=detrend)
 
     within, between = f"{alliance}_within", f"{alliance}_between"
@@ -361,12 +323,7 @@ def _lagged_frame(
         steps["prior_outcome_missing"] = [prior]
     if therapist is not None:
         steps["therapist_missing"] = [therapist]
-    keep = np.ones(len(merged), dtype=bool)
-    n_dropped = {}
-    for reason, columns in steps.items():
-        miss = merged[columns].isna().any(axis=1).to_numpy()
-        n_dropped[reason] = int((miss & keep).sum())
-        keep &= ~miss
+    keep, n_dropped = drop_incomplete(merged, steps)
     data = merged.loc[keep, [*ids, session, alliance, within, between, prior, response]]
     if not control_prior_outcome:
         data = data.drop(columns=prior)
@@ -509,7 +466,7 @@ def fit_alliance_outcome(
     (60, True)
     """
     if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or lag < 1:
-        raise ValueError(f"lag must be a positive integer, not {lag!r}")
+        raise DefinitionError(f"lag must be a positive integer, not {lag!r}")
     data, n_dropped = _lagged_frame(
         df,
         alliance,
@@ -655,18 +612,20 @@ def therapist_effects(
     >>> res.n_clients, res.n_therapists
     (80, 10)
     """
-    _require_columns(df, [alliance, outcome_post, outcome_pre, therapist, client])
-    _group_codes(df, client)
-    frame = pd.DataFrame(
+    frame = model_frame(
+        df,
         {
-            client: df[client].to_numpy(),
-            therapist: df[therapist].to_numpy(),
-            alliance: _as_float(df, alliance),
-            outcome_pre: _as_float(df, outcome_pre),
-            outcome_post: _as_float(df, outcome_post),
+            "client": client,
+            "therapist": therapist,
+            "alliance": alliance,
+            "outcome_pre": outcome_pre,
+            "outcome_post": outcome_post,
         },
-        index=df.index,
-    )
+        numeric=["alliance", "outcome_pre", "outcome_post"],
+        ids=["client", "therapist"],
+        required=["client"],
+        what="therapist_effects",
+    ).data
     g = frame.groupby(client, sort=False)
     for col in (therapist, outcome_pre, outcome_post):
         varies = g[col].nunique(dropna=True) > 1
@@ -695,12 +654,7 @@ def therapist_effects(
         "outcome_post_missing": outcome_post,
         "therapist_missing": therapist,
     }
-    keep = np.ones(len(per), dtype=bool)
-    n_dropped = {}
-    for reason, col in steps.items():
-        miss = per[col].isna().to_numpy()
-        n_dropped[reason] = int((miss & keep).sum())
-        keep &= ~miss
+    keep, n_dropped = drop_incomplete(per, steps)
     per = per.loc[keep].copy()
 
     a = per[alliance].to_numpy()

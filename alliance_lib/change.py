@@ -16,7 +16,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from alliance_lib.errors import DataError
+from alliance_lib.errors import DataError, DefinitionError
+from alliance_lib.frame import model_frame, require_columns, to_float
 
 __all__ = [
     "ChangeInputError",
@@ -39,26 +40,8 @@ RCI_CATEGORIES = ("improved", "unchanged", "deteriorated")
 CS_CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated")
 
 
-class ChangeInputError(DataError):
-    """Bad input to a change-event function.
-
-    Attributes
-    ----------
-    column, row, value
-        The offending column, the row label (the ``row`` index from ``read_table`` names the line
-        of the source file) and the value, where they apply; otherwise ``None``.
-    """
-
-    def __init__(self, message: str, *, column: Any = None, row: Any = None, value: Any = None):
-        where = []
-        if row is not None:
-            where.append(f"row {row}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        if value is not None:
-            where.append(f"value {value!r}")
-        prefix = (", ".join(where) + ": ") if where else ""
-        super().__init__(prefix + message, column=column, row=row, value=value)
+#: Bad input to a change-event function: the library's :class:`DataError` (the name is kept).
+ChangeInputError = DataError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,33 +58,6 @@ class SessionGrid:
     values: np.ndarray  # shape (n_clients, n_sessions), float
 
 
-def _require_columns(data: pd.DataFrame, columns: dict[str, str]) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    for role, col in columns.items():
-        if col not in data.columns:
-            raise ChangeInputError(
-                f"no {role} column {col!r} in the data (columns: {list(data.columns)}); "
-                f"pass {role}='<column name>'",
-                column=col,
-            )
-
-
-def _numeric(series: pd.Series, column: str) -> np.ndarray:
-    """Float values of ``series``; a non-numeric cell raises naming its row."""
-    converted = pd.to_numeric(series, errors="coerce")
-    bad = converted.isna() & series.notna()
-    if bad.any():
-        row = series.index[np.argmax(bad.to_numpy())]
-        raise ChangeInputError(
-            "not a number; clean or validate the data first (al.validate)",
-            column=column,
-            row=row,
-            value=series.loc[row],
-        )
-    return converted.to_numpy(dtype=float)
-
-
 def _session_grid(
     data: pd.DataFrame,
     score: str,
@@ -114,25 +70,17 @@ def _session_grid(
     The grid is ``sessions`` when given, else every integer from the smallest to the largest
     session in the data. Rows whose session is not on the grid are ignored.
     """
-    _require_columns(data, {"score": score, "client": client, "session": session})
-    sess = _numeric(data[session], session)
-    missing_session = np.isnan(sess)
-    if missing_session.any():
-        row = data.index[np.argmax(missing_session)]
-        raise ChangeInputError(
-            "session number is missing", column=session, row=row, value=data[session].loc[row]
-        )
-    not_int = sess != np.round(sess)
-    if not_int.any():
-        row = data.index[np.argmax(not_int)]
-        raise ChangeInputError(
-            "session numbers must be whole numbers", column=session, row=row, value=sess[not_int][0]
-        )
-    values = _numeric(data[score], score)
-    ids = data[client]
-    if ids.isna().any():
-        row = data.index[np.argmax(ids.isna().to_numpy())]
-        raise ChangeInputError("client id is missing", column=client, row=row)
+    mf = model_frame(
+        data,
+        {"score": score, "client": client, "session": session},
+        numeric=["score"],
+        integer=["session"],
+        ids=["client"],
+        required=["session", "client"],
+        sort_levels=True,
+        what="change events",
+    )
+    sess, values, ids = mf.values("session"), mf.values("score"), mf.data[client]
     # Rows without a score (e.g. another rater's row, or an instrument not administered) carry
     # no information, so only scored rows must be unique per client and session.
     scored = ~np.isnan(values)
@@ -155,7 +103,7 @@ def _session_grid(
             grid = np.arange(int(sess.min()), int(sess.max()) + 1)
     else:
         grid = np.unique(np.asarray(list(sessions), dtype=int))
-    codes, clients = pd.factorize(ids, sort=True)
+    codes, clients = mf.codes["client"], mf.levels["client"]
     pos = np.searchsorted(grid, sess)
     pos_clipped = np.minimum(pos, max(len(grid) - 1, 0))
     if len(grid):
@@ -191,18 +139,18 @@ def _window_stats(padded: np.ndarray, start: np.ndarray, width: int = 3):
 
 def _check_sg_args(cutoff, pct, crit3, alpha, critical_value):
     if cutoff is None and pct is None and not crit3:
-        raise ValueError("all three criteria are switched off; keep at least one")
+        raise DefinitionError("all three criteria are switched off; keep at least one")
     if cutoff is not None and not (np.isfinite(cutoff) and cutoff > 0):
-        raise ValueError(
+        raise DefinitionError(
             f"cutoff must be a positive number of points (got {cutoff!r}); it is a magnitude "
             "for gains and losses alike, the direction follows higher_is_better"
         )
     if pct is not None and not (np.isfinite(pct) and pct >= 0):
-        raise ValueError(f"pct must be a non-negative proportion such as 0.25 (got {pct!r})")
+        raise DefinitionError(f"pct must be a non-negative proportion such as 0.25 (got {pct!r})")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie between 0 and 1 (got {alpha!r})")
+        raise DefinitionError(f"alpha must lie between 0 and 1 (got {alpha!r})")
     if not critical_value > 0:
-        raise ValueError(f"critical_value must be positive (got {critical_value!r})")
+        raise DefinitionError(f"critical_value must be positive (got {critical_value!r})")
 
 
 def _interval_criteria(
@@ -269,7 +217,7 @@ def _interval_criteria(
 
 def _is_up(kind: str, higher_is_better: bool) -> bool:
     if kind not in ("gain", "loss"):
-        raise ValueError(f"kind must be 'gain' or 'loss' (got {kind!r})")
+        raise DefinitionError(f"kind must be 'gain' or 'loss' (got {kind!r})")
     return (kind == "gain") == bool(higher_is_better)
 
 
@@ -375,7 +323,7 @@ def _event_table(
             return default
         hit = np.nonzero(grid.sessions == s)[0]
         if not len(hit):
-            raise ValueError(f"session {s!r} is not on the session grid {list(grid.sessions)}")
+            raise DefinitionError(f"session {s!r} is not on the session grid {list(grid.sessions)}")
         return int(hit[0])
 
     i_start, i_end = grid_pos(tx_start, 0), grid_pos(tx_end, k - 1)
@@ -667,10 +615,10 @@ def sudden_gains_by_client(
     1         b      False         0         <NA>        NaN
     """
     if select not in ("first", "last", "largest", "smallest"):
-        raise ValueError(f"select must be first, last, largest or smallest (got {select!r})")
+        raise DefinitionError(f"select must be first, last, largest or smallest (got {select!r})")
     func = sudden_gains if kind == "gain" else sudden_losses
     if kind not in ("gain", "loss"):
-        raise ValueError(f"kind must be 'gain' or 'loss' (got {kind!r})")
+        raise DefinitionError(f"kind must be 'gain' or 'loss' (got {kind!r})")
     events = func(data, score, client=client, session=session, **kwargs)
     if select == "first":
         order, asc = ["pre_session"], [True]
@@ -683,14 +631,15 @@ def sudden_gains_by_client(
     chosen = events.sort_values(
         [client, *order], ascending=[True, *asc], kind="mergesort"
     ).drop_duplicates(client, keep="first")
-    clients = pd.DataFrame({client: pd.unique(data[client].dropna())})
+    ids = model_frame(data, {"client": client}, ids=["client"], sort_levels=True, what="change")
+    clients = pd.DataFrame({client: pd.array(ids.levels["client"], dtype="str")})  # (sorted)
     out = clients.merge(chosen, on=client, how="left")
     out.insert(1, "has_event", out["pre_session"].notna())
     out["n_events"] = out["n_events"].fillna(0).astype(int)
     for col in ("pre_session", "post_session"):
         out[col] = out[col].astype("Int64")
     out["kind"] = kind
-    return out.sort_values(client, kind="mergesort").reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def count_intervals(
@@ -813,11 +762,11 @@ def select_sudden_gain_cases(
     [True, True]
     """
     if method not in ("pattern", "min_sess"):
-        raise ValueError(f"method must be 'pattern' or 'min_sess' (got {method!r})")
+        raise DefinitionError(f"method must be 'pattern' or 'min_sess' (got {method!r})")
     if method == "min_sess" and (
         min_sessions is None or int(min_sessions) != min_sessions or min_sessions < 1
     ):
-        raise ValueError(
+        raise DefinitionError(
             f"method='min_sess' needs min_sessions, a whole number >= 1 (got {min_sessions!r})"
         )
     grid = _session_grid(data, score, client, session, sessions)
@@ -941,25 +890,29 @@ def treatment_status(
     1         b             2              0.0  ongoing         <NA>
     2         c             1              9.0  ongoing         <NA>
     """
-    _require_columns(data, {"client": client, "session": session})
+    require_columns(
+        data, [client, session], "treatment_status", roles={client: "client", session: "session"}
+    )
     if date is None and end is None:
-        raise ValueError(
+        raise DefinitionError(
             "say how to tell ended from ongoing clients: pass date= (with ongoing_within_days) "
             "and/or end= (an end-of-treatment column)"
         )
     if date is None and ongoing_within_days is not None and end is None:
-        raise ValueError("ongoing_within_days needs date=")
+        raise DefinitionError("ongoing_within_days needs date=")
     if ongoing_within_days is not None and not ongoing_within_days >= 0:
-        raise ValueError(f"ongoing_within_days must be >= 0 days (got {ongoing_within_days!r})")
+        raise DefinitionError(
+            f"ongoing_within_days must be >= 0 days (got {ongoing_within_days!r})"
+        )
     if date is not None:
-        _require_columns(data, {"date": date})
+        require_columns(data, [date], "treatment_status", roles={date: "date"})
     if end is not None:
-        _require_columns(data, {"end": end})
+        require_columns(data, [end], "treatment_status", roles={end: "end"})
     ids = data[client]
     if ids.isna().any():
         row = data.index[np.argmax(ids.isna().to_numpy())]
         raise ChangeInputError("client id is missing", column=client, row=row)
-    sess = _numeric(data[session], session)
+    sess = to_float(data[session], session, what="treatment_status")
     codes, clients = pd.factorize(ids, sort=True)
     n_c = len(clients)
     frame = pd.DataFrame({"c": codes, "s": sess})
@@ -1051,8 +1004,13 @@ def keep_ended_clients(
     0         a  1
     1         a  2
     """
-    _require_columns(data, {"client": client})
-    _require_columns(status, {"client": client, "status": "status"})
+    require_columns(data, [client], "keep_ended_clients", roles={client: "client"})
+    require_columns(
+        status,
+        [client, "status"],
+        "keep_ended_clients",
+        roles={client: "client", "status": "status"},
+    )
     of_client = status.set_index(client)["status"].astype(str)
     st = data[client].map(of_client).fillna("unknown")
     per_client = st.groupby(data[client].to_numpy()).first()
@@ -1101,7 +1059,7 @@ def _instrument_norms(instrument: Any) -> _Norms:
 
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie between 0 and 1 (got {confidence!r})")
+        raise DefinitionError(f"confidence must lie between 0 and 1 (got {confidence!r})")
     return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
 
@@ -1111,18 +1069,18 @@ RCI_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA")
 
 def _check_method(method: str, reliability: Any, reliability_post: Any) -> str:
     if not isinstance(method, str) or method.upper() not in RCI_METHODS:
-        raise ValueError(f"method must be one of {', '.join(RCI_METHODS)} (got {method!r})")
+        raise DefinitionError(f"method must be one of {', '.join(RCI_METHODS)} (got {method!r})")
     method = method.upper()
     if method != "JT" and reliability is None:
-        raise ValueError(
+        raise DefinitionError(
             f"method {method!r} needs reliability= (an instrument's published reliable-change "
             "points define the Jacobson-Truax method only)"
         )
     if reliability_post is not None:
         if method != "NK":
-            raise ValueError("reliability_post= is used by method='NK' (Nunnally-Kotsch) only")
+            raise DefinitionError("reliability_post= is used by method='NK' (Nunnally-Kotsch) only")
         if not 0 <= reliability_post < 1:
-            raise ValueError(f"reliability_post must lie in [0, 1) (got {reliability_post!r})")
+            raise DefinitionError(f"reliability_post must lie in [0, 1) (got {reliability_post!r})")
     return method
 
 
@@ -1150,7 +1108,7 @@ def _rci_parts(method, x1, x2, both, s1, r, r_post):
         return x2 - expected, den, info
     # HA: reliability of the difference scores (Hageman & Arrindell 1999)
     if both.sum() < 3:
-        raise ValueError("method 'HA' needs at least 3 complete pre/post pairs")
+        raise DefinitionError("method 'HA' needs at least 3 complete pre/post pairs")
     r12 = float(np.corrcoef(x1[both], x2[both])[0, 1])
     r_pre = (s1**2 - sem**2) / s1**2
     r_post_ha = (s2**2 - sem**2) / s2**2
@@ -1158,7 +1116,7 @@ def _rci_parts(method, x1, x2, both, s1, r, r_post):
         s1**2 + s2**2 - 2 * s1 * s2 * r12
     )
     if not r_dd > 0:
-        raise ValueError(
+        raise DefinitionError(
             f"method 'HA': the reliability of the change scores is {r_dd:.3f} (not positive); "
             "the Hageman-Arrindell index is undefined for these data"
         )
@@ -1180,14 +1138,13 @@ def _rc_core(
     method: str = "JT",
     reliability_post: float | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, bool, _Norms | None]:
-    _require_columns(data, {"pre": pre, "post": post})
-    x1 = _numeric(data[pre], pre)
-    x2 = _numeric(data[post], post)
+    pp = model_frame(data, {"pre": pre, "post": post}, numeric=["pre", "post"], what="change")
+    x1, x2 = pp.values("pre"), pp.values("post")
     method = _check_method(method, reliability, reliability_post)
     norms = _instrument_norms(instrument) if instrument is not None else None
     if higher_is_better is None:
         if norms is None or norms.higher_is_better is None:
-            raise ValueError(
+            raise DefinitionError(
                 "say which direction is better: pass higher_is_better=True/False or an instrument"
             )
         higher_is_better = norms.higher_is_better
@@ -1198,7 +1155,7 @@ def _rc_core(
     info: dict[str, Any] = {"method": method, "n_pairs": int(both.sum())}
     if use_points:
         if norms.rc_points is None:
-            raise ValueError(
+            raise DefinitionError(
                 f"instrument {instrument!r} has no reliable-change norm; pass sd and reliability"
             )
         conf = confidence if confidence is not None else (norms.rc_confidence or 0.95)
@@ -1210,15 +1167,15 @@ def _rc_core(
         info["published_points"] = threshold
     else:
         if reliability is None:
-            raise ValueError("pass reliability (and sd), or an instrument with norms")
+            raise DefinitionError("pass reliability (and sd), or an instrument with norms")
         if not 0 <= reliability < 1:
-            raise ValueError(f"reliability must lie in [0, 1) (got {reliability!r})")
+            raise DefinitionError(f"reliability must lie in [0, 1) (got {reliability!r})")
         if sd is None:
             if both.sum() < 2:
-                raise ValueError("need sd, or at least 2 complete pre/post pairs to estimate it")
+                raise DataError("need sd, or at least 2 complete pre/post pairs to estimate it")
             sd = float(np.std(x1[both], ddof=1))
         if not sd > 0:
-            raise ValueError(f"sd must be positive (got {sd!r})")
+            raise DefinitionError(f"sd must be positive (got {sd!r})")
         conf = confidence if confidence is not None else 0.95
         # Hageman & Arrindell test one-sided (clinicalsignificance: qnorm(1 - alpha))
         z = _z(conf) if method != "HA" else _z(1.0 - 2.0 * (1.0 - conf))
@@ -1434,7 +1391,7 @@ def reliable_change_from_long(
         if fixed is not None:
             hit = np.nonzero(grid.sessions == fixed)[0]
             if not len(hit):
-                raise ValueError(f"session {fixed!r} is not in the data")
+                raise DataError(f"session {fixed!r} is not in the data")
             idx = np.full(x.shape[0], hit[0])
             return idx, observed[:, hit[0]]
         if which == "first":
@@ -1594,8 +1551,8 @@ def clinical_significance(
     info = out.attrs["reliable_change"]
     is_ha = info["method"] == "HA"
     d = 1.0 if hib else -1.0
-    x1 = _numeric(data[pre], pre)
-    x2 = _numeric(data[post], post)
+    pp = model_frame(data, {"pre": pre, "post": post}, numeric=["pre", "post"], what="change")
+    x1, x2 = pp.values("pre"), pp.values("post")
     both = ~np.isnan(x1) & ~np.isnan(x2)
     from_instrument = False
     if cutoff is None:
@@ -1612,11 +1569,11 @@ def clinical_significance(
         sem = float(s1 * np.sqrt(1.0 - info["reliability"]))  # from the clinical SD
     if isinstance(cutoff, str):
         if cutoff not in ("a", "b", "c"):
-            raise ValueError(f"cutoff must be 'a', 'b', 'c' or a number (got {cutoff!r})")
+            raise DefinitionError(f"cutoff must be 'a', 'b', 'c' or a number (got {cutoff!r})")
         if b_sd not in ("functional", "clinical"):
-            raise ValueError(f"b_sd must be 'functional' or 'clinical' (got {b_sd!r})")
+            raise DefinitionError(f"b_sd must be 'functional' or 'clinical' (got {b_sd!r})")
         if cutoff in ("b", "c") and (functional_mean is None or functional_sd is None):
-            raise ValueError(f"cutoff {cutoff!r} needs functional_mean and functional_sd")
+            raise DefinitionError(f"cutoff {cutoff!r} needs functional_mean and functional_sd")
         # true-score SDs for HA (Hageman & Arrindell 1999), observed SDs otherwise
         t1 = s1 * np.sqrt((s1**2 - sem**2) / s1**2) if is_ha else s1
         t0 = None
@@ -1641,7 +1598,7 @@ def clinical_significance(
         else:
             clinical_if = "<=" if hib else ">="
     if clinical_if not in _CLINICAL_IF:
-        raise ValueError(f"clinical_if must be one of {_CLINICAL_IF} (got {clinical_if!r})")
+        raise DefinitionError(f"clinical_if must be one of {_CLINICAL_IF} (got {clinical_if!r})")
     compare = {
         ">=": np.greater_equal,
         ">": np.greater,
@@ -1654,7 +1611,7 @@ def clinical_significance(
             m_post, s_post = info["m_post"], info["sd_post"]
             r_post = (s_post**2 - sem**2) / s_post**2
             if not r_post > 0:
-                raise ValueError(
+                raise DefinitionError(
                     f"method 'HA': the post SD ({s_post:.3g}) is not larger than the standard "
                     f"error of measurement ({sem:.3g}), so the post reliability is not positive"
                 )

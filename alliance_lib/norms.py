@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from alliance_lib.errors import DefinitionError
+from alliance_lib.frame import model_frame
 from alliance_lib.registry import Instrument, _available, get_instrument
-from alliance_lib.scoring import require_columns
 
 __all__ = ["NormsError", "norms_table", "severity"]
 
@@ -23,8 +23,8 @@ _CMP = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.le
 _DECIMALS = 9
 
 
-class NormsError(DefinitionError):
-    """The instrument has no norms of the kind requested."""
+#: The instrument has no norms of the kind requested: a :class:`DefinitionError` (name kept).
+NormsError = DefinitionError
 
 
 def severity(
@@ -93,8 +93,9 @@ def severity(
         )
     scale = norms.get("bands_scale", "total") if bands else cutoff["scale"]
     column = score or f"{inst.prefix}_{scale}"
-    require_columns(df, [column], f"score column for {inst.id} (run score() first)")
-    values = pd.to_numeric(df[column], errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    values = model_frame(
+        df, {"score": column}, numeric=["score"], what=f"severity({inst.id}; run score() first)"
+    ).values("score")
     values = np.round(values, _DECIMALS)
     uncertain = []
     if bands:

@@ -21,18 +21,14 @@ from scipy import stats
 
 from alliance_lib.engine import EngineError, NestedLMM
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame
+from alliance_lib.results import to_jsonable
 
 __all__ = ["BlandAltman", "RaterAgreement", "RaterAgreementError", "rater_agreement"]
 
 
-class RaterAgreementError(DataError):
-    """Data that cannot give a rater-agreement analysis.
-
-    Attributes
-    ----------
-    column, row, value : object or None
-        The offending column, row label(s) and value, when known.
-    """
+#: Data that cannot give a rater-agreement analysis: the library's :class:`DataError` (name kept).
+RaterAgreementError = DataError
 
 
 @dataclass(frozen=True)
@@ -238,22 +234,7 @@ class RaterAgreement:
         for k in nested:
             ba = getattr(self, k)
             out[k] = None if ba is None else ba.to_dict()
-        return _json_ready(out)
-
-
-def _json_ready(value: Any) -> Any:
-    """Plain JSON types: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
+        return to_jsonable(out)
 
 
 def _icc(y: np.ndarray, ci: float) -> pd.DataFrame:
@@ -391,24 +372,6 @@ def _percentile(values: np.ndarray, ci: float) -> tuple[float, float]:
         return (np.nan, np.nan)
     lo, hi = np.quantile(v, [(1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0])
     return float(lo), float(hi)
-
-
-def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
-    raw = frame[col]
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        return raw.astype(float)
-    num = pd.to_numeric(raw, errors="coerce")
-    bad = num.isna() & raw.notna()
-    if bad.any():
-        row = raw.index[bad.to_numpy()][0]
-        raise RaterAgreementError(
-            f"column {col!r}, row {row!r}: value {raw.loc[row]!r} is not a number "
-            f"({int(bad.sum())} such cell(s)).",
-            column=col,
-            row=row,
-            value=raw.loc[row],
-        )
-    return num.astype(float)
 
 
 def rater_agreement(
@@ -554,22 +517,20 @@ def rater_agreement(
     >>> res.bland_altman.method
     'repeated measures (Bland & Altman 2007)'
     """
-    for col in (client, session, rater, score):
-        if col not in df.columns:
-            raise RaterAgreementError(
-                f"column {col!r} not in the data (columns: {', '.join(map(str, df.columns))}).",
-                column=col,
-            )
+    mf = model_frame(
+        df,
+        {"client": client, "session": session, "rater": rater, "score": score},
+        numeric=["score", "session"],
+        ids=["client"],
+        what="rater_agreement",
+    )
     if len(raters) != 2 or raters[0] == raters[1]:
         raise RaterAgreementError(f"raters must be two different values; got {raters!r}.")
     if not 0.0 < ci < 1.0:
         raise RaterAgreementError(f"ci must be between 0 and 1; got {ci!r}.", value=ci)
     raters = (str(raters[0]), str(raters[1]))
 
-    sub = df.loc[df[rater].isin(raters), [client, session, rater, score]]
-    values = _numeric(sub, score)
-    sub = sub.assign(**{score: values})[values.notna()]
-    sub = sub.assign(**{session: _numeric(sub, session)})
+    sub = mf.data.loc[mf.data[rater].isin(raters) & mf.data[score].notna()]
     dup = sub.duplicated([client, session, rater], keep=False)
     if dup.any():
         rows = sub.index[dup.to_numpy()]

@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from alliance_lib.errors import DefinitionError
+from alliance_lib.results import to_jsonable
 
 __all__ = [
     "FACT_STATUSES",
@@ -306,19 +307,11 @@ class Instrument:
             "max_missing": dict(self.max_missing),
             "total_requires_subscales": self.total_requires_subscales,
             "subscales_require_total": self.subscales_require_total,
-            "norms": _plain(self.norms),
+            "norms": to_jsonable(self.norms),
             "facts": {k: {"status": f.status, "source": f.source} for k, f in self.facts.items()},
             "license": self.license,
             "notes": self.notes,
         }
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, (dict, MappingProxyType)):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _freeze(obj: Any) -> Any:

@@ -24,8 +24,10 @@ import pandas as pd
 from scipy import optimize, stats
 
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame, require_columns
 from alliance_lib.optim import kkt_satisfied
 from alliance_lib.registry import get_instrument
+from alliance_lib.results import to_jsonable
 
 __all__ = [
     "AlphaResult",
@@ -48,14 +50,8 @@ _NAN_POLICIES = ("listwise", "pairwise")
 _PSI_LOWER = 0.005
 
 
-class ReliabilityError(DataError):
-    """Input that cannot give a reliability estimate.
-
-    Attributes
-    ----------
-    column, row, value : object or None
-        The offending column, row label and value, when the problem is one cell or column.
-    """
+#: Input that cannot give a reliability estimate: the library's :class:`DataError` (name kept).
+ReliabilityError = DataError
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,8 +95,8 @@ class AlphaResult:
         return float(self.alpha)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dictionary of every field."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """JSON-ready dictionary of every field (NaN as None)."""
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -172,30 +168,11 @@ def _item_matrix(
             )
         frame = pd.DataFrame(arr, columns=[f"item_{j + 1}" for j in range(arr.shape[1])])
     names = [str(c) for c in frame.columns]
-    columns = []
-    for col in frame.columns:  # loop over columns, not rows
-        raw = frame[col]
-        if pd.api.types.is_bool_dtype(raw):
-            raise ReliabilityError(
-                f"column {col!r} holds true/false values, not item scores.", column=col
-            )
-        if not pd.api.types.is_numeric_dtype(raw):
-            num = pd.to_numeric(raw, errors="coerce")
-            bad = (num.isna() & raw.notna()).to_numpy()
-            if bad.any():
-                where = raw.index[bad][0]
-                value = raw.to_numpy(dtype=object)[bad][0]
-                raise ReliabilityError(
-                    f"column {col!r}, row {where!r}: value {value!r} is not a number "
-                    f"({int(bad.sum())} such cell(s) in this column). Convert or clean the item "
-                    "column (e.g. with alliance_lib.validate) first.",
-                    column=col,
-                    row=where,
-                    value=value,
-                )
-            raw = num
-        columns.append(raw.to_numpy(dtype=float, na_value=np.nan))
-    x = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+    if len(frame.columns):
+        mf = model_frame(frame, {"items": list(frame.columns)}, numeric=["items"], what="items")
+        x = mf.values("items")
+    else:
+        x = np.empty((len(frame), 0))
     codes = [float(c) for c in missing_codes]
     if codes:
         x = np.where(np.isin(x, codes), np.nan, x)
@@ -1191,15 +1168,8 @@ def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float]
 
 
 def _instrument_items(df: pd.DataFrame, inst: Any) -> dict[int, str]:
-    cols = tuple(inst.columns)
-    absent = [c for c in cols if c not in df.columns]
-    if absent:
-        raise ReliabilityError(
-            f"instrument {inst.id!r}: item column(s) {', '.join(absent)} not in the data "
-            f"(expected {cols[0]} ... {cols[-1]}).",
-            column=absent[0],
-        )
-    return dict(zip(inst.items, cols, strict=True))
+    require_columns(df, inst.columns, f"reliability({inst.id})")
+    return dict(zip(inst.items, inst.columns, strict=True))
 
 
 def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str, n_groups: int = 0) -> dict[str, Any]:
@@ -1454,9 +1424,7 @@ def reliability(
     items, mapping, n_omitted = _clean_items(df, inst, missing_codes, errors)
     administered = items.notna().any(axis=1).to_numpy()
     by_cols = [by] if isinstance(by, str) else list(by or [])
-    missing_by = [c for c in by_cols if c not in df.columns]
-    if missing_by:
-        raise ReliabilityError(f"by column(s) {missing_by} not in the data.", column=missing_by[0])
+    require_columns(df, by_cols, f"reliability({inst.id}) by=")
     used, n_duplicates = _select_administration(
         df,
         administered,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ __all__ = ["Results", "to_jsonable"]
 
 def to_jsonable(value: Any) -> Any:
     """Convert pandas/NumPy values to plain JSON types (NaN and infinities become ``None``).
+
+    The library's one JSON converter: every ``to_dict()`` and ``results.json`` goes through it.
+    Mappings become dicts with text keys, sequences and arrays lists, NumPy scalars Python
+    numbers, timestamps ISO text, a DataFrame a list of records (its index as a column unless it
+    is a plain range) and anything else its text.
 
     Examples
     --------
@@ -30,7 +36,7 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(r) for r in frame.to_dict(orient="records")]
     if isinstance(value, pd.Series):
         return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [to_jsonable(v) for v in value]

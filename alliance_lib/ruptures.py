@@ -15,7 +15,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from alliance_lib.change import SessionGrid, _numeric, _require_columns, _session_grid
+from alliance_lib.change import SessionGrid, _session_grid
+from alliance_lib.errors import DataError, DefinitionError
+from alliance_lib.frame import model_frame
 
 __all__ = [
     "RUPTURE_PRESETS",
@@ -58,26 +60,30 @@ _EPISODE_COLUMNS = [
 
 def _settings(preset, k_sd, sd_basis, reference, repair_to, min_drop, repair_within, min_sessions):
     if preset not in RUPTURE_PRESETS:
-        raise ValueError(f"preset must be one of {list(RUPTURE_PRESETS)} (got {preset!r})")
+        raise DefinitionError(f"preset must be one of {list(RUPTURE_PRESETS)} (got {preset!r})")
     k = RUPTURE_PRESETS[preset]["k_sd"] if k_sd is None else float(k_sd)
     basis = RUPTURE_PRESETS[preset]["sd_basis"] if sd_basis is None else sd_basis
     if not k > 0:
-        raise ValueError(f"k_sd must be positive (got {k_sd!r})")
+        raise DefinitionError(f"k_sd must be positive (got {k_sd!r})")
     if basis not in ("within", "between", "max"):
-        raise ValueError(f"sd_basis must be 'within', 'between' or 'max' (got {basis!r})")
+        raise DefinitionError(f"sd_basis must be 'within', 'between' or 'max' (got {basis!r})")
     if reference not in ("client_mean", "prior_mean"):
-        raise ValueError(f"reference must be 'client_mean' or 'prior_mean' (got {reference!r})")
+        raise DefinitionError(
+            f"reference must be 'client_mean' or 'prior_mean' (got {reference!r})"
+        )
     if repair_to not in ("reference", "threshold"):
-        raise ValueError(f"repair_to must be 'reference' or 'threshold' (got {repair_to!r})")
+        raise DefinitionError(f"repair_to must be 'reference' or 'threshold' (got {repair_to!r})")
     floor = 0.0 if min_drop is None else float(min_drop)
     if not floor >= 0:
-        raise ValueError(f"min_drop must be a non-negative number of points (got {min_drop!r})")
+        raise DefinitionError(
+            f"min_drop must be a non-negative number of points (got {min_drop!r})"
+        )
     if repair_within is not None and not (int(repair_within) == repair_within >= 1):
-        raise ValueError(
+        raise DefinitionError(
             f"repair_within must be a whole number of sessions >= 1 or None, not {repair_within!r}"
         )
     if not int(min_sessions) >= 2:
-        raise ValueError(f"min_sessions must be at least 2 (got {min_sessions!r})")
+        raise DefinitionError(f"min_sessions must be at least 2 (got {min_sessions!r})")
     return k, basis, floor
 
 
@@ -117,7 +123,7 @@ def _detect_grid(
     else:
         means = mean[analysable]
         if len(means) < 2:
-            raise ValueError(
+            raise DataError(
                 f"sd_basis={basis!r} needs at least 2 clients with {min_sessions} or more "
                 "sessions to estimate the between-client SD; use sd_basis='within'"
             )
@@ -442,7 +448,9 @@ def srs_alliance_flags(
     >>> srs_alliance_flags(df)["srs_flag"].tolist()
     [False, False, True, <NA>]
     """
-    _require_columns(data, {"score": score})
+    values = model_frame(
+        data, {"score": score}, numeric=["score"], what="srs_alliance_flags"
+    ).values("score")
     if threshold is None or inclusive is None:
         from alliance_lib.registry import get_instrument
 
@@ -451,7 +459,6 @@ def srs_alliance_flags(
             threshold = float(cut["value"])
         if inclusive is None:
             inclusive = cut.get("clinical_if", "<") == "<="
-    values = _numeric(data[score], score)
     with np.errstate(invalid="ignore"):
         flag = values <= threshold if inclusive else values < threshold
     out = data.copy()

@@ -27,16 +27,17 @@ cells replaced per missing code column.
 
 from __future__ import annotations
 
-import difflib
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from alliance_lib.errors import DataError
+from alliance_lib.errors import DataError, DefinitionError, MissingColumnsError
+from alliance_lib.frame import number_text as _fmt_values
+from alliance_lib.frame import plain, require_columns
 from alliance_lib.registry import METRICS, Instrument, get_instrument
 
 __all__ = ["MissingColumnsError", "ScoringError", "reverse_items", "score"]
@@ -56,12 +57,13 @@ class ScoringError(DataError):
         The instrument id.
     file : str or None
         The input file (``df.attrs["source"]``), when known.
+    row, column, value : object
+        The first invalid cell (its row label, column and value); ``hint`` says what to do.
     """
 
     def __init__(self, cells: pd.DataFrame, instrument: str, file: str | None = None):
         self.cells = cells
         self.instrument = instrument
-        self.file = file
         n = len(cells)
         lines = [
             f"row {r.row}, client {r.client!r}, session {r.session}: {r.problem}"
@@ -69,56 +71,20 @@ class ScoringError(DataError):
         ]
         more = f"\n  ... and {n - _MAX_LISTED} more" if n > _MAX_LISTED else ""
         where = f"{file}: " if file else ""
+        top = cells.iloc[0] if n else None
         super().__init__(
             f"{where}{n} invalid item cell(s) for {instrument} in {cells['row'].nunique()} row(s); "
             "fix them, declare missing codes with missing_codes=, or use "
             "errors='quarantine' (or validate()) to keep those rows with NaN scores:\n  "
             + "\n  ".join(lines)
-            + more
+            + more,
+            file=file,
+            row=None if top is None else plain(top["row"]),
+            column=None if top is None else top["column"],
+            value=None if top is None else plain(top["value"]),
+            hint="fix the cells, declare missing codes with missing_codes=, or use "
+            "errors='quarantine' (or validate())",
         )
-
-
-class MissingColumnsError(DataError):
-    """Item (or id) columns that the table lacks.
-
-    Attributes
-    ----------
-    missing : list of str
-        The absent columns.
-    suggestions : dict of str to str
-        Absent column to the closest existing column name (difflib), for near misses.
-    """
-
-    def __init__(self, missing: list[str], suggestions: dict[str, str], what: str):
-        self.missing = list(missing)
-        self.suggestions = dict(suggestions)
-        shown = ", ".join(missing[:12]) + (
-            f", ... ({len(missing)} in all)" if len(missing) > 12 else ""
-        )
-        hint = ""
-        if suggestions:
-            pairs = list(suggestions.items())[:6]
-            hint = " Did you mean " + ", ".join(f"{v!r} for {k!r}" for k, v in pairs) + "?"
-        super().__init__(f"{what}: column(s) not found: {shown}.{hint}")
-
-
-def _suggest(missing: Iterable[str], available: Iterable[str]) -> dict[str, str]:
-    available = [str(c) for c in available]
-    lower = {c.lower(): c for c in available}
-    out = {}
-    for col in missing:
-        hit = difflib.get_close_matches(col.lower(), list(lower), n=1, cutoff=0.75)
-        if hit:
-            out[col] = lower[hit[0]]
-    return out
-
-
-def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    """Raise :class:`MissingColumnsError` (with suggestions) if any column is absent."""
-    have = set(map(str, df.columns))
-    missing = [c for c in columns if c not in have]
-    if missing:
-        raise MissingColumnsError(missing, _suggest(missing, have - set(columns)), what)
 
 
 def _as_number(code) -> float | None:
@@ -134,15 +100,6 @@ def _as_number(code) -> float | None:
 
 def _fmt_scale(x: float) -> str:
     return f"{x:g}"
-
-
-def _fmt_values(values: np.ndarray) -> np.ndarray:
-    """Vectorised short text form of numbers: 7.0 -> '7', 2.5 -> '2.5'."""
-    values = np.asarray(values, dtype=float)
-    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
-    out = values.astype(str).astype(object)
-    out[whole] = values[whole].astype(np.int64).astype(str)
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,19 +313,6 @@ def _screen_column(xj, mj, src, lo, hi, inner_codes, outer_codes, check_int, scr
     return n_coded, out_range, frac
 
 
-#: Item blocks checked by ``validate``: key (instrument, rows, column addresses) -> (a weak
-#: reference to the witness frame that keeps the block's memory unwritten, the 2-D block).
-_CHECKED: dict[tuple, tuple[weakref.ref, np.ndarray]] = {}
-
-
-def _copy_on_write() -> bool:
-    """Whether pandas copies shared memory before writing (always from pandas 3); without it an
-    in-place edit could change a checked block behind its record, so the record is not used."""
-    if int(pd.__version__.split(".")[0]) >= 3:
-        return True
-    return pd.get_option("mode.copy_on_write") is True
-
-
 def _scale_key(instrument: Instrument) -> tuple:
     """What a check of the item cells depends on: the columns and the scale."""
     return (
@@ -380,66 +324,48 @@ def _scale_key(instrument: Instrument) -> tuple:
     )
 
 
-def _block_key(df: pd.DataFrame, instrument: Instrument) -> tuple | None:
-    """Key of the item columns' memory: (scale key, rows, (address, stride) per column), or
-    None unless every item column is one float64 NumPy column."""
-    cells = []
-    for col in instrument.columns:
-        if col not in df.columns:
-            return None
-        s = df[col]
-        if not isinstance(s, pd.Series) or s.dtype != np.float64:  # (duplicate names, dtypes)
-            return None
-        a = s.to_numpy()  # a view (read-only under copy-on-write), not a copy
-        cells.append((a.__array_interface__["data"][0], a.strides[0]))
-    return (_scale_key(instrument), len(df), tuple(cells))
+def _checked_block(df: pd.DataFrame, instrument: Instrument, checked, missing_codes):
+    """The item block that ``validate`` checked, as a read-only 2-D float array, if `df` still
+    holds that very block; else None (the cells must be checked).
 
-
-def _mark_checked(clean: pd.DataFrame, instrument: Instrument, values: np.ndarray, witness) -> bool:
-    """Record that the item columns of `clean` are the checked float block `values` (validate);
-    True if recorded.
-
-    `witness` is a pandas object derived from `clean` that shares the block (e.g. ``clean[cols]``)
-    and lives as long as the record: while it lives, pandas copy-on-write copies the block
-    before any in-place change of a frame that shares it, so the memory at the recorded
-    addresses keeps the checked values. The record is dropped when the witness dies.
+    `checked` is the :class:`~alliance_lib.validate.Validated` result (or None). Its checked
+    block is used when it was checked for the same scale, `missing_codes` holds no code inside
+    the scale (a code there could be any checked answer), and every item column of `df` is the
+    block's own memory (same rows, same addresses). The ``Validated`` result keeps a pandas view
+    of the block, so pandas copy-on-write copies it before any change in place: a changed
+    column holds other memory and is checked again.
     """
-    key = _block_key(clean, instrument)
-    if key is None or values.shape != (len(clean), instrument.n_items):
-        return False
-    mine = tuple(
-        (values[:, j].__array_interface__["data"][0], values.strides[0])
-        for j in range(values.shape[1])
-    )
-    if key[2] != mine:  # the frame does not hold this very block: nothing to record
-        return False
-
-    def drop(ref, key=key):
-        entry = _CHECKED.get(key)
-        if entry is not None and entry[0] is ref:
-            _CHECKED.pop(key, None)
-
-    _CHECKED[key] = (weakref.ref(witness, drop), values)
-    return True
-
-
-def _checked_block(df: pd.DataFrame, instrument: Instrument, missing_codes) -> np.ndarray | None:
-    """The item block of `df` as a read-only 2-D float array if ``validate`` has checked these
-    very columns (values within the scale or NaN, missing codes replaced) and no missing code
-    of `missing_codes` can be among them; else None (the cells must be checked)."""
-    if not _CHECKED or not _copy_on_write():
+    blocks = getattr(checked, "checked_items", None)
+    if not blocks or instrument.id not in blocks:
+        return None
+    if checked._scale_keys.get(instrument.id) != _scale_key(instrument):
         return None
     codes = list(missing_codes) if missing_codes is not None else []
     lo, hi = instrument.scale_min, instrument.scale_max
     if any(lo <= c <= hi for c in map(_as_number, codes) if c is not None):
-        return None  # a code inside the scale could be any checked answer
-    key = _block_key(df, instrument)
-    entry = None if key is None else _CHECKED.get(key)
-    if entry is None or entry[0]() is None:
         return None
-    view = entry[1].view()
-    view.flags.writeable = False
-    return view
+    block = blocks[instrument.id]
+    return block if _holds_block(df, instrument, block) else None
+
+
+def _holds_block(df: pd.DataFrame, instrument: Instrument, block: np.ndarray) -> bool:
+    """Whether every item column of `df` is the matching column of `block` (same memory)."""
+    if block.shape != (len(df), instrument.n_items):
+        return False
+    for j, col in enumerate(instrument.columns):
+        if col not in df.columns:
+            return False
+        s = df[col]
+        if not isinstance(s, pd.Series) or s.dtype != np.float64:  # (duplicate names, dtypes)
+            return False
+        a = s.to_numpy()  # a view (read-only under copy-on-write), not a copy
+        mine = block[:, j]
+        if (
+            a.__array_interface__["data"][0] != mine.__array_interface__["data"][0]
+            or a.strides != mine.strides
+        ):
+            return False
+    return True
 
 
 def _empty_cells() -> pd.DataFrame:
@@ -498,11 +424,13 @@ def _limits(instrument: Instrument, prorate) -> dict[str, int]:
     if isinstance(prorate, bool):
         prorate = 0 if prorate is False else None
         if prorate is None:
-            raise ValueError("prorate=True is ambiguous; give the number of items allowed missing")
+            raise DefinitionError(
+                "prorate=True is ambiguous; give the number of items allowed missing"
+            )
     if isinstance(prorate, Mapping):
         unknown = set(prorate) - set(scales)
         if unknown:
-            raise ValueError(
+            raise DefinitionError(
                 f"prorate names unknown scale(s) {sorted(unknown)}; scales: {list(scales)}"
             )
         lim = dict(instrument.max_missing)
@@ -511,7 +439,7 @@ def _limits(instrument: Instrument, prorate) -> dict[str, int]:
         lim = {s: int(prorate) for s in scales}
     for s, v in lim.items():
         if v < 0:
-            raise ValueError(f"prorate for {s} must be >= 0, got {v}")
+            raise DefinitionError(f"prorate for {s} must be >= 0, got {v}", value=v)
         lim[s] = min(v, len(scales[s]) - 1)
     return lim
 
@@ -550,7 +478,7 @@ def _join_by_pos(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
 
 
 def score(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Any,
     instrument: str | Instrument,
     *,
     metric: str | None = None,
@@ -559,13 +487,17 @@ def score(
     prorate: int | Mapping[str, int] | None = None,
     client: str = "client_id",
     session: str = "session",
+    existing: str = "raise",
+    checked: Any = None,
 ) -> pd.DataFrame:
     """Score one instrument's items into total and subscale scores.
 
     Parameters
     ----------
-    df : DataFrame
-        Long table with the item columns ``{prefix}_1 .. {prefix}_{n_items}``.
+    df : DataFrame or Validated
+        Long table with the item columns ``{prefix}_1 .. {prefix}_{n_items}``, or the result of
+        :func:`~alliance_lib.validate.validate` (its ``.clean`` rows are scored from the item
+        blocks it checked, without checking the cells again).
     instrument : str or Instrument
         Instrument id (e.g. ``"wai-sr"``, ``"oq-45.2"``) or definition.
     metric : {'mean', 'sum', 'mean_x10'}, optional
@@ -581,6 +513,16 @@ def score(
         developers give no rule). Recorded in ``attrs["scoring"]``. ``None`` uses the definition.
     client, session : str
         Id columns used to name rows in error messages (optional in ``df``).
+    existing : {'raise', 'replace', 'keep'}
+        What to do when ``df`` already has a column that scoring writes (e.g. REDCap's
+        calculated ``phq9_total``): ``'raise'`` (default) names the column; ``'keep'`` keeps
+        the old values as ``{column}_input`` next to the new score (compare them); ``'replace'``
+        drops the old column. Columns this function wrote before (recorded in
+        ``df.attrs["scoring"]``) are replaced without asking.
+    checked : Validated, optional
+        The ``validate`` result ``df`` came from (``df`` may be ``checked.clean`` or a frame
+        built from it, e.g. after scoring another instrument): item columns that are still its
+        checked block are not checked again.
 
     Returns
     -------
@@ -596,6 +538,8 @@ def score(
         If item columns are absent (with "did you mean" suggestions).
     ScoringError
         With ``errors="raise"``, listing every invalid cell (the first 20 in the message).
+    DataError
+        With ``existing="raise"``, if ``df`` already holds a column that scoring would write.
 
     Notes
     -----
@@ -614,12 +558,13 @@ def score(
     scores the total only when every subscale is scored; ``subscales_require_total`` (OQ-45.2)
     the other way round. A row with every item missing is "not administered".
 
-    The item cells of ``validate(...).clean`` are not checked a second time: while the
-    ``Validated`` result lives, pandas copy-on-write keeps its checked item block unchanged, and
-    ``score`` uses that block directly when the frame still holds it (the same memory, rows and
-    columns; ``missing_codes`` without a code inside the scale). Any change to the item columns
-    puts other memory in the frame, whose cells are then checked as usual; the scores are the
-    same either way.
+    The item cells that ``validate`` checked are handed over explicitly: ``score(validated,
+    ...)``, ``validated.score(...)`` or ``score(frame, ..., checked=validated)``. The
+    ``Validated`` result carries its checked item blocks (``.checked_items``) and a pandas view of
+    them, so pandas copy-on-write keeps them unchanged; ``score`` uses a block directly when the
+    frame still holds it (the same memory, rows and columns; ``missing_codes`` without a code
+    inside the scale). Any change to the item columns puts other memory in the frame, whose
+    cells are then checked as usual; the scores are the same either way.
 
     Which rules are the manuals' and which are ours (status ``local`` in the definitions):
     manual rules are the OQ-45.2 imputation and its 4-item limit, the CORE-OM limits (CST) and
@@ -650,19 +595,27 @@ def score(
     >>> score(df, "wai-sr", metric="sum")[["wai_sr_total", "wai_sr_goal"]].to_numpy().tolist()
     [[36.0, 16.0], [36.0, 12.0]]
     """
+    if not isinstance(df, pd.DataFrame) and hasattr(df, "checked_items"):  # a Validated result
+        checked, df = df, df.clean
     inst = get_instrument(instrument)
     metric = metric or inst.metric
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise DefinitionError(f"metric must be one of {METRICS}, got {metric!r}", value=metric)
     if errors not in ("raise", "quarantine"):
-        raise ValueError(f"errors must be 'raise' or 'quarantine', got {errors!r}")
+        raise DefinitionError(
+            f"errors must be 'raise' or 'quarantine', got {errors!r}", value=errors
+        )
+    if existing not in ("raise", "replace", "keep"):
+        raise DefinitionError(
+            f"existing must be 'raise', 'replace' or 'keep', got {existing!r}", value=existing
+        )
     limits = _limits(inst, prorate)
-    checked = _checked_block(df, inst, missing_codes)
-    if checked is not None:  # validate() checked these very cells: no second pass, no copy
-        require_columns(df, inst.columns, f"instrument {inst.id}")
-        check = ItemCheck(checked, None, None, _empty_cells(), {})  # masks: found below
+    block = _checked_block(df, inst, checked, missing_codes)
+    if block is not None:  # validate() checked these very cells: no second pass, no copy
+        check = ItemCheck(block, None, None, _empty_cells(), {})  # masks: found below
     else:
         check = check_items(df, inst, missing_codes=missing_codes)
+    clash = _existing_columns(df, inst, existing)
     n = len(df)
     has_bad = len(check.cells) > 0
     bad_row = np.zeros(n, dtype=bool)
@@ -821,6 +774,9 @@ def score(
     }
     added = pd.concat([scores, pd.DataFrame(extra, index=df.index)], axis=1)
     base = df.drop(columns=[c for c in added.columns if c in df.columns])
+    if existing == "keep" and clash:  # the old values next to the new scores, to compare
+        old = df[clash].rename(columns={c: f"{c}_input" for c in clash})
+        base = pd.concat([base.drop(columns=[c for c in old.columns if c in base]), old], axis=1)
     out = pd.concat([base, added], axis=1)
     out.attrs = {k: v for k, v in df.attrs.items()}
     out.attrs["scoring"] = {
@@ -830,6 +786,32 @@ def score(
         ),
     }
     return out
+
+
+def _output_columns(inst: Instrument) -> list[str]:
+    """The columns :func:`score` writes for an instrument."""
+    return [f"{inst.prefix}_{s}" for s in inst.scales] + [
+        f"{inst.prefix}_{x}" for x in ("n_missing", "prorated", "problem")
+    ]
+
+
+def _existing_columns(df: pd.DataFrame, inst: Instrument, existing: str) -> list[str]:
+    """Columns of `df` that scoring would overwrite and that it did not write itself (raised
+    with ``existing="raise"``)."""
+    ours = inst.prefix in df.attrs.get("scoring", {})  # an earlier score() of ours: replaced
+    have = set(df.columns)
+    clash = [] if ours else [c for c in _output_columns(inst) if c in have]
+    if clash and existing == "raise":
+        raise DataError(
+            f"score({inst.id}): the data already have column(s) {', '.join(clash)} (e.g. a "
+            "total calculated by REDCap or another program), which scoring would overwrite. "
+            f"Pass existing='keep' to keep them as {clash[0]}_input next to the new scores, "
+            "existing='replace' to drop them, or rename them first.",
+            file=df.attrs.get("source"),
+            column=clash[0],
+            hint="existing='keep' (old values as {column}_input) or existing='replace'",
+        )
+    return clash
 
 
 def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:

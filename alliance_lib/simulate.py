@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliance_lib.errors import DefinitionError
+
 __all__ = ["SimulationTruth", "simulate_study", "write_demo_study", "DEMO_SEED"]
 
 DEMO_SEED = 20260115
@@ -349,9 +351,11 @@ def simulate_study(
     0.03
     """
     if output not in ("items", "scores"):
-        raise ValueError(f"output must be 'items' or 'scores', not {output!r}")
+        raise DefinitionError(f"output must be 'items' or 'scores', not {output!r}")
     if n_therapists < 1 or n_clients < n_therapists:
-        raise ValueError("need at least one therapist and at least as many clients as therapists")
+        raise DefinitionError(
+            "need at least one therapist and at least as many clients as therapists"
+        )
     truth = truth or SimulationTruth()
     rng = np.random.default_rng(seed)
     panel = _latent_panel(rng, truth, n_therapists, n_clients, max_sessions, dropout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -19,7 +19,9 @@ import pandas as pd
 from scipy import stats
 
 from alliance_lib.engine import EngineError, EngineFit, NestedLMM
-from alliance_lib.errors import DataError
+from alliance_lib.errors import DataError, DefinitionError
+from alliance_lib.frame import model_frame
+from alliance_lib.results import to_jsonable as _jsonable
 
 __all__ = [
     "MIN_THERAPISTS",
@@ -36,14 +38,8 @@ MIN_THERAPISTS = 15
 """Fewer therapists than this make the therapist variance (and ICC) too imprecise to interpret."""
 
 
-class ModelError(DataError):
-    """A model cannot be fitted to these data; names the column, row and value at fault.
-
-    Attributes
-    ----------
-    column, row, value
-        The offending column, row label (the data's index) and value, where known.
-    """
+#: A model cannot be fitted to these data: the library's :class:`DataError` (the name is kept).
+ModelError = DataError
 
 
 class _SummaryText(str):
@@ -54,26 +50,6 @@ class _SummaryText(str):
 
     def _repr_pretty_(self, p, cycle):  # IPython
         p.text(str(self))
-
-
-def _jsonable(value):
-    """Convert numpy scalars/arrays, NaN and pandas objects to plain JSON types."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.reset_index().to_dict(orient="records")]
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
 
 
 class MixedFit:
@@ -452,7 +428,7 @@ class MixedFit:
                 index=idx,
             ).sort_index()
         if level != "client":
-            raise ValueError(f"level must be 'client' or 'therapist', not {level!r}")
+            raise DefinitionError(f"level must be 'client' or 'therapist', not {level!r}")
         cols = {}
         for a, t in enumerate(self.random_terms):
             cols[t] = m["client"][:, a]
@@ -605,47 +581,6 @@ class MixedFit:
         return self._labels["therapist"][self._model.therapist_levels]
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
-    s = frame[column]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float).to_numpy()
-    if not pd.api.types.is_numeric_dtype(s):
-        bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
-        row = bad.index[0] if len(bad) else None
-        raise ModelError(
-            f"column {column!r} must be numeric (row {row!r} holds {bad.iloc[0]!r}); "
-            "dummy-code categorical predictors first"
-            if len(bad)
-            else f"column {column!r} must be numeric",
-            column=column,
-            row=row,
-            value=bad.iloc[0] if len(bad) else None,
-        )
-    return s.to_numpy(dtype=float, na_value=np.nan)
-
-
-def _check_columns(data: pd.DataFrame, columns: Iterable[str]) -> None:
-    for c in columns:
-        if c not in data.columns:
-            raise ModelError(
-                f"column {c!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
-                column=c,
-            )
-
-
-def _drop_missing(data: pd.DataFrame, groups: dict[str, list[str]]) -> tuple[pd.DataFrame, dict]:
-    """Drop rows with a missing value in any listed column; count them by the first reason."""
-    keep = np.ones(len(data), dtype=bool)
-    counts = {}
-    for reason, cols in groups.items():
-        miss = np.zeros(len(data), dtype=bool)
-        for c in cols:
-            miss |= data[c].isna().to_numpy()
-        counts[reason] = int((miss & keep).sum())
-        keep &= ~miss
-    return data.loc[keep], counts
-
-
 def _statsmodels_theta(y, X, Z, codes, reml) -> tuple[np.ndarray, object, list[str], bool]:
     from statsmodels.regression.mixed_linear_model import MixedLM
 
@@ -731,9 +666,9 @@ def fit_mixed(
     """
     fixed, random = list(fixed), list(random)
     if method not in ("reml", "ml"):
-        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+        raise DefinitionError(f"method must be 'reml' or 'ml', not {method!r}")
     if engine not in ("auto", "profiled", "statsmodels"):
-        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+        raise DefinitionError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
     if engine == "statsmodels" and therapist is not None:
         raise ModelError(
             "engine='statsmodels' cannot fit correlated client slopes with a therapist intercept; "
@@ -745,9 +680,15 @@ def fit_mixed(
             raise ModelError(f"random slope {r!r} must also be a fixed term", column=r)
     if len(set(fixed)) != len(fixed):
         raise ModelError(f"fixed terms repeat a column: {fixed}")
-    ids = [client] + ([therapist] if therapist is not None else [])
-    _check_columns(data, [outcome, *fixed, *ids])
-    frame, dropped = _drop_missing(data, {"outcome": [outcome], "predictors": fixed, "ids": ids})
+    mf = model_frame(
+        data,
+        {"outcome": outcome, "fixed": fixed, "client": client, "therapist": therapist},
+        numeric=["outcome", "fixed"],
+        ids=["client", "therapist"],
+        dropna={"outcome": ["outcome"], "predictors": ["fixed"], "ids": ["client", "therapist"]},
+        what="fit_mixed",
+    )
+    frame, dropped = mf.data, mf.n_dropped
     return _fit_frame(
         frame,
         outcome,
@@ -793,11 +734,11 @@ def _fit_frame(
     """Shared core: arrays from ``frame`` (or precomputed ``fixed_columns``) into the engine."""
     if len(frame) == 0:
         raise ModelError(f"no rows left to analyse (dropped: {n_dropped})", column=outcome)
-    y = _numeric(frame, outcome)
+    y = frame[outcome].to_numpy(dtype=float)  # (converted by model_frame)
     n = len(frame)
     cols = [np.ones(n)]
     if fixed_columns is None:
-        cols += [_numeric(frame, c) for c in fixed_source]
+        cols += [frame[c].to_numpy(dtype=float) for c in fixed_source]
     else:
         cols += [np.asarray(fixed_columns[c], dtype=float) for c in fixed_source]
     X = np.column_stack(cols)
@@ -1095,12 +1036,27 @@ def fit_trajectory(
         for c in tup:
             if c not in base:
                 base.append(c)
-    ids = [client] + ([therapist] if therapist is not None else [])
-    _check_columns(data, [score, time, *base, *ids])
-    frame, dropped = _drop_missing(
-        data, {"outcome": [score], "time": [time], "covariates": base, "ids": ids}
+    mf = model_frame(
+        data,
+        {
+            "score": score,
+            "time": time,
+            "covariates": base,
+            "client": client,
+            "therapist": therapist,
+        },
+        numeric=["score", "time", "covariates"],
+        ids=["client", "therapist"],
+        dropna={
+            "outcome": ["score"],
+            "time": ["time"],
+            "covariates": ["covariates"],
+            "ids": ["client", "therapist"],
+        },
+        what="fit_trajectory",
     )
-    t = _numeric(frame, time)
+    frame, dropped = mf.data, mf.n_dropped
+    t = mf.values("time")
     if time_zero is None or (isinstance(time_zero, str) and time_zero == "first"):
         t0 = float(t.min()) if len(t) else 0.0
     elif isinstance(time_zero, (int, float, np.integer, np.floating)) and not isinstance(
@@ -1156,7 +1112,7 @@ def fit_trajectory(
         "interactions": inter,
         "time_zero": t0,
     }
-    covs = {c: _numeric(frame, c) for c in base}
+    covs = {c: frame[c].to_numpy(dtype=float) for c in base}
     cols = _trajectory_columns(t, covs, spec)
     names = list(cols)
     tnames = _time_term_names(time, spec)
@@ -1191,9 +1147,9 @@ def fit_trajectory(
         )
 
     if method not in ("reml", "ml"):
-        raise ValueError(f"method must be 'reml' or 'ml', not {method!r}")
+        raise DefinitionError(f"method must be 'reml' or 'ml', not {method!r}")
     if engine not in ("auto", "profiled", "statsmodels"):
-        raise ValueError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
+        raise DefinitionError(f"engine must be 'auto', 'profiled' or 'statsmodels', not {engine!r}")
     if engine == "statsmodels" and therapist is not None:
         raise ModelError("engine='statsmodels' cannot fit a therapist level", column=therapist)
     fit = _fit_frame(
@@ -1270,7 +1226,7 @@ def compare_trajectories(fits: Sequence[MixedFit] | Mapping[str, MixedFit]) -> p
                 name = f"{name}_{k + 1}"
             items.append((name, f))
     if len(items) < 1:
-        raise ValueError("compare_trajectories needs at least one fit")
+        raise DefinitionError("compare_trajectories needs at least one fit")
     ml = [(n, f.refit("ml")) for n, f in items]
     keys = {f._data_key for _, f in ml}
     if len(keys) > 1:

@@ -7,22 +7,20 @@ Nothing is lost: every input row ends up in exactly one of ``.clean`` and ``.qua
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from alliance_lib.frame import factorize_ids, require_columns, text_ids
+from alliance_lib.frame import factorize_text as _factorize_text
+from alliance_lib.frame import number_text as _fmt_values
 from alliance_lib.registry import Instrument, get_instrument
-from alliance_lib.scoring import (
-    _fmt_values,
-    _join_by_pos,
-    _mark_checked,
-    check_items,
-    require_columns,
-)
+from alliance_lib.scoring import _holds_block, _join_by_pos, _scale_key, check_items, score
 
 __all__ = ["RATERS", "Validated", "validate"]
 
@@ -53,6 +51,11 @@ class Validated:
         Instrument ids checked.
     source : str or None
         The input file, if known.
+    checked_items : mapping of str to ndarray
+        Instrument id -> the checked item block of ``clean`` (read-only float array, shape
+        ``(n_clean, n_items)``; the item columns of ``clean`` are views of it). Handed to
+        :func:`~alliance_lib.scoring.score` explicitly: ``score(validated, instrument)`` or
+        ``validated.score(instrument)`` does not check these cells again.
     """
 
     clean: pd.DataFrame
@@ -64,7 +67,13 @@ class Validated:
     n_quarantined: int
     instruments: tuple[str, ...] = ()
     source: str | None = None
-    #: item columns of `clean` (a view): keeps the checked blocks unwritten for score()
+    checked_items: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    #: instrument id -> the scale the block was checked for (columns, min, max, integer)
+    _scale_keys: Mapping[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+    #: instrument id -> the definition validated (custom folders need no second look-up)
+    _definitions: Mapping[str, Instrument] = field(default_factory=dict, repr=False, compare=False)
+    #: item columns of `clean` (a pandas view): while it lives, pandas copy-on-write copies the
+    #: checked blocks before any change in place of `clean`, so they stay as checked
     _witness: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -73,6 +82,34 @@ class Validated:
                 f"rows lost in validation: {self.n_clean} clean + {self.n_quarantined} "
                 f"quarantined != {self.n_in} in"
             )
+
+    def __getstate__(self) -> dict:
+        # definitions hold read-only mappings that do not pickle; ids are looked up again
+        return {**self.__dict__, "_definitions": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def score(self, *instruments: str | Instrument, **options: Any) -> pd.DataFrame:
+        """Score the clean rows: every instrument given (default: every validated one), in turn,
+        from the checked item blocks (``options`` go to :func:`~alliance_lib.scoring.score`).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"client_id": ["a", "b"], "session": [1, 1]})
+        >>> for i in range(1, 13):
+        ...     df[f"wai_sr_{i}"] = [4.0, -99 if i == 1 else 2.0]
+        >>> validate(df, "wai-sr", missing_codes=[-99]).score()["wai_sr_total"].tolist()
+        [4.0, 2.0]
+        """
+        out = self.clean
+        for inst in instruments or tuple(self._definitions.values()) or self.instruments:
+            if isinstance(inst, str) and inst in self._definitions:
+                inst = self._definitions[inst]
+            out = score(out, inst, checked=self, **options)
+        return out
 
     def __repr__(self) -> str:
         src = f" from {self.source}" if self.source else ""
@@ -146,7 +183,9 @@ def validate(
     -------
     Validated
         ``.clean``, ``.quarantined`` (with ``reason``), ``.summary``, ``.missing_codes`` and
-        the row counts.
+        the row counts. In ``.clean`` the client ids are text: a number typed as ``101`` or
+        ``101.0`` is ``"101"``, surrounding blanks are removed and leading zeros of text ids stay
+        (``.quarantined`` keeps the values as they were).
 
     Raises
     ------
@@ -164,10 +203,11 @@ def validate(
     items of an instrument are all missing is "not administered", which is not an error.
     Invariant: ``n_clean + n_quarantined == n_in``.
 
-    The item columns of ``.clean`` are the checked float blocks; the result keeps a view of them,
-    so that while it lives pandas copy-on-write copies a block before any change in place and
-    :func:`~alliance_lib.scoring.score` can use the untouched blocks without checking the cells
-    again (a changed column is checked again).
+    The item columns of ``.clean`` are the checked float blocks, which the result carries
+    (``.checked_items``) with a pandas view of them, so that pandas copy-on-write copies a block
+    before any change in place; ``score(result, ...)`` (or ``result.score()``) uses the untouched
+    blocks without checking the cells again (a changed column is checked again). Nothing is
+    remembered outside the result.
 
     References
     ----------
@@ -204,7 +244,7 @@ def validate(
     probs = _Problems(n)
 
     # client ids (factorised first: text work happens on the distinct values only)
-    cl_codes, cl_uniq = _factorize_text(df[client])
+    cl_codes, cl_uniq, cl_canonical = factorize_ids(df[client])
     cl_missing = cl_codes < 0
     probs.add(cl_missing, f"{client} is missing", "missing client id", client)
 
@@ -334,7 +374,9 @@ def validate(
     bad = probs.bad
     good = ~bad
 
-    clean, witness = _clean_frame(df, good, checks, session, se_raw, se_num)
+    # client ids in .clean are text (DESIGN: leading zeros kept, 101.0 is "101", " 01" is "01")
+    ids = None if cl_canonical else (client, cl_codes, cl_uniq)
+    clean, witness, blocks = _clean_frame(df, good, checks, session, se_raw, se_num, ids)
 
     quarantined = df.iloc[qpos].assign(reason=pd.array(reason, dtype="str"))
     quarantined.attrs = dict(df.attrs)
@@ -367,6 +409,9 @@ def validate(
         n_quarantined=len(quarantined),
         instruments=tuple(i.id for i in insts),
         source=None if source is None else str(source),
+        checked_items=blocks,
+        _scale_keys={i.id: _scale_key(i) for i in insts if i.id in blocks},
+        _definitions={i.id: i for i in insts},
         _witness=witness,
     )
 
@@ -376,13 +421,16 @@ def validate(
 _FEW_RUNS = 256
 
 
-def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFrame, object]:
+def _clean_frame(
+    df, good, checks, session, se_raw, se_num, ids=None
+) -> tuple[pd.DataFrame, Any, dict]:
     """The clean rows: item columns from the checked float blocks (missing codes -> NaN), the
-    session as int64, every other column as it was; the input's column order and index.
+    session as int64, the client ids as text (``ids``: column, codes and levels, when the column
+    is not that text already), every other column as it was; the input's column order and index.
 
     Also returns the witness of the checked blocks (a view of the item columns of the clean
-    frame, or None): while it lives, :func:`score` can use the blocks without checking them
-    again (``scoring._mark_checked``)."""
+    frame, or None; while it lives, pandas copies a block before changing it in place) and the
+    blocks the clean frame holds (instrument id -> read-only 2-D array), for :func:`score`."""
     some_bad = not good.all()
     keep = np.flatnonzero(good) if some_bad else None
     runs = None
@@ -419,6 +467,11 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFram
         sessions = se_num[keep] if some_bad else se_num
         blocks.append(pd.DataFrame({session: sessions.astype(np.int64)}))
         replaced.add(session)
+    if ids is not None and ids[0] not in replaced:
+        col, codes, levels = ids
+        text = text_ids(codes[keep] if some_bad else codes, levels)
+        blocks.append(pd.DataFrame({col: text}))
+        replaced.add(col)
     rest = df[[c for c in df.columns if c not in replaced]]
     if some_bad and runs is not None and len(rest.columns):
         rest = pd.concat([rest.iloc[a:b] for a, b in runs])
@@ -430,11 +483,16 @@ def _clean_frame(df, good, checks, session, se_raw, se_num) -> tuple[pd.DataFram
     clean = pd.concat([rest, *blocks], axis=1)[list(df.columns)]
     clean.attrs = dict(df.attrs)
     witness = None
+    held = {}
     if own:
         witness = clean[[c for inst, _ in own for c in inst.columns]]
-        marked = [_mark_checked(clean, inst, values, witness) for inst, values in own]
-        witness = witness if any(marked) else None
-    return clean, witness
+        for inst, values in own:
+            if _holds_block(clean, inst, values):
+                view = values.view()
+                view.flags.writeable = False
+                held[inst.id] = view
+        witness = witness if held else None
+    return clean, witness, held
 
 
 def _exact_raters(raw: pd.Series) -> np.ndarray | None:
@@ -448,56 +506,6 @@ def _exact_raters(raw: pd.Series) -> np.ndarray | None:
     if found.null_count != values.null_count:  # some value is not exactly a rater
         return None
     return np.asarray(pc.fill_null(found, 0), dtype=np.int64)
-
-
-def _factorize_text(raw: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of stripped text values (-1 for missing or blank) and the distinct stripped texts.
-
-    The text work (strip, lower) runs on the distinct values only, so it is cheap on long tables;
-    ``" 01"`` and ``"01"`` get the same code.
-    """
-    codes = uniq = None
-    if isinstance(raw.array, pd.arrays.ArrowStringArray):  # Arrow text: encode it in Arrow
-        values = raw.array.__arrow_array__()
-        n = len(values)
-        runs = None
-        if n > 1:  # a table sorted by client holds runs of equal ids: encode one id per run
-            change = pc.not_equal(values.slice(1), values.slice(0, n - 1))
-            starts = np.flatnonzero(np.r_[True, np.asarray(pc.fill_null(change, True))])
-            if len(starts) * 4 <= n:
-                runs = starts
-                values = values.take(pa.array(starts))
-        enc = pc.dictionary_encode(values, null_encoding="mask")
-        if isinstance(enc, pa.ChunkedArray):
-            enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else None
-        if enc is not None:  # (distinct values in order of appearance, as pd.factorize)
-            codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
-            if runs is not None:
-                codes = np.repeat(codes, np.diff(np.r_[runs, n]))
-            # usually no value changes when stripped (and lowered) and none is blank: then the
-            # distinct values stay distinct (the Arrow kernels of pandas' str.strip / str.lower)
-            text = pc.utf8_trim_whitespace(enc.dictionary)
-            if lower:
-                text = pc.utf8_lower(text)
-            if (
-                pc.all(pc.equal(text, enc.dictionary)).as_py() is not False
-                and not pc.any(pc.equal(text, "")).as_py()
-            ):
-                return codes.astype(np.int64), text.to_numpy(zero_copy_only=False)
-            uniq = enc.dictionary.to_pylist()
-    if codes is None:
-        codes, uniq = pd.factorize(raw)
-    text = pd.Series(np.asarray(uniq, dtype=object)).astype("str").str.strip()
-    if lower:
-        text = text.str.lower()
-    blank = (text == "").to_numpy(dtype=bool)
-    ucodes, utext = pd.factorize(text)
-    codes = np.asarray(codes, dtype=np.int64)
-    if len(utext) == len(uniq) and not blank.any():  # already distinct once stripped: as is
-        return codes, np.asarray(utext, dtype=object)
-    ucodes = np.where(blank, -1, ucodes).astype(np.int64)
-    out = np.where(codes >= 0, ucodes[np.maximum(codes, 0)] if len(ucodes) else -1, -1)
-    return out, np.asarray(utext, dtype=object)
 
 
 def _add_duplicates(probs, df, dpos, clients, se_num, ra_codes, client, session, rater) -> None:

@@ -98,13 +98,13 @@ def test_decompose_matches_per_client_least_squares():
 
 def test_decompose_errors():
     d = pd.DataFrame({"client_id": ["a", "a"], "session": [1, 2], "wai": ["3", "x"]})
-    with pytest.raises(ModelError, match="'wai' must be numeric; row 1 holds 'x'") as err:
+    with pytest.raises(ModelError, match="column 'wai', row 1: value 'x': not a number") as err:
         decompose(d, "wai")
     assert (err.value.column, err.value.row, err.value.value) == ("wai", 1, "x")
-    with pytest.raises(ModelError, match="'nope' is not in the data"):
+    with pytest.raises(ModelError, match="column.*not found: nope \\(var\\)"):
         decompose(d, "nope")
     d2 = pd.DataFrame({"client_id": ["a", None], "session": [1, 2], "wai": [3.0, 4.0]})
-    with pytest.raises(ModelError, match="missing id in row 1"):
+    with pytest.raises(ModelError, match="column 'client_id', row 1: missing id"):
         decompose(d2, "wai")
     d3 = pd.DataFrame({"client_id": ["a", "a"], "session": [1.0, np.nan], "wai": [3.0, 4.0]})
     with pytest.raises(ModelError, match="'session' is missing in row 1"):
@@ -172,7 +172,7 @@ def test_lagged_input_errors():
     assert err.value.column == "session" and err.value.value == 1
     bad = d.assign(session=d["session"].astype(float))
     bad.loc[4, "session"] = np.nan
-    with pytest.raises(ModelError, match="'session' has a missing value in row 4"):
+    with pytest.raises(ModelError, match="column 'session', row 4: missing value"):
         fit_alliance_outcome(bad, "wai", "oq")
     for lag in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="lag must be a positive integer"):

@@ -570,3 +570,213 @@ def test_utf16_without_bom_reads_when_the_encoding_is_named():
     assert df.shape == (2, 15)
     assert df["client_id"].tolist() == ["C001", "C002"]
     assert df.attrs["encoding"] == "utf-16-le"
+
+
+# --------------------------------------------------------------- one error for a misspelt column
+
+
+def _sessions() -> pd.DataFrame:
+    import alliance_lib as al
+
+    df = al.simulate_study(n_therapists=4, n_clients=24, seed=5, output="scores")
+    return df.assign(pre=df["outcome"], post=df["outcome"] - 1.0, srs_total=df["alliance"] * 8)
+
+
+def _items() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"client_id": [f"c{k}" for k in range(30)], "session": 1})
+    for c in ITEMS:
+        df[c] = rng.integers(1, 6, 30).astype(float)
+    return df
+
+
+def _analyses():
+    import alliance_lib as al
+
+    s, t = "allaince", "alliance"  # a swapped pair of letters
+    return {
+        # analysis: (call with a misspelt column, the misspelt name, its right name)
+        "score": (
+            lambda d: score(d.rename(columns={"wai_sr_3": "wai_sr3"}), "wai-sr"),
+            "wai_sr_3",
+            "wai_sr3",
+            _items,
+        ),
+        "validate": (
+            lambda d: validate(d, "wai-sr", client="clinet_id"),
+            "clinet_id",
+            "client_id",
+            _items,
+        ),
+        "reliability": (
+            lambda d: al.reliability(d.rename(columns={"wai_sr_3": "wai_sr3"}), "wai-sr"),
+            "wai_sr_3",
+            "wai_sr3",
+            _items,
+        ),
+        "reliability by": (
+            lambda d: al.reliability(d, "wai-sr", by="sesion"),
+            "sesion",
+            "session",
+            _items,
+        ),
+        "severity": (
+            lambda d: al.severity(d, "srs", score="srs_totl"),
+            "srs_totl",
+            "srs_total",
+            _sessions,
+        ),
+        "fit_trajectory": (lambda d: al.fit_trajectory(d, s), s, t, _sessions),
+        "fit_trajectory client": (
+            lambda d: al.fit_trajectory(d, t, client="clinet_id"),
+            "clinet_id",
+            "client_id",
+            _sessions,
+        ),
+        "fit_mixed": (lambda d: al.fit_mixed(d, s, ["session"]), s, t, _sessions),
+        "decompose": (lambda d: al.decompose(d, s), s, t, _sessions),
+        "fit_alliance_outcome": (
+            lambda d: al.fit_alliance_outcome(d, s, "outcome"),
+            s,
+            t,
+            _sessions,
+        ),
+        "fit_alliance_outcome therapist": (
+            lambda d: al.fit_alliance_outcome(d, t, "outcome", therapist="therapst_id"),
+            "therapst_id",
+            "therapist_id",
+            _sessions,
+        ),
+        "therapist_effects": (lambda d: al.therapist_effects(d, s, "post", "pre"), s, t, _sessions),
+        "ruptures": (lambda d: al.ruptures(d, s), s, t, _sessions),
+        "rupture_patterns": (lambda d: al.rupture_patterns(d, s), s, t, _sessions),
+        "srs_alliance_flags": (
+            lambda d: al.srs_alliance_flags(d, "srs_totl"),
+            "srs_totl",
+            "srs_total",
+            _sessions,
+        ),
+        "sudden_gains": (lambda d: al.sudden_gains(d, s, cutoff=1.0), s, t, _sessions),
+        "sudden_losses": (lambda d: al.sudden_losses(d, s, cutoff=1.0), s, t, _sessions),
+        "sudden_gains_by_client": (
+            lambda d: al.sudden_gains_by_client(d, s, cutoff=1.0),
+            s,
+            t,
+            _sessions,
+        ),
+        "sudden_gain_intervals": (
+            lambda d: al.sudden_gain_intervals(d, s, cutoff=1.0),
+            s,
+            t,
+            _sessions,
+        ),
+        "count_intervals": (lambda d: al.count_intervals(d, s), s, t, _sessions),
+        "reliable_change": (
+            lambda d: al.reliable_change(d, pre="pre", post="psot", sd=10.0, reliability=0.8),
+            "psot",
+            "post",
+            _sessions,
+        ),
+        "reliable_change_from_long": (
+            lambda d: al.reliable_change_from_long(d, "outcmoe", sd=10.0, reliability=0.8),
+            "outcmoe",
+            "outcome",
+            _sessions,
+        ),
+        "clinical_significance": (
+            lambda d: al.clinical_significance(
+                d,
+                pre="per",
+                post="post",
+                cutoff=50.0,
+                sd=10.0,
+                reliability=0.8,
+                higher_is_better=False,
+            ),
+            "per",
+            "pre",
+            _sessions,
+        ),
+        "rater_agreement": (lambda d: al.rater_agreement(d, s), s, t, _sessions),
+        "rater_agreement session": (
+            lambda d: al.rater_agreement(d, t, session="sessoin"),
+            "sessoin",
+            "session",
+            _sessions,
+        ),
+    }
+
+
+@pytest.mark.parametrize("analysis", list(_analyses()))
+def test_a_misspelt_column_gives_one_error_with_did_you_mean(analysis):
+    from alliance_lib.errors import AllianceError, DataError
+
+    call, wrong, right, data = _analyses()[analysis]
+    with pytest.raises(MissingColumnsError) as info:
+        call(data())
+    err = info.value
+    assert type(err) is MissingColumnsError  # one type, in every analysis
+    assert isinstance(err, DataError) and isinstance(err, AllianceError)
+    assert wrong in err.missing and err.column == err.missing[0]
+    assert err.suggestions.get(wrong) == right
+    assert f"Did you mean {right!r} for {wrong!r}?" in str(err)
+    assert err.hint and "did you mean" in err.hint
+
+
+def test_one_error_tree_with_the_old_names_kept():
+    import inspect
+
+    import alliance_lib as al
+    from alliance_lib import errors
+    from alliance_lib.change import ChangeInputError
+    from alliance_lib.engine import EngineError
+    from alliance_lib.norms import NormsError
+    from alliance_lib.raters import RaterAgreementError
+    from alliance_lib.reliability import ReliabilityError
+    from alliance_lib.trajectories import ModelError
+
+    for alias in (ModelError, ReliabilityError, RaterAgreementError, ChangeInputError, EngineError):
+        assert alias is errors.DataError
+    assert NormsError is errors.DefinitionError
+    assert MissingColumnsError is errors.MissingColumnsError
+    # every exception class the package exports is in the tree
+    exported = {
+        name: obj
+        for name, obj in vars(al).items()
+        if inspect.isclass(obj) and issubclass(obj, BaseException)
+    }
+    assert {"AllianceError", "DataError", "DefinitionError", "ReportError"} <= set(exported)
+    assert all(issubclass(c, errors.AllianceError) for c in exported.values()), exported
+    # and every error carries the typed fields
+    err = MissingColumnsError(["x"], {}, "demo")
+    assert (err.file, err.row, err.column, err.value, err.hint) == (None, None, "x", None, None)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda al, d: al.ruptures(d, "alliance", preset="safran"),
+        lambda al, d: al.sudden_gains(d, "alliance", cutoff=-7),
+        lambda al, d: al.fit_trajectory(d, "alliance", method="bayes"),
+        lambda al, d: al.fit_alliance_outcome(d, "alliance", "outcome", lag=0),
+        lambda al, d: al.reliable_change(d, pre="pre", post="post", sd=10.0, reliability=1.5),
+        lambda al, d: al.simulate_study(output="everything"),
+        lambda al, d: score(_items(), "wai-sr", metric="median"),
+    ],
+    ids=[
+        "ruptures",
+        "sudden_gains",
+        "fit_trajectory",
+        "lag",
+        "reliable_change",
+        "simulate",
+        "score",
+    ],
+)
+def test_a_bad_option_is_a_definition_error(call):
+    import alliance_lib as al
+    from alliance_lib.errors import AllianceError, DefinitionError
+
+    with pytest.raises(DefinitionError) as info:
+        call(al, _sessions())
+    assert isinstance(info.value, AllianceError) and isinstance(info.value, ValueError)

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from alliance_lib.errors import MissingColumnsError
 from alliance_lib.raters import RaterAgreement, RaterAgreementError, rater_agreement
 
 FIXTURES = Path(__file__).parent / "reference" / "fixtures"
@@ -211,7 +212,7 @@ def test_errors():
     dup = pd.concat([DATA, DATA.iloc[[4]]])
     with pytest.raises(RaterAgreementError, match=r"share a client_id x session x rater.*C00"):
         rater_agreement(dup, "score")
-    with pytest.raises(RaterAgreementError, match="'wai' not in the data") as exc:
+    with pytest.raises(MissingColumnsError, match=r"not found: wai \(score\)") as exc:
         rater_agreement(DATA, "wai")
     assert exc.value.column == "wai"
     with pytest.raises(RaterAgreementError, match="two different values"):

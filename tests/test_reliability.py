@@ -26,6 +26,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import alliance_lib as al
+from alliance_lib.errors import MissingColumnsError
 from alliance_lib.reliability import (
     AlphaResult,
     OmegaResult,
@@ -391,7 +392,7 @@ def test_reliability_missing_codes_and_bad_values():
     manual = reliability(typo.drop(index=[3, 5]), inst, administration="all")
     pd.testing.assert_series_equal(omitted["alpha"], manual["alpha"])
 
-    with pytest.raises(ReliabilityError, match="tst_9 not in the data"):
+    with pytest.raises(MissingColumnsError, match="not found: tst_9"):
         reliability(SCALE_ITEMS.drop(columns="tst_9"), inst, administration="all")
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import alliance_lib as al
 from alliance_lib.change import ChangeInputError
+from alliance_lib.errors import MissingColumnsError
 
 NA = np.nan
 
@@ -198,7 +199,7 @@ def test_bad_arguments_and_input():
         al.ruptures(df, "wai", preset="safran")
     with pytest.raises(ValueError, match="min_drop"):
         al.ruptures(df, "wai", min_drop=-1)
-    with pytest.raises(ChangeInputError, match="no score column"):
+    with pytest.raises(MissingColumnsError, match="not found: srs"):
         al.ruptures(df, "srs")
     with pytest.raises(ChangeInputError, match="more than one row"):
         al.ruptures(pd.concat([df, df.iloc[[0]]]), "wai")

@@ -5,6 +5,8 @@ literal item lists below are transcribed from that note, not read from the YAML 
 comparisons use an absolute tolerance of 1e-12.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -375,6 +377,9 @@ def test_raise_lists_every_cell_with_row_client_session():
     assert "row 5, client '04', session 4: wai_sr_4 = 'n/a' is text, not a number" in msg
     assert "wai_sr_6 = '—' is text, not a number" in msg
     assert "wai_sr_9 = '3,5' is text, not a number (decimal comma?)" in msg
+    # the typed fields name the first cell and what to do
+    assert (err.row, err.column, err.value) == (3, "wai_sr_3", 7)
+    assert isinstance(err, al.AllianceError) and "missing_codes=" in err.hint
 
 
 def test_raise_message_caps_at_twenty_cells():
@@ -682,10 +687,12 @@ def test_score_after_validate_equals_score_of_the_raw_rows(ident, options):
     df = raw_table(["wai-sr", ident])
     v = al.validate(df, ["wai-sr", ident], missing_codes=[-99])
     assert v.n_quarantined >= 3
-    # validate recorded the block: score uses it without checking the cells again
-    assert scoring_module._checked_block(v.clean, inst, ()) is not None
-    assert scoring_module._checked_block(v.clean.copy(), inst, ()) is None  # other memory
-    fast = al.score(v.clean, ident, **options)
+    # validate hands its checked block over explicitly: score uses it without a second check
+    assert set(v.checked_items) == {"wai-sr", ident}
+    assert scoring_module._checked_block(v.clean, inst, v, ()) is not None
+    assert scoring_module._checked_block(v.clean, inst, None, ()) is None  # not handed over
+    assert scoring_module._checked_block(v.clean.copy(), inst, v, ()) is None  # other memory
+    fast = al.score(v, ident, **options)
     raw = al.score(df.loc[v.clean.index], ident, missing_codes=[-99], **options)
     pd.testing.assert_frame_equal(scored_part(fast, inst), scored_part(raw, inst), check_exact=True)
     pd.testing.assert_frame_equal(fast[list(v.clean.columns)], v.clean, check_exact=True)
@@ -696,6 +703,11 @@ def test_score_after_validate_equals_score_of_the_raw_rows(ident, options):
     checked_again = al.score(v.clean.copy(), ident, **options)
     pd.testing.assert_frame_equal(fast, checked_again, check_exact=True)
     assert fast.attrs == checked_again.attrs
+    # v.score() and checked= give the same scores, for every validated instrument in turn
+    both = v.score(**options)
+    pd.testing.assert_frame_equal(scored_part(both, inst), scored_part(fast, inst))
+    after_wai = al.score(v, "wai-sr")
+    assert scoring_module._checked_block(after_wai, inst, v, ()) is not None
     # some rows were actually rescored from gaps, and some are not administered
     assert (fast[f"{inst.prefix}_n_missing"] > 0).any()
     assert fast[f"{inst.prefix}_problem"].str.startswith("not administered").any()
@@ -710,20 +722,20 @@ def test_changes_after_validate_are_checked_again():
     items = list(inst.columns)
     original = clean[items].to_numpy().copy()
     first, second = clean.index[0], clean.index[1]
-    before = al.score(clean, "wai-sr")
+    before = al.score(v, "wai-sr")
     raw = df.loc[clean.index]
 
     edited = clean.copy(deep=False)  # shares the block until changed (copy-on-write)
-    assert scoring_module._checked_block(edited, inst, ()) is not None
+    assert scoring_module._checked_block(edited, inst, v, ()) is not None
     edited.loc[first, "wai_sr_3"] = 7
-    assert scoring_module._checked_block(edited, inst, ()) is None
+    assert scoring_module._checked_block(edited, inst, v, ()) is None
     with pytest.raises(ScoringError, match="wai_sr_3 = 7 is outside 1-5"):
-        al.score(edited, "wai-sr")
+        al.score(edited, "wai-sr", checked=v)
     # changes in place to valid answers are scored from the new values
     clean.iloc[1, clean.columns.get_loc("wai_sr_1")] = 1.0
     clean.replace({"wai_sr_2": {np.nan: 5.0}}, inplace=True)
-    assert scoring_module._checked_block(clean, inst, ()) is None
-    after = al.score(clean, "wai-sr")
+    assert scoring_module._checked_block(clean, inst, v, ()) is None
+    after = al.score(clean, "wai-sr", checked=v)
     expect = al.score(
         raw.assign(wai_sr_1=clean["wai_sr_1"], wai_sr_2=clean["wai_sr_2"]),
         "wai-sr",
@@ -733,42 +745,64 @@ def test_changes_after_validate_are_checked_again():
     assert after.loc[second, "wai_sr_1"] == 1.0
     assert not after["wai_sr_2"].isna().any()
     assert not scored_part(after, inst).equals(scored_part(before, inst))
-    # the checked block itself was never written: the result's view still holds the old
-    # answers, is still trusted, and scores as before
+    # the checked block itself was never written: it still holds the old answers
+    np.testing.assert_array_equal(v.checked_items["wai-sr"], original)
+    assert not v.checked_items["wai-sr"].flags.writeable
     held = v._witness
-    np.testing.assert_array_equal(held[items].to_numpy(), original)
-    assert scoring_module._checked_block(held, inst, ()) is not None
+    assert scoring_module._checked_block(held, inst, v, ()) is not None
     pd.testing.assert_frame_equal(
-        scored_part(al.score(held, "wai-sr"), inst), scored_part(before, inst)
+        scored_part(al.score(held, "wai-sr", checked=v), inst), scored_part(before, inst)
     )
     # a missing code inside the scale must be looked for: the cells are checked again
-    assert scoring_module._checked_block(held, inst, [3]) is None
-    coded = al.score(held, "wai-sr", missing_codes=[3])
+    assert scoring_module._checked_block(held, inst, v, [3]) is None
+    coded = al.score(held, "wai-sr", missing_codes=[3], checked=v)
     assert coded.attrs["scoring"]["wai_sr"]["missing_codes"]
     pd.testing.assert_frame_equal(
         scored_part(coded, inst),
         scored_part(al.score(raw, "wai-sr", missing_codes=[-99, 3]), inst),
     )
-    # a subset of the rows is not the recorded block (checked again, same scores)
-    assert scoring_module._checked_block(held.iloc[:5], inst, ()) is None
-    head = al.score(held.iloc[:5], "wai-sr")
+    # a subset of the rows is not the checked block (checked again, same scores)
+    assert scoring_module._checked_block(held.iloc[:5], inst, v, ()) is None
+    head = al.score(held.iloc[:5], "wai-sr", checked=v)
     pd.testing.assert_frame_equal(scored_part(head, inst), scored_part(before.iloc[:5], inst))
 
 
-def test_record_lives_as_long_as_the_validated_result():
-    import gc
-
+def test_no_state_outside_the_validated_result():
+    """The address-keyed module cache is gone: a plain frame is always checked."""
     inst = al.get_instrument("wai-sr")
     df = raw_table(["wai-sr"], n=40)
     v = al.validate(df, "wai-sr", missing_codes=[-99])
+    assert not any(n.startswith("_CHECKED") for n in vars(scoring_module))
     clean = v.clean
-    assert scoring_module._checked_block(clean, inst, ()) is not None
-    key = scoring_module._block_key(clean, inst)
-    assert key in scoring_module._CHECKED
     del v
-    gc.collect()
-    assert key not in scoring_module._CHECKED
-    assert scoring_module._checked_block(clean, inst, ()) is None
-    clean.loc[clean.index[0], "wai_sr_5"] = 0.0  # not protected any more: checked again
+    clean.loc[clean.index[0], "wai_sr_5"] = 0.0  # no result protects the block: checked
     with pytest.raises(ScoringError, match="wai_sr_5 = 0 is outside 1-5"):
         al.score(clean, "wai-sr")
+    # a block checked for another scale is not used
+    v = al.validate(df, "wai-sr", missing_codes=[-99])
+    other = dataclasses.replace(inst, scale_max=3.0)
+    assert scoring_module._checked_block(v.clean, other, v, ()) is None
+
+
+def test_existing_score_columns_are_never_overwritten_silently():
+    """Silent result 4 of issue 11: REDCap's calculated phq9_total was replaced by ours."""
+    inst = al.get_instrument("phq-9")
+    df = frame(inst.prefix, 9, [[1] * 9, [3] * 9])
+    total = f"{inst.prefix}_total"
+    df[total] = [8.0, 99.0]  # a total calculated by REDCap (the second one is wrong)
+    with pytest.raises(al.DataError, match=f"already have column.*{total}.*existing='keep'") as e:
+        al.score(df, "phq-9")
+    assert e.value.column == total and "existing" in e.value.hint
+    kept = al.score(df, "phq-9", existing="keep")
+    close(kept[total], [9, 27])
+    close(kept[f"{total}_input"], [8, 99])  # compare them
+    replaced = al.score(df, "phq-9", existing="replace")
+    close(replaced[total], [9, 27])
+    assert f"{total}_input" not in replaced
+    # through validate as well
+    v = al.validate(df.assign(client_id=["a", "b"], session=[1, 1]), "phq-9")
+    with pytest.raises(al.DataError, match="already have column"):
+        v.score()
+    close(v.score(existing="keep")[f"{total}_input"], [8, 99])
+    with pytest.raises(ValueError, match="existing must be"):
+        al.score(df, "phq-9", existing="ignore")

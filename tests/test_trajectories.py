@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from alliance_lib.errors import MissingColumnsError
 from alliance_lib.trajectories import (
     ModelError,
     compare_trajectories,
@@ -308,12 +309,18 @@ def test_piecewise_needs_a_knot_inside_the_range():
 
 
 def test_bad_input_errors_name_the_column():
-    with pytest.raises(ModelError, match="'nope'"):
+    with pytest.raises(MissingColumnsError, match="'nope'|nope \\(score\\)"):
         fit_trajectory(THREE, "nope")
-    bad = THREE.assign(ipp=THREE["ipp"].astype(str))
-    with pytest.raises(ModelError, match="numeric") as err:
+    as_text = THREE.assign(ipp=THREE["ipp"].astype(str))  # numbers stored as text: accepted
+    same = fit_trajectory(as_text, "wai", covariates=["ipp"])
+    pd.testing.assert_frame_equal(
+        same.fixed, fit_trajectory(THREE, "wai", covariates=["ipp"]).fixed
+    )
+    bad = as_text.copy()
+    bad.loc[bad.index[3], "ipp"] = "n/a"
+    with pytest.raises(ModelError, match="'ipp', row .*: value 'n/a': not a number") as err:
         fit_trajectory(bad, "wai", covariates=["ipp"])
-    assert err.value.column == "ipp"
+    assert err.value.column == "ipp" and err.value.row == bad.index[3]
     crossed = THREE.copy()
     crossed.loc[crossed.index[0], "therapist_id"] = "T29"
     with pytest.raises(ModelError, match="nested") as err:

@@ -323,3 +323,35 @@ def test_runs_of_arrow_ids_are_encoded_once_per_run():
         "duplicate client_id x session x rater ('07', 1, 'client'): 2 rows (rows 2, 6)"
     )
     assert v.quarantined.loc[10, "reason"] == "client_id is missing"
+
+
+def test_validated_result_pickles_with_its_checked_blocks():
+    import pickle
+
+    df = pd.DataFrame({"client_id": ["a", "b"], "session": [1, 1]})
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = [4.0, 2.0]
+    v = al.validate(df, "wai-sr")
+    again = pickle.loads(pickle.dumps(v))
+    np.testing.assert_array_equal(again.checked_items["wai-sr"], v.checked_items["wai-sr"])
+    # a copy holds other memory: scored from the cells, with the same scores
+    pd.testing.assert_frame_equal(again.score(), v.score())
+
+
+@pytest.mark.parametrize(
+    "ids, expect",
+    [
+        ([101.0, 101.0, 102.0], ["101", "101", "102"]),  # silent result 1: never "101.0"
+        ([101, 101, 102], ["101", "101", "102"]),
+        (["000001", " 000001", "012"], ["000001", "000001", "012"]),  # zeros survive
+    ],
+)
+def test_clean_client_ids_are_text(ids, expect):
+    df = pd.DataFrame({"client_id": ids, "session": [1, 2, 1]})
+    for i in range(1, 13):
+        df[f"wai_sr_{i}"] = [4.0, 3.0, 2.0]
+    v = al.validate(df, "wai-sr")
+    assert v.clean["client_id"].tolist() == expect
+    assert v.clean["client_id"].dtype == "str"
+    assert v.score()["wai_sr_total"].tolist() == [4.0, 3.0, 2.0]  # the block is still handed over
+    assert al.score(v, "wai-sr").attrs["scoring"]["wai_sr"]["n_scored"]["wai_sr_total"] == 3

@@ -64,8 +64,9 @@ def _single_blas_thread():
 _CONTROLLER = None
 
 
-class EngineError(DataError):
-    """The arrays cannot define a nested mixed model (shape, missing values, nesting, rank)."""
+#: The arrays cannot define a nested mixed model (shape, missing values, nesting, rank): the
+#: library's :class:`DataError` (the name is kept).
+EngineError = DataError
 
 
 def _codes(labels) -> tuple[np.ndarray, np.ndarray]:
