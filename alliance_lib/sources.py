@@ -76,6 +76,9 @@ class SourceRows:
         SPSS user-missing cells set to missing: ``column``, ``code``, ``n``, ``declared``.
     notes : list of str
         Decisions taken (e.g. responses dropped by a reader), for the data-quality section.
+    client_rows : DataFrame
+        Rows folded into the others (a REDCap base row): ``client_id``, ``_row``; analysed when
+        their client has an analysed row.
     """
 
     source: Source
@@ -84,6 +87,9 @@ class SourceRows:
     rows_in: int
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    client_rows: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["client_id", "_row"])
+    )
 
 
 @dataclass
@@ -300,7 +306,7 @@ def read_source(
     notes: list[str] = []
     used = pd.DataFrame(columns=["column", "code", "n", "declared"])
     if src.kind == "redcap":
-        from alliance_lib.redcap import read_redcap
+        from alliance_lib.redcap import REDCAP_MISSING_CODES, read_redcap
 
         df = read_redcap(
             src.path,
@@ -308,9 +314,12 @@ def read_source(
             session=src.session_from or "event",
             event_session=src.options.get("event_session", r"session_(\d+)"),
             intake_events=src.options.get("intake_events", ("intake",)),
-            missing_codes=[c for c in study.missing_codes if isinstance(c, str)],
+            missing_codes=list(REDCAP_MISSING_CODES)
+            + [c for c in study.missing_codes if isinstance(c, str)],
         )
         notes += df.attrs.get("warnings", [])
+        used = df.attrs["missing_cells"].assign(declared="REDCap missing data code")
+        redcap_extra = df.attrs
         _check_mapped(src, study, df.columns, roles={"therapist", "date", "rater"})
         df = df.rename(
             columns={v: _CANONICAL[k] for k, v in src.columns.items() if k in _CANONICAL}
@@ -325,6 +334,7 @@ def read_source(
             src.path, responses=src.options.get("responses", "finished"), client=cl, session=se
         )
         notes += df.attrs.get("warnings", [])
+        codebook_attrs = df.attrs
         rest = {k: v for k, v in src.columns.items() if k not in ("client", "session")}
         _check_mapped(src, study, df.columns, roles=set(rest))
         df = df.rename(columns={v: _CANONICAL[k] for k, v in rest.items() if k in _CANONICAL})
@@ -357,6 +367,8 @@ def read_source(
         df = df.rename(columns=mapping)
     df = _rename_items(df, src, study)
     df = df.copy()
+    if src.kind == "qualtrics":
+        recode = _qualtrics_recodes(df, src, study)
     df["_row"] = df.index.to_numpy()
     df = df.reset_index(drop=True)
     for col in ("client_id", "therapist_id", "rater_id"):
@@ -364,10 +376,27 @@ def read_source(
             df[col] = _as_text(df[col])
     rows_in = len(df)
     rejected = [_no_rejects()]
+    client_rows = pd.DataFrame(columns=["client_id", "_row"])
+    if src.kind == "qualtrics":
+        gone = codebook_attrs["dropped"]
+        if len(gone):
+            rejected.append(gone.rename(columns={"row": "_row"}).assign(session=None, rater=None))
+        rows_in += len(gone)
+        bad_recode = recode.ne("").to_numpy()
+        if bad_recode.any():
+            rejected.append(_reject(df, bad_recode, recode.to_numpy(dtype=object)))
+            df = df[~bad_recode].reset_index(drop=True)
+    if src.kind == "redcap":
+        gone = redcap_extra["dropped"]
+        if len(gone):
+            rejected.append(gone.rename(columns={"row": "_row"}).assign(session=None, rater=None))
+        base = redcap_extra["base_rows"]
+        client_rows = pd.DataFrame({"client_id": base["client_id"], "_row": base["row"]})
+        rows_in += len(gone) + len(base)
     if src.level == "client":
         if "client_id" not in df:
             raise StudyError(study.path, f"{src.name}: columns.client", "name the client column")
-        return SourceRows(src, df, rejected[0], rows_in, used, notes)
+        return SourceRows(src, df, rejected[0], rows_in, used, notes, client_rows)
 
     # rater and rater id
     if src.rater:
@@ -474,7 +503,26 @@ def read_source(
         if any(len(r) for r in rejected)
         else _no_rejects()
     )
-    return SourceRows(src, out, rej, rows_in, used, notes)
+    return SourceRows(src, out, rej, rows_in, used, notes, client_rows)
+
+
+def _qualtrics_recodes(df: pd.DataFrame, src: Source, study: Study) -> pd.Series:
+    """Out-of-scale answers in a Qualtrics source, named as recode values (see
+    :func:`alliance_lib.qualtrics.recode_problems`)."""
+    from alliance_lib.qualtrics import recode_problems
+    from alliance_lib.registry import get_instrument
+
+    reasons = pd.Series("", index=df.index, dtype=object)
+    for ident, pattern in src.items.items():
+        inst = get_instrument(ident, folder=study.instrument_folder)
+        cols = {
+            c: pattern.replace("{n}", str(i)) for i, c in zip(inst.items, inst.columns, strict=True)
+        }
+        more = recode_problems(
+            df, cols, inst.scale_min, inst.scale_max, df.attrs.get("codebook", {})
+        )
+        reasons = reasons.where(more.eq(""), reasons.where(reasons.eq(""), reasons + "; ") + more)
+    return reasons
 
 
 def _cutoff(study: Study, src: Source):
@@ -770,11 +818,20 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
                 )
                 .rename("text")
             )
-            hit = hit.join(texts, on=["client_id", "session"])
-            for key, text, src in hit[["_key", "text", "_source"]].itertuples(index=False):
-                reason = f"session has two dates across sources: {text}" + hints.get(src, "")
-                if reason not in flagged.get(int(key), []):
-                    flagged.setdefault(int(key), []).append(reason)
+            hinted = (
+                hit.assign(h=hit["_source"].map(hints).fillna(""))
+                .groupby(["client_id", "session"])["h"]
+                .agg(lambda h: "".join(sorted(set(h))))
+                .rename("hint")
+            )
+            hit = hit.join(texts, on=["client_id", "session"]).join(
+                hinted, on=["client_id", "session"]
+            )
+            for key, text, hint in (
+                hit[["_key", "text", "hint"]].drop_duplicates("_key").itertuples(index=False)
+            ):
+                reason = f"session has two dates across sources: {text}{hint}"
+                flagged.setdefault(int(key), []).append(reason)
 
     # client-level sources
     clients = [p for p in parts if p.source.level == "client"]
@@ -837,6 +894,12 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
             .rename(columns={"_source": "source", "_row": "row"})
             .assign(key=-1)
         )
+
+    for p in parts:
+        if len(p.client_rows):
+            origins.append(
+                p.client_rows.rename(columns={"_row": "row"}).assign(source=p.source.name, key=-1)
+            )
 
     # a client nested in one therapist
     if "therapist_id" in table:

@@ -516,11 +516,7 @@ def _summary(groups, extra: pd.Series, intake: WaveIntake, rejected: pd.DataFram
     ):
         if reasons is None or len(reasons) == 0:
             continue
-        kind = (
-            pd.Series(reasons.astype(str).str.split("; ").explode())
-            .str.replace(r"'[^']*'|\d[\d\-:./ ]*|\([^)]*\)", "", regex=True)
-            .str.strip()
-        )
+        kind = _problem_label(pd.Series(reasons.astype(str).str.split("; ").explode()))
         for problem, n in kind.value_counts().items():
             lines.append(
                 {
@@ -546,6 +542,14 @@ def _summary(groups, extra: pd.Series, intake: WaveIntake, rejected: pd.DataFram
     return out.sort_values(
         ["action", "n_rows"], ascending=[True, False], kind="stable"
     ).reset_index(drop=True)
+
+
+def _problem_label(reasons: pd.Series) -> pd.Series:
+    """The kind of problem a reason names: its text before ':' (else without quoted values and
+    parentheses), so that reasons differing only in values count together."""
+    head = reasons.str.split(":", n=1).str[0]
+    plain = reasons.str.replace(r"\s*\([^)]*\)|'[^']*'", "", regex=True)
+    return head.where(reasons.str.contains(":", regex=False), plain).str.strip()
 
 
 def _missing_table(groups, intake: WaveIntake, where: str) -> pd.DataFrame:
