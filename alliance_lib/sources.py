@@ -212,6 +212,7 @@ def _read_file(src: Source, study: Study) -> tuple[pd.DataFrame, pd.DataFrame, l
         _check_mapped(src, study, have)
     df = read_table(path, id_columns=ids, columns=columns)
     df, used = apply_user_missing(df)
+    used["declared"] = "SPSS user-missing " + used["declared"].astype(str)
     notes = list(df.attrs.get("warnings", []))
     if columns is not None:
         notes.append(f"{src.name}: read {len(columns)} of {len(have)} columns (Parquet)")
@@ -435,7 +436,10 @@ def read_source(
     # sessions
     sf = src.session_from
     if isinstance(sf, dict):
-        when, bad_when = _parse_dates(df[sf["date"]], src.date_format)
+        col = sf["date"]
+        if col not in df.columns:  # also mapped as a role: renamed already
+            col = next(_CANONICAL[k] for k, v in src.columns.items() if v == col)
+        when, bad_when = _parse_dates(df[col], src.date_format)
         if "match" in sf:
             df, miss = _match_dates(df, when, sf, matched or {}, study, src)
             rejected.append(
@@ -687,6 +691,9 @@ def pivot_coded_scores(
     out.index = pd.Index(first.to_numpy(), name="row")
     cols = [c for c in dict.fromkeys(codes.values()) if c in out.columns]
     out = out[keys + cols].sort_index()
+    notes.append(
+        f"{int(known.sum())} coded score rows (one per measure) pivoted to {len(out)} contacts"
+    )
     out.attrs = {"warnings": notes, "conflicts": {k: v for k, v in conflicts.items() if v}}
     return out
 

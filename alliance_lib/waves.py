@@ -175,6 +175,7 @@ def _read_one_file(study: Study, wave: int) -> tuple[pd.DataFrame, pd.DataFrame]
     ids = [c for c in (study.columns.get("client"), study.columns.get("therapist")) if c]
     raw = read_table(source, id_columns=[*ids, "client_id", "therapist_id"])
     raw, spss = apply_user_missing(raw)
+    spss["declared"] = "SPSS user-missing " + spss["declared"].astype(str)
     df = _rename_to_canonical(raw, study, source)
     if "rater" not in df.columns:
         df["rater"] = "client"
@@ -226,8 +227,11 @@ def _check_totals(df: pd.DataFrame, study: Study, insts: dict, codes) -> tuple[d
         bad_text = raw.notna() & text.ne("") & ~coded & num.isna()
         outside = num.notna() & ((num < lo) | (num > hi))
         msg = pd.Series("", index=df.index, dtype=object)
-        msg[bad_text] = col + " = '" + text[bad_text] + "' is not a number"
-        msg[outside] = col + " = " + num[outside].map("{:g}".format) + f" is outside {lo:g}-{hi:g}"
+        if bad_text.any():
+            msg[bad_text] = col + " = '" + text[bad_text] + "' is not a number"
+        if outside.any():
+            shown = num[outside].map("{:g}".format).astype(object)
+            msg[outside] = col + " = " + shown + f" is outside {lo:g}-{hi:g}"
         reasons = reasons.where(msg.eq(""), reasons.where(reasons.eq(""), reasons + "; ") + msg)
         values[inst.prefix] = num.where(~outside & ~bad_text)
     return values, reasons
@@ -572,7 +576,7 @@ def _missing_table(groups, intake: WaveIntake, where: str) -> pd.DataFrame:
             "n": spss["n"].to_numpy(dtype=np.int64),
             "source": spss["source"].to_numpy(),
             "code": spss["code"].to_numpy(dtype=object),
-            "declared": ("SPSS user-missing " + spss["declared"].astype(str)).to_numpy(),
+            "declared": spss["declared"].astype(str).to_numpy(),
         }
     )
     return pd.concat(
@@ -693,8 +697,9 @@ def session_table(
     ----------
     scored : DataFrame
         Scored long table with ``client_id``, ``session``, ``rater`` and ``{prefix}_total`` columns.
-    alliance, outcome : str
-        Column prefixes of the alliance and outcome instruments (e.g. ``"wai_sr"``, ``"oq"``).
+    alliance, outcome : str or None
+        Column prefixes of the alliance and outcome instruments (e.g. ``"wai_sr"``, ``"oq"``);
+        None when the study has no such instrument (its columns are then missing).
     covariates : sequence of str
         Client- or therapist-level columns carried along (the client's first non-missing value,
         so a value entered on any of the client's rows counts).
@@ -719,10 +724,12 @@ def session_table(
     client_rows = scored[rater == "client"]
     cols = keys + (["therapist_id"] if has_th else [])
     out = client_rows[cols].copy()
-    out["alliance"] = client_rows[f"{alliance}_total"].to_numpy()
+    out["alliance"] = client_rows[f"{alliance}_total"].to_numpy() if alliance else np.nan
     out["outcome"] = client_rows[f"{outcome}_total"].to_numpy() if outcome else np.nan
     th_rows = scored[rater == "therapist"]
-    th = th_rows[keys].assign(alliance_therapist=th_rows[f"{alliance}_total"].to_numpy())
+    th = th_rows[keys].assign(
+        alliance_therapist=th_rows[f"{alliance}_total"].to_numpy() if alliance else np.nan
+    )
     out = out.merge(th, on=keys, how="outer", sort=False)
     if has_th and out["therapist_id"].isna().any():
         therapist_of = scored.drop_duplicates("client_id").set_index("client_id")["therapist_id"]
