@@ -16,11 +16,14 @@ from alliance_lib.io import *
 from alliance_lib.norms import *
 from alliance_lib.raters import *
 from alliance_lib.registry import *
+from alliance_lib.qualtrics import read_qualtrics
+from alliance_lib.redcap import read_redcap
 from alliance_lib.reliability import *
 from alliance_lib.report import run_report
 from alliance_lib.ruptures import *
 from alliance_lib.scoring import *
 from alliance_lib.simulate import *
+from alliance_lib.sources import pivot_coded_scores
 from alliance_lib.study import Study, StudyError, load_study
 from alliance_lib.trajectories import *
 from alliance_lib.validate import *

@@ -183,8 +183,12 @@ def _columns_error(study: Study, src: Source, key: str, missing: list[str], have
 
 def _needed_columns(src: Source, study: Study, have: list[str]) -> list[str]:
     """Columns of `have` a source needs (for Parquet: only these are read from disk)."""
+    from alliance_lib.registry import get_instrument
+
     want = set(src.columns.values()) | set(study.totals.values()) | set(study.covariates)
-    want |= set(src.codes.values())
+    want |= set(src.codes.values()) | set(_CANONICAL.values()) | {"rater_id"}
+    for ident in study.instruments.values():  # item columns already named the canonical way
+        want |= set(get_instrument(ident, folder=study.instrument_folder).columns)
     if src.rater_id:
         want.add(src.rater_id)
     sf = src.session_from
@@ -826,7 +830,7 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
                 .rename("text")
             )
             hinted = (
-                hit.assign(h=hit["_source"].map(hints).fillna(""))
+                hit.assign(h=hit["_source"].map(lambda s: hints.get(s, "")))
                 .groupby(["client_id", "session"])["h"]
                 .agg(lambda h: "".join(sorted(set(h))))
                 .rename("hint")
