@@ -14,10 +14,10 @@ from alliance_lib.change import *
 from alliance_lib.errors import AllianceError, DataError, DefinitionError, ReportError
 from alliance_lib.io import *
 from alliance_lib.norms import *
-from alliance_lib.raters import *
-from alliance_lib.registry import *
 from alliance_lib.qualtrics import read_qualtrics
+from alliance_lib.raters import *
 from alliance_lib.redcap import read_redcap
+from alliance_lib.registry import *
 from alliance_lib.reliability import *
 from alliance_lib.report import run_report
 from alliance_lib.ruptures import *

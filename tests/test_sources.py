@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from instrument_keys import EXPECTED
 
 import alliance_lib as al
-from instrument_keys import EXPECTED
 from alliance_lib.sources import pivot_coded_scores, read_wave_sources
 from alliance_lib.study import StudyError
 from alliance_lib.waves import read_wave
