@@ -127,7 +127,7 @@ def read_qualtrics(
     if status is not None and status.isin(["IP Address", "Survey Preview"]).any():
         raise DataError(
             f"{file} was exported with choice text (Status = 'IP Address'): item answers are "
-            "labels, not codes",
+            "labels, not codes; export again with 'Use numeric values'",
             file=file,
             column="Status",
             hint="export again with 'Use numeric values'",

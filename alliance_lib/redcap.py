@@ -99,7 +99,8 @@ def _refuse_labels(df: pd.DataFrame, file: str) -> None:
     if labelled:
         raise DataError(
             f"{file} looks like a REDCap 'CSV (labels)' export (headers such as "
-            f"{labelled[0]!r} are labels, not variable names): its values are labels too",
+            f"{labelled[0]!r} are labels, not variable names): its values are labels too; "
+            "re-export as CSV (raw data)",
             file=file,
             column=labelled[0],
             hint="re-export as CSV (raw data) (Data Exports > Export Data > "
