@@ -410,8 +410,8 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         )
     summary = _summary(groups, extra, intake, rejected)
     if len(scored) == 0:
-        top = quarantine["reason"].str.split("; ").explode().str.replace(r"\d+", "N", regex=True)
-        top = top.value_counts().head(3)
+        kinds = quarantine["reason"].str.split("; ").explode().str.replace(r"\d+", "N", regex=True)
+        top = kinds.reset_index().drop_duplicates().iloc[:, 1].value_counts().head(3)
         raise DataError(
             f"wave {wave}: no row can be analysed ({n_read} rows, all quarantined). Most frequent "
             "reasons: " + "; ".join(f"{r} ({n} rows)" for r, n in top.items()),
