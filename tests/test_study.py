@@ -55,7 +55,7 @@ def test_minimal_study_gets_defaults(tmp_path):
         (VALID + "colour: blue\n", "colour", "unknown key"),
         (VALID + "analysis: {trajectory_shape: cubic}\n", "analysis.trajectory_shape", "cubic"),
         (VALID + "analysis: {trajectory_shape: piecewise}\n", "analysis.knot", "knot"),
-        (VALID + "missing_codes: [-99, n/a]\n", "missing_codes", "list of numbers"),
+        (VALID + "missing_codes: [-99, [1]]\n", "missing_codes", "list of numbers or text"),
         (VALID + "privacy: {small_cell: 0}\n", "privacy.small_cell", ">= 1"),
         (VALID.replace("{1: w1.csv}", "{first: w1.csv}"), "data", "whole number"),
         (VALID.replace("client: client_id", "patient: client_id"), "columns", "unknown role"),
@@ -85,3 +85,118 @@ def test_unknown_wave(tmp_path):
     s = load_study(_write(tmp_path, VALID))
     with pytest.raises(StudyError, match=r"wave 4 is not defined; defined waves: \[1\]"):
         s.wave_file(4)
+
+
+SOURCES = """
+study: Sources study
+waves:
+  1:
+    cutoff: 2026-03-31
+    sources:
+      - {file: demo.csv, level: client, columns: {client: Client ID}}
+      - file: a.csv
+        items: {wai-sr: "wai_{n}"}
+        date_format: "%d/%m/%Y"
+        session_from: {date: completed_on, match: b.csv, within_days: 3}
+      - {file: b.csv, rater: therapist, columns: {session: session, date: date}}
+      - {file: o.csv, rater: observer, rater_id: coder, combine: keep}
+      - {file: w.sav, layout: wide, pattern: "wai{n}_s{session}"}
+      - {redcap: r.csv, dictionary: dd.csv, session_from: event, intake_events: [intake]}
+      - {qualtrics: q.csv, responses: all, columns: {client: Q1, session: sess}}
+missing_codes: [-99, NASK]
+instruments: {alliance: wai-sr, outcome: {id: phq-9, total: phq9_total}}
+"""
+
+
+def _sources(tmp_path, text=SOURCES):
+    for name in ("demo.csv", "a.csv", "b.csv", "o.csv", "w.sav", "r.csv", "dd.csv", "q.csv"):
+        (tmp_path / name).write_text("x\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sources_form_parses(tmp_path):
+    s = load_study(_sources(tmp_path))
+    assert s.waves == [1] and s.data == {}
+    src = s.sources[1]
+    assert [x.kind for x in src] == ["file"] * 5 + ["redcap", "qualtrics"]
+    assert src[0].level == "client" and src[0].columns == {"client": "Client ID"}
+    assert src[1].items == {"wai-sr": "wai_{n}"} and src[1].session_from["within_days"] == 3
+    assert src[3].combine == "keep" and src[3].rater_id == "coder"
+    assert src[4].pattern == ("wai{n}_s{session}",)
+    assert src[5].options["intake_events"] == ("intake",)
+    assert src[6].options["responses"] == "all"
+    assert s.cutoffs[1].isoformat() == "2026-03-31"
+    assert s.missing_codes == (-99, "NASK")
+    assert s.instruments == {"alliance": "wai-sr", "outcome": "phq-9"}
+    assert s.totals == {"outcome": "phq9_total"}
+    files = [p.name for p in s.wave_files(1)]
+    assert files == ["demo.csv", "a.csv", "b.csv", "o.csv", "w.sav", "r.csv", "dd.csv", "q.csv"]
+    with pytest.raises(StudyError, match="read from 7 sources"):
+        s.wave_file(1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        ("level: client", "level: clients", "waves.1.sources[0].level", "session or client"),
+        ("combine: keep", "combine: median", "waves.1.sources[3].combine", "mean or keep"),
+        ("rater: observer", "rater: supervisor", "waves.1.sources[3].rater", "interpreter"),
+        ('"wai_{n}"', '"wai_"', "waves.1.sources[1].items", "pattern with {n}"),
+        ("match: b.csv", "match: c.csv", "waves.1.sources[1].session_from.match", "not a source"),
+        (
+            'pattern: "wai{n}_s{session}"',
+            'pattern: "wai_s{session}"',
+            "waves.1.sources[4].pattern",
+            "{session}",
+        ),
+        ("responses: all", "responses: some", "waves.1.sources[6].responses", "finished or all"),
+        (
+            "{file: o.csv,",
+            "{file: o.csv, colour: red,",
+            "waves.1.sources[3].colour",
+            "unknown source key",
+        ),
+        (
+            "{file: o.csv,",
+            "{file: o.csv, dictionary: dd.csv,",
+            "waves.1.sources[3].dictionary",
+            "applies to redcap:",
+        ),
+        ("{file: o.csv,", "{redcap: r.csv, file: o.csv,", "waves.1.sources[3]", "exactly one of"),
+        ("cutoff: 2026-03-31", "cutoff: soon", "waves.1.cutoff", "a date"),
+        ("demo.csv, level", "nothere.csv, level", "waves.1.sources[0].file", "does not exist"),
+        (
+            "rater_id: coder, combine: keep",
+            "combine: keep",
+            "waves.1.sources[3].combine",
+            "rater_id",
+        ),
+        ("total: phq9_total}", "total: 3}", "instruments.outcome", "pre-scored"),
+    ],
+)
+def test_bad_source_names_file_key_and_problem(tmp_path, old, new, key, message):
+    assert old in SOURCES
+    path = _sources(tmp_path, SOURCES.replace(old, new))
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert err.value.key == key
+    assert message in str(err.value)
+
+
+def test_wide_needs_a_pattern(tmp_path):
+    path = _sources(tmp_path, SOURCES.replace(', pattern: "wai{n}_s{session}"', ""))
+    with pytest.raises(StudyError, match="layout: wide needs a pattern"):
+        load_study(path)
+
+
+def test_therapist_alliance_needs_a_therapist_source(tmp_path):
+    text = SOURCES.replace("rater: therapist, ", "") + "therapist_alliance: true\n"
+    with pytest.raises(StudyError, match="no source with rater: therapist"):
+        load_study(_sources(tmp_path, text))
+
+
+def test_demo_wave_files():
+    s = load_study(DEMO)
+    assert s.wave_files(3) == [s.data[3]]
