@@ -658,8 +658,9 @@ def pivot_coded_scores(
 
     References
     ----------
-    NHS England, NHS Talking Therapies for anxiety and depression data set, table
-    IDS606 (coded scored assessments: CodedAssToolType, PersScore).
+    NHS England, NHS Talking Therapies for anxiety and depression data set, technical output
+    specification (coded scored assessments: ``CodedAssToolType``, ``PersScore``); SNOMED CT
+    concepts 720433000 (PHQ-9 score) and 445455005 (GAD-7 score).
 
     Examples
     --------
@@ -671,8 +672,8 @@ def pivot_coded_scores(
     ...                    keys=["date"])  # doctest: +NORMALIZE_WHITESPACE
         PathwayID        date  phq9_total  gad7_total
     row
-    0          P1  2025-06-02        15.0        11.0
-    2          P1  2025-06-09        13.0        10.0
+    0          P1  2025-06-02          15          11
+    2          P1  2025-06-09          13          10
     """
     codes = {str(k): v for k, v in (codes or SNOMED_SCORES).items()}
     keys = [client, *keys]

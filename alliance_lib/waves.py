@@ -314,7 +314,7 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     >>> w.n_read == len(w.scored) + len(w.quarantine)
     True
     >>> w.sources.to_dict("records")
-    [{'source': 'wave1.csv', 'rows_in': 1201, 'analysed': 1196, 'quarantined': 5}]
+    [{'source': 'wave1.csv', 'rows_in': 2863, 'analysed': 2857, 'quarantined': 6}]
     """
     one_file = wave in study.data
     source = study.wave_file(wave) if one_file else study.path
