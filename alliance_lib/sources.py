@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -283,7 +282,7 @@ def _parse_dates(raw: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarray
 
 
 def read_source(
-    src: Source, study: Study, *, index: int = 0, matched: dict[str, pd.DataFrame] | None = None
+    src: Source, study: Study, *, matched: dict[str, pd.DataFrame] | None = None
 ) -> SourceRows:
     """Read one source and map it to canonical rows.
 
@@ -293,8 +292,6 @@ def read_source(
         A source of ``study`` (``study.sources[wave][i]``).
     study : Study
         The study (instruments, totals and covariates say which columns matter).
-    index : int
-        Position of the source in its wave (for messages).
     matched : dict, optional
         Source name -> its canonical rows, for ``session_from: {match: ...}``.
 
@@ -400,8 +397,12 @@ def read_source(
         rows_in += len(gone) + len(base)
     if src.level == "client":
         if "client_id" not in df:
-            raise StudyError(study.path, f"{src.name}: columns.client", "name the client column")
-        return SourceRows(src, df, rejected[0], rows_in, used, notes, client_rows)
+            raise _columns_error(
+                study, src, f"{src.name}: columns.client", ["client_id"], df.columns
+            )
+        no_id = df["client_id"].isna().to_numpy()
+        rej = _reject(df, no_id, "client_id is missing") if no_id.any() else rejected[0]
+        return SourceRows(src, df[~no_id], rej, rows_in, used, notes, client_rows)
 
     # rater and rater id
     if src.rater:
@@ -727,7 +728,7 @@ def read_wave_sources(study: Study, wave: int) -> WaveIntake:
             need = sf.get("match") if isinstance(sf, dict) else None
             if need is not None and need not in by_name:
                 continue
-            part = read_source(srcs[i], study, index=i, matched=by_name)
+            part = read_source(srcs[i], study, matched=by_name)
             done[i] = part
             by_name[srcs[i].name] = part.rows
             by_name.setdefault(srcs[i].path.name, part.rows)
@@ -741,10 +742,6 @@ def read_wave_sources(study: Study, wave: int) -> WaveIntake:
                 f"session_from.match forms a circle among {names}",
             )
     return merge_sources([done[i] for i in range(len(srcs))])
-
-
-def _origin_text(parts: pd.DataFrame) -> pd.Series:
-    return parts["source"] + ":" + parts["row"].astype(str)
 
 
 def merge_sources(parts: list[SourceRows]) -> WaveIntake:
@@ -1004,10 +1001,3 @@ def source_counts(intake: WaveIntake, analysed_keys, analysed_clients) -> pd.Dat
             f"rows do not add up for source {broken['source'].iloc[0]}: {broken.to_dict('records')}"
         )
     return out
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return path.name

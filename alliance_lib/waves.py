@@ -249,8 +249,13 @@ def _validate_groups(
     """Validate all rows at once when every rater is one validate knows and no role has several
     raters; else per rater role (and rater id), so four roles and rater ids need no change there."""
     extra = pd.Series("", index=df.index, dtype=object)
-    rater = df["rater"].astype("str").str.strip().str.lower().where(df["rater"].notna(), "client")
-    rater = rater.where(rater.ne(""), "client")
+    found, uniq = pd.factorize(df["rater"])  # text work on the distinct values only
+    names = pd.Series(uniq, dtype=object).astype(str).str.strip().str.lower()
+    names = names.where(names.ne(""), "client").to_numpy(dtype=object)
+    rater = pd.Series(
+        np.where(found >= 0, names[np.maximum(found, 0)] if len(names) else "client", "client"),
+        index=df.index,
+    )
     unknown = ~rater.isin(RATER_ROLES)
     if "rater_id" not in df.columns and rater.isin(VALIDATE_RATERS).all():
         return [validate(df, item_insts, missing_codes=codes, source=source)], extra
@@ -383,9 +388,8 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     )
     if not one_file:
         quarantine["origin"] = origin["origin"].to_numpy()
-    analysed_clients = (
-        set(df.loc[analysed_keys, "client_id"].dropna()) if len(analysed_keys) else set()
-    )
+    needs_clients = bool((intake.origins["key"] < 0).any())  # client-level rows to count
+    analysed_clients = set(df.loc[analysed_keys, "client_id"].dropna()) if needs_clients else set()
     unused = _unused_client_rows(intake, analysed_clients)
     rejected = pd.concat([intake.rejected, unused], ignore_index=True)
     if len(rejected):
