@@ -66,7 +66,7 @@ def read_qualtrics(
     DataFrame
         Index ``row`` (file row: the first response is row 4). ``client_id`` and ``session``
         (when given) first, then every column of the export. ``attrs``: ``codebook`` (column ->
-        question text), ``dropped`` (``row``, ``client_id``, ``reason`` of every response left
+        question text), ``dropped`` (a list of ``{row, client_id, reason}``, one per response left
         out: previews and tests, unfinished, superseded by a later response of the same client
         and session), ``warnings`` and ``source``.
 
@@ -87,7 +87,7 @@ def read_qualtrics(
     >>> from pathlib import Path
     >>> here = Path(__file__).parents[1] / "tests" / "data" / "intake" / "qualtrics"
     >>> d = read_qualtrics(here / "qualtrics_wai_sr.csv", client="Q1", session="sess")
-    >>> len(d), d.attrs["dropped"]["reason"].tolist()
+    >>> len(d), [r["reason"] for r in d.attrs["dropped"]]
     (40, ['survey preview (Status 1)', 'unfinished response (Finished = 0, Progress 42%)'])
     >>> d.attrs["codebook"]["Q2_3"]
     'How do you feel about your therapist? - WAI-SR item 3'
@@ -188,9 +188,7 @@ def read_qualtrics(
         "source": str(path),
         "format": "qualtrics",
         "codebook": codebook,
-        "dropped": pd.concat(dropped, ignore_index=True)
-        if dropped
-        else pd.DataFrame(columns=["row", "client_id", "reason"]),
+        "dropped": pd.concat(dropped, ignore_index=True).to_dict("records") if dropped else [],
         "warnings": warnings,
     }
     return out

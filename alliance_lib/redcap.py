@@ -148,9 +148,11 @@ def read_redcap(
         where an event is not a session), ``arm`` (text, longitudinal projects) and every field;
         the record's base-row fields (those never filled on a session row: demographics) on every
         row. ``{form}_complete`` is kept. ``attrs``: ``source``, ``warnings`` (decisions and code
-        problems), ``missing_cells`` (DataFrame ``column, code, n``), ``base_rows`` (``row``, ``client_id`` of
-        base rows folded into the others), ``dropped`` (``row``, ``client_id``, ``reason``
-        for rows whose session cannot be found) and ``calculated`` (the renamed calc fields).
+        problems), ``missing_cells`` (list of ``{column, code, n}``), ``base_rows`` (list of
+        ``{row, client_id}``: base rows folded into the others), ``dropped`` (list of ``{row,
+        client_id, reason}``: rows whose session cannot be found) and ``calculated`` (the renamed
+        calc fields). Tables in ``attrs`` are plain lists so that pandas operations that compare
+        ``attrs`` (merges) keep working.
 
     Raises
     ------
@@ -177,7 +179,7 @@ def read_redcap(
     2           1      intake_arm_1      0.0  58.0
     3           1   session_1_arm_1      1.0  58.0
     4           1   session_2_arm_1      2.0  58.0
-    >>> "phq9_total_redcap" in d, sorted(set(d.attrs["missing_cells"]["code"]))
+    >>> "phq9_total_redcap" in d, sorted({c["code"] for c in d.attrs["missing_cells"]})
     (True, ['NASK', 'UNK'])
     """
     file = Path(export).name
@@ -339,11 +341,9 @@ def read_redcap(
         "source": str(export),
         "format": "redcap",
         "warnings": notes,
-        "missing_cells": missing_cells,
-        "base_rows": pd.DataFrame(
-            {"row": base_rows.index.to_numpy(), "client_id": base_rows.to_numpy(dtype=object)}
-        ),
-        "dropped": gone,
+        "missing_cells": missing_cells.to_dict("records"),
+        "base_rows": [{"row": int(r), "client_id": c} for r, c in base_rows.items()],
+        "dropped": gone.to_dict("records"),
         "calculated": calculated,
     }
     return out

@@ -320,7 +320,8 @@ def read_source(
             + [c for c in study.missing_codes if isinstance(c, str)],
         )
         notes += df.attrs.get("warnings", [])
-        used = df.attrs["missing_cells"].assign(declared="REDCap missing data code")
+        used = pd.DataFrame(df.attrs["missing_cells"], columns=["column", "code", "n"])
+        used["declared"] = "REDCap missing data code"
         redcap_extra = df.attrs
         _check_mapped(src, study, df.columns, roles={"therapist", "date", "rater"})
         df = df.rename(
@@ -369,8 +370,9 @@ def read_source(
         df = df.rename(columns=mapping)
     df = _rename_items(df, src, study)
     df = df.copy()
+    reader_attrs, df.attrs = dict(df.attrs), {"source": str(src.path)}  # keep merges light
     if src.kind == "qualtrics":
-        recode = _qualtrics_recodes(df, src, study)
+        recode = _qualtrics_recodes(df, src, study, reader_attrs.get("codebook", {}))
     df["_row"] = df.index.to_numpy()
     df = df.reset_index(drop=True)
     for col in ("client_id", "therapist_id", "rater_id"):
@@ -380,7 +382,7 @@ def read_source(
     rejected = [_no_rejects()]
     client_rows = pd.DataFrame(columns=["client_id", "_row"])
     if src.kind == "qualtrics":
-        gone = codebook_attrs["dropped"]
+        gone = pd.DataFrame(codebook_attrs["dropped"], columns=["row", "client_id", "reason"])
         if len(gone):
             rejected.append(gone.rename(columns={"row": "_row"}).assign(session=None, rater=None))
         rows_in += len(gone)
@@ -389,10 +391,10 @@ def read_source(
             rejected.append(_reject(df, bad_recode, recode.to_numpy(dtype=object)))
             df = df[~bad_recode].reset_index(drop=True)
     if src.kind == "redcap":
-        gone = redcap_extra["dropped"]
+        gone = pd.DataFrame(redcap_extra["dropped"], columns=["row", "client_id", "reason"])
         if len(gone):
             rejected.append(gone.rename(columns={"row": "_row"}).assign(session=None, rater=None))
-        base = redcap_extra["base_rows"]
+        base = pd.DataFrame(redcap_extra["base_rows"], columns=["row", "client_id"])
         client_rows = pd.DataFrame({"client_id": base["client_id"], "_row": base["row"]})
         rows_in += len(gone) + len(base)
     if src.level == "client":
@@ -515,7 +517,7 @@ def read_source(
     return SourceRows(src, out, rej, rows_in, used, notes, client_rows)
 
 
-def _qualtrics_recodes(df: pd.DataFrame, src: Source, study: Study) -> pd.Series:
+def _qualtrics_recodes(df: pd.DataFrame, src: Source, study: Study, codebook: dict) -> pd.Series:
     """Out-of-scale answers in a Qualtrics source, named as recode values (see
     :func:`alliance_lib.qualtrics.recode_problems`)."""
     from alliance_lib.qualtrics import recode_problems
@@ -527,9 +529,7 @@ def _qualtrics_recodes(df: pd.DataFrame, src: Source, study: Study) -> pd.Series
         cols = {
             c: pattern.replace("{n}", str(i)) for i, c in zip(inst.items, inst.columns, strict=True)
         }
-        more = recode_problems(
-            df, cols, inst.scale_min, inst.scale_max, df.attrs.get("codebook", {})
-        )
+        more = recode_problems(df, cols, inst.scale_min, inst.scale_max, codebook)
         reasons = reasons.where(more.eq(""), reasons.where(reasons.eq(""), reasons + "; ") + more)
     return reasons
 

@@ -365,7 +365,7 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     q_rows = df.loc[q_reason.index]
 
     inter = _inter_rater(scored, insts, study) if "rater_id" in scored.columns else _empty_icc()
-    scored = _combine(scored, intake.combine, [i.prefix for i in insts.values()])
+    scored = _combine(scored, intake.combine, list(insts.values()))
     scored["client_id"] = pseudonymise(scored["client_id"], salt=study.salt, prefix="C")
     if "therapist_id" in scored:
         scored["therapist_id"] = pseudonymise(scored["therapist_id"], salt=study.salt, prefix="T")
@@ -628,11 +628,13 @@ def _inter_rater(scored: pd.DataFrame, insts: dict, study: Study) -> pd.DataFram
     return pd.DataFrame(rows, columns=_empty_icc().columns) if rows else _empty_icc()
 
 
-def _combine(scored: pd.DataFrame, combine: dict, prefixes: list[str]) -> pd.DataFrame:
+def _combine(scored: pd.DataFrame, combine: dict, instruments: list) -> pd.DataFrame:
     """``combine: mean``: one row per client x session for a rater role, the raters' mean scores.
 
-    Item and score columns of the instruments (``{prefix}_...``) are averaged over the role's
-    raters, other columns take the first rater's value; ``n_raters`` says how many were averaged (1 elsewhere).
+    The score columns of the instruments (``{prefix}_total`` and subscales) are averaged over
+    the role's raters; item columns are left empty on the combined row (a mean of answers is not
+    an answer: item analyses use the raters' own rows, e.g. ``inter_rater``); other columns take
+    the first rater's value. ``n_raters`` says how many were averaged (1 elsewhere).
     """
     roles = [r for r, how in combine.items() if how == "mean"]
     pick = scored["rater"].isin(roles).to_numpy() if roles and "rater_id" in scored else None
@@ -640,14 +642,14 @@ def _combine(scored: pd.DataFrame, combine: dict, prefixes: list[str]) -> pd.Dat
         return scored
     sub = scored[pick]
     keys = ["client_id", "session", "rater"]
+    items = {c for inst in instruments for c in inst.columns}
     num = [
         c
-        for c in sub.columns
-        if c.startswith(tuple(f"{p}_" for p in prefixes))
-        and pd.api.types.is_numeric_dtype(sub[c])
-        and not pd.api.types.is_bool_dtype(sub[c])
+        for inst in instruments
+        for c in inst.score_columns
+        if c in sub.columns and pd.api.types.is_numeric_dtype(sub[c])
     ]
-    other = [c for c in sub.columns if c not in keys and c not in num]
+    other = [c for c in sub.columns if c not in keys and c not in num and c not in items]
     grouped = sub.groupby(keys, sort=False, dropna=False)
     merged = grouped[num].mean()
     if other:
@@ -661,6 +663,8 @@ def _combine(scored: pd.DataFrame, combine: dict, prefixes: list[str]) -> pd.Dat
     merged = merged.reset_index()
     merged["rater_id"] = ""
     merged["n_raters"] = n_raters
+    for c in sorted(items & set(scored.columns)):
+        merged[c] = np.nan
     merged.index = pd.Index(label.to_numpy(), name=scored.index.name)
     rest = scored[~pick].assign(n_raters=1)
     out = pd.concat([rest, merged[list(scored.columns) + ["n_raters"]]])

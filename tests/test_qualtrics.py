@@ -21,7 +21,7 @@ def test_header_rows_codebook_and_dropped_responses():
     assert d.index[0] == 5  # row 4 is the preview (rows 1-3: names, texts, import ids)
     assert len(d) == 40
     assert d.attrs["codebook"]["Q1"].startswith("Please type your client number")
-    dropped = d.attrs["dropped"]
+    dropped = pd.DataFrame(d.attrs["dropped"])
     assert dropped["row"].tolist() == [4, 18]
     assert dropped["reason"].str.startswith(("survey preview", "unfinished")).all()
     assert d["client_id"].str.strip().eq(d["client_id"]).all()
@@ -32,7 +32,7 @@ def test_all_responses_keeps_the_last_finished_one(tmp_path):
     d = read_qualtrics(WAI, client="Q1", session="sess", responses="all")
     # the unfinished response duplicates CL-0103's session 1, which has a finished response
     assert len(d) == 40
-    assert d.attrs["dropped"]["reason"].str.startswith("superseded").sum() == 1
+    assert pd.DataFrame(d.attrs["dropped"])["reason"].str.startswith("superseded").sum() == 1
     kept = d[(d["client_id"] == "CL-0103") & (d["session"] == 1)]
     assert kept["Finished"].tolist() == [1]
 
