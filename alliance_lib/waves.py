@@ -434,6 +434,7 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
             "or set therapist_alliance: false",
         )
     missing = _missing_table(groups, intake, source.name if one_file else "all sources")
+    notes = list(intake.notes) + _compare_calculated(scored)
     spss_codes = sorted(set(intake.missing["code"])) if len(intake.missing) else []
     used = tuple(codes) + tuple(c for c in spss_codes if c not in codes)
     return WaveData(
@@ -451,8 +452,26 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         codes_used=used,
         inter_rater=inter,
         files=tuple(study.wave_files(wave)),
-        notes=tuple(intake.notes),
+        notes=tuple(notes),
     )
+
+
+def _compare_calculated(scored: pd.DataFrame) -> list[str]:
+    """An export's own scores kept as ``{column}_redcap`` against the scores computed here."""
+    notes = []
+    for col in [c for c in scored.columns if str(c).endswith("_redcap")]:
+        ours = str(col)[: -len("_redcap")]
+        if ours not in scored.columns:
+            continue
+        theirs = pd.to_numeric(scored[col], errors="coerce")
+        both = theirs.notna() & scored[ours].notna()
+        differ = both & ~np.isclose(theirs.where(both, 0), scored[ours].where(both, 0))
+        notes.append(
+            f"{ours}: the export's calculated {col} agrees with the score computed here on "
+            f"{int((both & ~differ).sum())} of {int(both.sum())} rows"
+            + (f"; {int(differ.sum())} differ" if differ.any() else "")
+        )
+    return notes
 
 
 def _join_reasons(a: pd.Series, b: pd.Series) -> pd.Series:

@@ -45,6 +45,11 @@ def test_calculated_field_kept_and_equal_to_our_score():
     assert "phq9_total_redcap" in s and "phq9_total" in s
     both = s[["phq9_total", "phq9_total_redcap"]].dropna()
     assert len(both) > 100 and (both["phq9_total"] == both["phq9_total_redcap"]).all()
+    n = len(both)
+    assert (
+        f"phq9_total: the export's calculated phq9_total_redcap agrees with the score computed here on {n} of {n} rows"
+        in w.notes
+    )
 
 
 def test_missing_data_codes_are_missing_and_counted():

@@ -406,3 +406,28 @@ def test_parquet_folder_source_reads_only_needed_columns(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert w.sources["quarantined"].sum() == len(ref.quarantine)
     assert any("read" in n and "Parquet" in n for n in w.notes)
+
+
+EXAMPLES = [
+    ("multi_file/study.yaml", 1),
+    ("redcap/study.yaml", 1),
+    ("redcap/study.yaml", 2),
+    ("qualtrics/study.yaml", 1),
+    ("qualtrics/study.yaml", 2),
+    ("spss/study.yaml", 1),
+    ("routine_systems/study.yaml", 1),
+    ("routine_systems/iapt_study.yaml", 1),
+]
+
+
+@pytest.mark.parametrize(("yaml_file", "wave"), EXAMPLES)
+def test_every_intake_example_reaches_prepare_wave(yaml_file, wave):
+    """Done-when of issue 11: every example needs only its study YAML."""
+    study = al.load_study(INTAKE / yaml_file)
+    w = al.prepare_wave(study, wave)
+    c = w.sources
+    assert (c["rows_in"] == c["analysed"] + c["quarantined"]).all()
+    assert w.n_read == len(w.scored) + len(w.quarantine)
+    assert len(w.scored) > 0
+    assert all(p.exists() for p in study.wave_files(wave))
+    assert not w.quarantine["client_id"].astype(str).str.match(r"(CL-|P0|PW0)").any()
