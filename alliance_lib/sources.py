@@ -715,7 +715,9 @@ def read_wave_sources(study: Study, wave: int) -> WaveIntake:
     >>> from pathlib import Path
     >>> from alliance_lib.study import load_study
     >>> here = Path(__file__).parents[1] / "tests" / "data" / "intake" / "multi_file"
-    >>> intake = read_wave_sources(load_study(here / "study.yaml"), 1)  # doctest: +SKIP
+    >>> intake = read_wave_sources(load_study(here / "study.yaml"), 1)
+    >>> len(intake.table), intake.rows_in["alliance_client.csv"], intake.combine
+    (492, 156, {'observer': 'mean', 'interpreter': 'keep'})
     """
     srcs = study.sources[wave]
     done: dict[int, SourceRows] = {}
@@ -804,6 +806,8 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
                 vals = sub.loc[sub["_key"] == key, ["_source", col]].dropna()
                 text = ", ".join(f"{v} in {s}" for s, v in vals.itertuples(index=False))
                 flagged.setdefault(int(key), []).append(f"{col} differs between sources: {text}")
+
+    notes += _numbering_hints(stack)
 
     # one date per client x session across sources
     if "date" in stack:
@@ -946,6 +950,36 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
         combine=combine,
         notes=notes,
     )
+
+
+def _numbering_hints(stack: pd.DataFrame) -> list[str]:
+    """Sources with the same first session as another but one more at the end, for most shared
+    clients: the signature of a file numbered by appointment (1 = assessment) stacked on one
+    numbered by therapy session. A note only (a follow-up appointment looks the same); dates,
+    when both sources have them, decide (:func:`merge_sources`)."""
+    out = []
+    ok = stack.dropna(subset=["client_id", "session"])
+    if ok.empty:
+        return out
+    span = ok.groupby(["_source", "client_id"])["session"].agg(["min", "max"])
+    names = list(dict.fromkeys(ok["_source"]))
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            both = span.loc[a].merge(
+                span.loc[b], left_index=True, right_index=True, suffixes=("_a", "_b")
+            )
+            if len(both) < 5:
+                continue
+            sign = (both["min_a"] == both["min_b"]) & (both["max_a"] - both["max_b"]).eq(1)
+            if float(sign.mean()) >= 0.8:
+                out.append(
+                    f"{a} has one session more at the end than {b} for {int(sign.sum())} of "
+                    f"{len(both)} shared clients, from the same first session: if {a} is "
+                    "numbered by appointment with an assessment first, set session_offset: -1"
+                )
+    return out
 
 
 def _offset_hints(dated: pd.DataFrame) -> dict[str, str]:

@@ -7,6 +7,7 @@ exploration notebook and the command line all start from :func:`prepare_wave`.
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,6 @@ from alliance_lib.registry import get_instrument
 from alliance_lib.scoring import score
 from alliance_lib.sources import WaveIntake, read_wave_sources, source_counts
 from alliance_lib.study import RATER_ROLES, Study, StudyError
-from alliance_lib.validate import RATERS as VALIDATE_RATERS
 from alliance_lib.validate import validate
 
 __all__ = ["WaveData", "prepare_wave", "read_wave", "session_table", "wave_intake"]
@@ -257,7 +257,8 @@ def _validate_groups(
         index=df.index,
     )
     unknown = ~rater.isin(RATER_ROLES)
-    if "rater_id" not in df.columns and rater.isin(VALIDATE_RATERS).all():
+    known = getattr(importlib.import_module("alliance_lib.validate"), "RATERS", ())
+    if "rater_id" not in df.columns and rater.isin(list(known)).all():
         return [validate(df, item_insts, missing_codes=codes, source=source)], extra
     extra[unknown] = (
         "rater = '"

@@ -152,6 +152,27 @@ def test_outcome_numbered_by_appointment_without_offset_is_caught(tmp_path):
     assert reasons.str.contains("set session_offset: -1").all()
 
 
+def test_appointment_numbering_without_dates_is_noted(tmp_path):
+    """With no dates to compare, the signature (same first session, one more at the end for
+    most clients) is reported in the wave's notes; with the offset set, no note."""
+    items = ",".join(WAI)
+    th = [f"C{c},{s},{ROW}" for c in range(6) for s in range(1, 5 + c % 2)]
+    oc = [f"C{c},{a},2" for c in range(6) for a in range(1, 6 + c % 2)]
+    (tmp_path / "a.csv").write_text(f"client_id,session,{items}\n" + "\n".join(th) + "\n")
+    (tmp_path / "b.csv").write_text("client_id,appointment,phq9_1\n" + "\n".join(oc) + "\n")
+    text = (
+        "study: Small\nwaves:\n  1:\n    sources:\n      - {file: a.csv, rater: therapist}\n"
+        "      - {file: b.csv, columns: {session: appointment}OFFSET}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+    )
+    (tmp_path / "study.yaml").write_text(text.replace("OFFSET", ""))
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    assert any("b.csv has one session more at the end than a.csv for 6 of 6" in n for n in w.notes)
+    (tmp_path / "study.yaml").write_text(text.replace("OFFSET", ", session_offset: -1"))
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    assert not any("one session more" in n for n in w.notes)
+
+
 def test_date_matching_sessions_like_merge_asof(multi):
     """Client forms get the session of the therapist's latest session on or before, <= 3 days."""
     cl = pd.read_csv(MULTI / "alliance_client.csv", dtype={"client_id": str})
