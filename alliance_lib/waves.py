@@ -142,7 +142,9 @@ def read_wave(study: Study, wave: int) -> pd.DataFrame:
     (:func:`alliance_lib.sources.read_wave_sources`), not yet validated.
 
     Raises :class:`~alliance_lib.study.StudyError` when a column the study maps (a role, a
-    covariate, an item pattern) is not in a file, naming the file, the key and the columns there.
+    covariate, an item pattern, an instrument's item columns or pre-scored total) is not in a
+    file, naming the file, the key and the columns there: the check a report runs before any
+    kernel starts.
 
     Examples
     --------
@@ -154,10 +156,39 @@ def read_wave(study: Study, wave: int) -> pd.DataFrame:
     """
     if wave in study.sources:
         table = read_wave_sources(study, wave).table
-        _check_covariates(study, table, f"the sources of wave {wave}")
-        return table
-    df, _ = _read_one_file(study, wave)
-    return df
+        where = f"the sources of wave {wave}"
+        _check_covariates(study, table, where)
+    else:
+        table, _ = _read_one_file(study, wave)
+        where = study.wave_file(wave).name
+    _check_measures(study, table, where)
+    return table
+
+
+def _check_measures(study: Study, df: pd.DataFrame, where: str) -> None:
+    """Item columns of every item-scored instrument and every pre-scored total must be there."""
+    have = list(map(str, df.columns))
+    for role, ident in study.instruments.items():
+        if role in study.totals:
+            wanted, key = [study.totals[role]], f"instruments.{role}.total"
+        else:
+            inst = get_instrument(ident, folder=study.instrument_folder)
+            wanted, key = list(inst.columns), f"instruments.{role}"
+        absent = [c for c in wanted if c not in df.columns]
+        if absent:
+            near = difflib.get_close_matches(absent[0], have, n=1)
+            raise StudyError(
+                study.path,
+                key,
+                f"{ident}: column(s) {', '.join(absent[:6])}"
+                + (f" (and {len(absent) - 6} more)" if len(absent) > 6 else "")
+                + f" not found in {where}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+                + "; map them with items: {"
+                + ident
+                + ': "<column>_{n}"} in a source, or '
+                "rename them",
+            )
 
 
 def _check_covariates(study: Study, df: pd.DataFrame, where: str) -> None:

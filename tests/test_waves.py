@@ -180,3 +180,18 @@ def test_interpreter_rater_in_one_file(tmp_path):
     ]
     assert w.n_read == len(d)
     assert np.isclose(w.scored["wai_sr_total"], 4).all()
+
+
+def test_absent_instrument_columns_stop_before_any_kernel(tmp_path):
+    d = _long().drop(columns="wai_sr_12")
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    path = _study(tmp_path, "data: {1: w1.csv}\ninstruments: {alliance: wai-sr}\n")
+    with pytest.raises(StudyError, match=r"wai-sr: column\(s\) wai_sr_12 not found in w1.csv"):
+        read_wave(al.load_study(path), 1)
+    path = _study(
+        tmp_path,
+        "data: {1: w1.csv}\ninstruments: {alliance: {id: wai-sr, total: wai_total}}\n",
+    )
+    with pytest.raises(StudyError) as err:
+        read_wave(al.load_study(path), 1)
+    assert err.value.key == "instruments.alliance.total"
