@@ -101,6 +101,33 @@ class WaveData:
         present = set(self.scored["rater"].dropna()) if "rater" in self.scored else {"client"}
         return [r for r in RATER_ROLES if r in present]
 
+    def perspectives(self) -> pd.DataFrame:
+        """One row per client × session with the alliance total of every rater role present:
+        ``alliance_client``, ``alliance_therapist``, ``alliance_observer``,
+        ``alliance_interpreter`` (several raters of one role: their mean), for the rater
+        section's comparison of perspectives.
+
+        Examples
+        --------
+        >>> from alliance_lib.study import load_study
+        >>> from pathlib import Path
+        >>> study = load_study(Path(__file__).parents[1] / "data" / "demo" / "study.yaml")
+        >>> list(prepare_wave(study, 1).perspectives().columns)
+        ['client_id', 'session', 'alliance_client', 'alliance_therapist']
+        """
+        col = f"{self.alliance}_total"
+        d = self.scored.dropna(subset=[col])
+        rater = d["rater"] if "rater" in d else pd.Series("client", index=d.index)
+        wide = (
+            d.assign(_rater=rater.to_numpy())
+            .groupby(["client_id", "session", "_rater"])[col]
+            .mean()
+            .unstack("_rater")
+        )
+        roles = [r for r in RATER_ROLES if r in wide.columns]
+        wide = wide[roles].set_axis([f"alliance_{r}" for r in roles], axis=1)
+        return wide.reset_index()
+
     def sessions(self) -> pd.DataFrame:
         """One row per client × session: client alliance, therapist alliance, outcome and the
         study's covariates."""

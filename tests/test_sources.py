@@ -105,6 +105,22 @@ def test_multi_file_equals_the_hand_merge(multi, tmp_path):
     )  # one row per client x session: alliance, therapist alliance, outcome, covariates
 
 
+def test_perspectives_of_all_four_raters(multi):
+    p = multi.perspectives()
+    assert list(p.columns[2:]) == [
+        "alliance_client",
+        "alliance_therapist",
+        "alliance_observer",
+        "alliance_interpreter",
+    ]
+    assert (
+        p["alliance_observer"].notna().sum() == 48 and p["alliance_interpreter"].notna().sum() == 40
+    )
+    s = multi.sessions().merge(p, on=["client_id", "session"], how="left")
+    same = s["alliance"].notna()
+    assert np.allclose(s.loc[same, "alliance"], s.loc[same, "alliance_client"])
+
+
 def test_observers_mean_is_the_mean_of_the_coders_scores(multi):
     """combine: mean averages the coders' scores (the hand merge rounds item means instead)."""
     ob = al.read_table(MULTI / "alliance_observer.csv")
