@@ -227,7 +227,9 @@ def read_redcap(
     out["client_id"] = out["client_id"].astype(object)
     not_sessions: dict[int, str] = {}
     base_rows = pd.Series(dtype=object)
-    repeating = "redcap_repeat_instrument" in out.columns
+    # a classic project's base row (blank repeat instrument) holds the non-repeating forms; in a
+    # longitudinal project such rows are the events themselves and stay
+    repeating = "redcap_repeat_instrument" in out.columns and "redcap_event_name" not in out.columns
     if repeating:
         base = out["redcap_repeat_instrument"].isna()
         carried = [

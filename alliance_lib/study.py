@@ -638,7 +638,12 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         )
         full = (base / file).resolve()
         if check_files:
-            _expect(full.is_file(), path, "data", f"wave {wave}: data file {file} does not exist")
+            _expect(
+                full.is_file() or (full.is_dir() and any(full.rglob("*.parquet"))),
+                path,
+                "data",
+                f"wave {wave}: data file {file} does not exist (nor a folder of Parquet files)",
+            )
         files[wave] = full
     sources, cutoffs = (
         _parse_waves(path, base, raw["waves"], check_files) if "waves" in raw else ({}, {})

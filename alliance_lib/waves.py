@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_lib.errors import DataError
-from alliance_lib.io import apply_user_missing, read_table
+from alliance_lib.io import apply_user_missing, parquet_columns, read_table
 from alliance_lib.privacy import pseudonymise
 from alliance_lib.registry import get_instrument
 from alliance_lib.scoring import score
@@ -231,7 +231,10 @@ def _check_covariates(study: Study, df: pd.DataFrame, where: str) -> None:
 def _read_one_file(study: Study, wave: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     source = study.wave_file(wave)
     ids = [c for c in (study.columns.get("client"), study.columns.get("therapist")) if c]
-    raw = read_table(source, id_columns=[*ids, "client_id", "therapist_id"])
+    columns = None
+    if source.is_dir() or source.suffix.lower() in (".parquet", ".pq"):
+        columns = _needed_one_file(study, parquet_columns(source))  # column-oriented: read less
+    raw = read_table(source, id_columns=[*ids, "client_id", "therapist_id"], columns=columns)
     raw, spss = apply_user_missing(raw)
     spss["declared"] = "SPSS user-missing " + spss["declared"].astype(str)
     df = _rename_to_canonical(raw, study, source)
@@ -239,6 +242,15 @@ def _read_one_file(study: Study, wave: int) -> tuple[pd.DataFrame, pd.DataFrame]
         df["rater"] = "client"
     _check_covariates(study, df, source.name)
     return df, spss
+
+
+def _needed_one_file(study: Study, have: list[str]) -> list[str]:
+    """The columns of a one-file wave the analyses use (roles, items, totals, covariates)."""
+    want = {c for c in study.columns.values() if c} | set(CANONICAL.values())
+    want |= set(study.covariates) | set(study.totals.values())
+    for ident in study.instruments.values():
+        want |= set(get_instrument(ident, folder=study.instrument_folder).columns)
+    return [c for c in have if c in want]
 
 
 def wave_intake(study: Study, wave: int) -> WaveIntake:

@@ -443,6 +443,13 @@ def test_parquet_folder_source_reads_only_needed_columns(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert w.sources["quarantined"].sum() == len(ref.quarantine)
     assert any("read" in n and "Parquet" in n for n in w.notes)
+    (tmp_path / "folder.yaml").write_text(
+        (tmp_path / "one.yaml").read_text().replace("one.csv", "big")
+    )
+    folder = al.prepare_wave(al.load_study(tmp_path / "folder.yaml"), 1)  # the one-file form
+    assert "unused_free_text" not in folder.scored
+    c = folder.scored.set_index(keys).sort_index()[["wai_sr_total", "oq_total"]]
+    pd.testing.assert_frame_equal(c, b)
 
 
 EXAMPLES = [
