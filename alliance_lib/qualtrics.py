@@ -230,8 +230,14 @@ def recode_problems(
     Returns
     -------
     Series
-        One reason per row ('' where none), e.g. ``"wai_sr_3 = 6 is outside 1-5: Qualtrics
-        recode value 6 of Q2_3 ('... - WAI-SR item 3'); check the question's Recode Values"``.
+        One reason per row ('' where none), naming the recode value, the Qualtrics column and
+        its question text.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"wai_sr_3": [4, 6]})
+    >>> recode_problems(d, {"wai_sr_3": "Q2_3"}, 1, 5, {"Q2_3": "WAI-SR item 3"}).iloc[1][:72]
+    "wai_sr_3 = 6 is outside 1-5: Qualtrics recode value 6 of Q2_3 ('WAI-SR i"
     """
     out = pd.Series("", index=data.index, dtype=object)
     for col, original in columns.items():

@@ -304,6 +304,16 @@ def read_source(
     StudyError
         A column the YAML names is not in the file (the message names the file, the key and the
         columns there), or the source gives no way to find the session.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from alliance_lib.study import load_study
+    >>> here = Path(__file__).parents[1] / "tests" / "data" / "intake" / "multi_file"
+    >>> study = load_study(here / "study.yaml")
+    >>> outcome = read_source(study.sources[1][5], study)  # numbered by appointment, offset -1
+    >>> outcome.rows_in, sorted(outcome.rows["session"].unique())[:3]
+    (190, [0.0, 1.0, 2.0])
     """
     notes: list[str] = []
     used = pd.DataFrame(columns=["column", "code", "n", "declared"])
@@ -767,6 +777,17 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
     rejected with the client's session rows flagged); their values are carried to every session
     row of the client, and a value also given on a session row must agree. A client-level row
     whose client has no session row is rejected. A client with two therapists is flagged.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from alliance_lib.study import load_study
+    >>> here = Path(__file__).parents[1] / "tests" / "data" / "intake" / "multi_file"
+    >>> study = load_study(here / "study.yaml")
+    >>> demo, therapist = (read_source(s, study) for s in study.sources[1][:2])
+    >>> intake = merge_sources([demo, therapist])
+    >>> len(intake.table), "age" in intake.table, len(intake.flagged)
+    (166, True, 0)
     """
     notes = [n for p in parts for n in p.notes]
     rejected = []
@@ -918,17 +939,20 @@ def merge_sources(parts: list[SourceRows]) -> WaveIntake:
     if "therapist_id" in table:
         n_th = table.groupby("client_id")["therapist_id"].nunique()
         two = n_th.index[n_th > 1]
-        for key in table.index[table["client_id"].isin(two)]:
-            ths = ", ".join(
-                sorted(
-                    table.loc[table["client_id"] == table.at[key, "client_id"], "therapist_id"]
-                    .dropna()
-                    .unique()
-                )
+        if len(two):
+            names = (
+                table[table["client_id"].isin(two)]
+                .groupby("client_id")["therapist_id"]
+                .agg(lambda t: ", ".join(sorted(t.dropna().astype(str).unique())))
             )
-            flagged.setdefault(int(key), []).append(
-                f"the client has more than one therapist ({ths})"
+            hit = table["client_id"].isin(two)
+            texts = (
+                "the client has more than one therapist ("
+                + table.loc[hit, "client_id"].map(names)
+                + ")"
             )
+            for key, text in texts.items():
+                flagged.setdefault(int(key), []).append(text)
 
     rej = (
         pd.concat(rejected, ignore_index=True)

@@ -288,6 +288,20 @@ def test_client_level_values_constant_and_carried(tmp_path):
     assert a["age"].tolist() == [30]  # carried to the session rows of A
 
 
+def test_a_client_with_two_therapists_is_quarantined(tmp_path):
+    items = ",".join(WAI)
+    (tmp_path / "a.csv").write_text(
+        f"client_id,therapist_id,session,{items}\nA,T1,1,{ROW}\nA,T2,2,{ROW}\nB,T1,1,{ROW}\n"
+    )
+    (tmp_path / "study.yaml").write_text(
+        "study: Small\nwaves:\n  1:\n    sources:\n      - {file: a.csv}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    assert len(w.scored) == 1 and len(w.quarantine) == 2
+    assert w.quarantine["reason"].str.startswith("the client has more than one therapist (T-").all()
+
+
 def test_duplicate_in_one_source_quarantines_every_copy(tmp_path):
     study = _two_sources(tmp_path, f"A,1,,{ROW}\nA,1,,{ROW}\nA,2,,{ROW}\n", "A,1,,2\n")
     w = al.prepare_wave(al.load_study(study), 1)
