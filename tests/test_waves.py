@@ -195,3 +195,24 @@ def test_absent_instrument_columns_stop_before_any_kernel(tmp_path):
     with pytest.raises(StudyError) as err:
         read_wave(al.load_study(path), 1)
     assert err.value.key == "instruments.alliance.total"
+
+
+def test_mapped_id_columns_are_text_in_one_file(tmp_path):
+    """Silent result 1 in the one-file form: a mapped ID column keeps 000001 and 012 vs 0012,
+    and a typed number 101 (a float in SPSS) is "101", not "101.0"."""
+    d = _long(n_clients=2).rename(columns={"client_id": "Client number"})
+    d["Client number"] = ["000001", "000001", "012", "012"]
+    extra = d.iloc[:2].assign(**{"Client number": "0012"})
+    pd.concat([d, extra]).to_csv(tmp_path / "w1.csv", index=False)
+    path = _study(
+        tmp_path,
+        "data: {1: w1.csv}\ncolumns: {client: Client number}\ninstruments: {alliance: wai-sr}\n",
+    )
+    assert sorted(set(read_wave(al.load_study(path), 1)["client_id"])) == ["000001", "0012", "012"]
+    s = _long(n_clients=1).astype({c: float for c in WAI}).rename(columns={"client_id": "pid"})
+    s["pid"] = 101.0
+    pyreadstat.write_sav(s, tmp_path / "w2.sav")
+    path = _study(
+        tmp_path, "data: {1: w2.sav}\ncolumns: {client: pid}\ninstruments: {alliance: wai-sr}\n"
+    )
+    assert set(read_wave(al.load_study(path), 1)["client_id"]) == {"101"}
