@@ -489,3 +489,30 @@ def test_every_intake_example_reaches_prepare_wave(yaml_file, wave):
     assert len(w.scored) > 0
     assert all(p.exists() for p in study.wave_files(wave))
     assert not w.quarantine["client_id"].astype(str).str.match(r"(CL-|P0|PW0)").any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("yaml_file", "wave"), [("multi_file/study.yaml", 1), ("redcap/study.yaml", 2)]
+)
+def test_report_template_runs_on_a_wave_of_sources(tmp_path, yaml_file, wave):
+    """The report notebook (papermill, kernel python3) on a wave of sources: every row read is
+    analysed or quarantined. (run_report itself needs provenance over Study.wave_files.)"""
+    import json
+
+    import papermill as pm
+
+    from alliance_lib.report import KERNEL, TEMPLATE
+
+    pm.execute_notebook(
+        str(TEMPLATE),
+        str(tmp_path / "report.ipynb"),
+        parameters={"study_yaml": str(INTAKE / yaml_file), "wave": wave, "out_dir": str(tmp_path)},
+        kernel_name=KERNEL,
+        cwd=str(TEMPLATE.parent),
+        progress_bar=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+    dq = json.loads((tmp_path / "results.json").read_text())["data_quality"]
+    w = al.prepare_wave(al.load_study(INTAKE / yaml_file), wave)
+    assert dq["rows_read"] == w.n_read == dq["rows_analysed"] + dq["rows_quarantined"]
