@@ -11,6 +11,7 @@ guessed silently. The draft loads with :func:`alliance_lib.study.load_study` as 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -138,10 +139,7 @@ def draft_study(paths, *, name: str | None = None, base: str | Path | None = Non
         if kind == "file" and _find(cols, "session") and _find(cols, "date"):
             dated_session_file = dated_session_file or path
     for path, df, kind, cols in infos:
-        try:
-            rel = path.resolve().relative_to(base.resolve()).as_posix()
-        except ValueError:
-            rel = path.name
+        rel = Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
         lines = [f"      - {kind}: {_quote(rel)}"]
         roles = {r: _find(cols, r) for r in _ROLE_PATTERNS}
         if kind == "redcap":

@@ -138,11 +138,19 @@ class Source:
 
     @property
     def files(self) -> list[Path]:
-        """Every file this source reads (the export and, for REDCap, its data dictionary)."""
-        out = [self.path]
+        """Every file this source reads: the file (each file of a Parquet folder, sorted) and,
+        for REDCap, its data dictionary."""
+        out = _files_of(self.path)
         if self.options.get("dictionary") is not None:
             out.append(self.options["dictionary"])
         return out
+
+
+def _files_of(path: Path) -> list[Path]:
+    """A file, or every file under a folder (a partitioned Parquet dataset), sorted."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path]
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,8 @@ class Study:
         return self.data[wave]
 
     def wave_files(self, wave: int) -> list[Path]:
-        """Every input file of a wave, in the order of the YAML (for provenance hashing).
+        """Every input file of a wave, in the order of the YAML (for provenance hashing): each
+        source's file, a REDCap data dictionary, every file of a Parquet folder.
 
         Examples
         --------
@@ -201,7 +210,7 @@ class Study:
         ['wave2.csv']
         """
         if wave in self.data:
-            return [self.data[wave]]
+            return _files_of(self.data[wave])
         if wave not in self.sources:
             raise StudyError(
                 self.path, "data", f"wave {wave} is not defined; defined waves: {self.waves}"

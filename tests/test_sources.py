@@ -457,6 +457,8 @@ def test_parquet_folder_source_reads_only_needed_columns(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert w.sources["quarantined"].sum() == len(ref.quarantine)
     assert any("read" in n and "Parquet" in n for n in w.notes)
+    parts = study.wave_files(1)
+    assert len(parts) == 2 and all(p.suffix == ".parquet" for p in parts)  # one per partition
     (tmp_path / "folder.yaml").write_text(
         (tmp_path / "one.yaml").read_text().replace("one.csv", "big")
     )
