@@ -1,5 +1,6 @@
 """Study YAML: loads the demo; bad input gives a message naming the file, the key and the fix."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,58 @@ def test_therapist_alliance_needs_a_therapist_source(tmp_path):
 def test_demo_wave_files():
     s = load_study(DEMO)
     assert s.wave_files(3) == [s.data[3]]
+
+
+DESIGN_EXAMPLE = """study: Clinic alliance study
+waves:
+  1:
+    cutoff: 2026-03-31                  # optional: data up to this date
+    sources:
+      - file: demographics.csv          # csv, tsv, xlsx, sav, parquet file or parquet folder
+        level: client                   # one row per client, carried to every session row
+        columns: {client: "Client ID", therapist: clinician}
+      - file: alliance_client.csv
+        rater: client                   # client | therapist | observer | interpreter
+        items: {wai-sr: "wai_{n}"}      # item columns of an instrument; {n} = item number
+        columns: {client: client_id, date: completed_on}
+        date_format: "%d/%m/%Y"
+        session_from: {date: completed_on, match: alliance_therapist.csv, within_days: 3}
+      - file: alliance_therapist.csv
+        rater: therapist
+      - file: alliance_observer.csv
+        rater: observer
+        rater_id: coder                 # several raters of one role
+        combine: mean                   # or keep (one row per rater; inter-coder ICC)
+      - file: outcome.csv
+        columns: {session: appointment}
+        session_offset: -1              # appointment 1 = assessment = session 0
+      - redcap: export.csv              # REDCap "CSV (raw data)" export
+        dictionary: dictionary.csv      # optional data dictionary
+        session_from: event             # event | instance | {date: session_date}
+        event_session: 'session_(\\d+)'  # event name -> session number; intake_events -> 0
+        intake_events: [intake]
+      - qualtrics: responses.csv
+        responses: finished             # finished | all
+      - file: wide.sav
+        layout: wide
+        pattern: "wai{n}_s{session}"     # one row per client -> long
+missing_codes: [-99, NASK, UNK]         # numbers or text; a .sav's declared codes are added
+instruments:
+  alliance: wai-sr
+  outcome: {id: phq-9, total: phq9_total}   # a pre-scored total column instead of items
+"""
+
+
+def test_design_md_sources_example_parses(tmp_path):
+    """The example of DESIGN.md, "Study YAML: sources", verbatim (key names are fixed there)."""
+    names = re.findall(r"(?:file|redcap|qualtrics|dictionary): ([\w.]+)", DESIGN_EXAMPLE)
+    for name in names:
+        (tmp_path / name).write_text("x\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(DESIGN_EXAMPLE)
+    s = load_study(path)
+    kinds = [src.kind for src in s.sources[1]]
+    assert kinds == ["file"] * 5 + ["redcap", "qualtrics", "file"]
+    assert s.sources[1][4].session_offset == -1 and s.sources[1][7].layout == "wide"
+    assert s.missing_codes == (-99, "NASK", "UNK") and s.totals == {"outcome": "phq9_total"}
+    assert [p.name for p in s.wave_files(1)] == list(dict.fromkeys(names))
