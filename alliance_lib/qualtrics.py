@@ -182,33 +182,34 @@ def read_qualtrics(
         keep |= keys.isna().any(axis=1).to_numpy()  # no key: validation reports it
         drop(~keep, "superseded by a later (finished) response of the same client and session")
     warnings = [f"{file}: {len(d)} response(s) left out: {d['reason'].iloc[0]}" for d in dropped]
-    if client:
-        warnings += _near_duplicate_ids(out["client_id"], file)
+    near = _near_duplicate_ids(out["client_id"]) if client else []
+    warnings += [
+        f"{file}: client IDs that are probably one client typed differently: "
+        + ", ".join(repr(v) for v in g)
+        + " (they are kept apart; correct them in the export if they are one client)"
+        for g in near
+    ]
     out.attrs = {
         "source": str(path),
         "format": "qualtrics",
         "codebook": codebook,
         "dropped": pd.concat(dropped, ignore_index=True).to_dict("records") if dropped else [],
         "warnings": warnings,
+        "near_duplicate_ids": near,
     }
     return out
 
 
-def _near_duplicate_ids(ids: pd.Series, file: str) -> list[str]:
-    """IDs equal once case, punctuation, letters before digits and leading zeros are ignored."""
+def _near_duplicate_ids(ids: pd.Series) -> list[list[str]]:
+    """Groups of IDs equal once case, punctuation, letters before digits and leading zeros are
+    ignored (``CL-0101``, ``cl-0101``, ``101``)."""
     uniq = pd.Series(ids.dropna().astype(str).unique())
     if uniq.empty:
         return []
     key = uniq.str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
     key = key.str.replace(r"^[A-Z]+(?=\d)", "", regex=True).str.lstrip("0")
     groups = uniq.groupby(key.to_numpy()).agg(list)
-    groups = groups[groups.map(len) > 1]
-    return [
-        f"{file}: client IDs that are probably one client typed differently: "
-        + ", ".join(repr(v) for v in g)
-        + " (they are kept apart; correct them in the export if they are one client)"
-        for g in groups
-    ][:20]
+    return [list(g) for g in groups[groups.map(len) > 1]][:20]
 
 
 def recode_problems(

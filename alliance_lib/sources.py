@@ -31,6 +31,7 @@ import pandas as pd
 
 from alliance_lib.errors import DataError
 from alliance_lib.io import apply_user_missing, parquet_columns, read_table, to_long
+from alliance_lib.privacy import pseudonymise
 from alliance_lib.study import RATER_ROLES, Source, Study, StudyError
 
 __all__ = [
@@ -346,7 +347,13 @@ def read_source(
         df = read_qualtrics(
             src.path, responses=src.options.get("responses", "finished"), client=cl, session=se
         )
-        notes += df.attrs.get("warnings", [])
+        notes += [n for n in df.attrs.get("warnings", []) if "typed differently" not in n]
+        for group in df.attrs.get("near_duplicate_ids", []):  # IDs in notes: pseudonyms only
+            shown = pseudonymise(pd.Series(group, dtype=object), salt=study.salt, prefix="C")
+            notes.append(
+                f"{src.name}: client IDs that are probably one client typed differently: "
+                f"{', '.join(shown)} (kept apart; correct them in the export if they are one)"
+            )
         codebook_attrs = df.attrs
         rest = {k: v for k, v in src.columns.items() if k not in ("client", "session")}
         _check_mapped(src, study, df.columns, roles=set(rest))

@@ -62,7 +62,8 @@ def test_wave_of_a_qualtrics_source():
     assert w.sources.to_dict("records") == [
         {"source": WAI.name, "rows_in": 42, "analysed": 40, "quarantined": 2}
     ]
-    assert any("probably one client typed differently" in n for n in w.notes)
+    near = [n for n in w.notes if "probably one client typed differently" in n]
+    assert len(near) == 1 and "CL-0101" not in near[0] and near[0].count("C-") == 3
 
 
 def test_not_a_qualtrics_export(tmp_path):
