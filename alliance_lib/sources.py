@@ -993,7 +993,7 @@ def _numbering_hints(stack: pd.DataFrame) -> list[str]:
     if ok.empty:
         return out
     span = ok.groupby(["_source", "client_id"])["session"].agg(["min", "max"])
-    names = list(dict.fromkeys(ok["_source"]))
+    names = list(pd.unique(ok["_source"]))
     for a in names:
         for b in names:
             if a == b:
