@@ -43,6 +43,8 @@ def _header(path: Path) -> tuple[pd.DataFrame, str]:
             return read_qualtrics(path, responses="all"), "qualtrics"
         if rows and rows[0] and {"redcap_event_name", "redcap_repeat_instrument"} & set(rows[0]):
             return read_table(path, id_columns=[rows[0][0]]), "redcap"
+        if rows and rows[0] and rows[0][0].strip() == "Variable / Field Name":
+            return pd.DataFrame(), "dictionary"
     return read_table(path), "file"
 
 
@@ -132,8 +134,12 @@ def draft_study(paths, *, name: str | None = None, base: str | Path | None = Non
     sources, instruments = [], {}
     dated_session_file = None
     infos = []
+    dictionary = None
     for path in paths:
         df, kind = _header(path)
+        if kind == "dictionary":  # a REDCap data dictionary: attached to the REDCap sources
+            dictionary = path
+            continue
         cols = [str(c) for c in df.columns]
         infos.append((path, df, kind, cols))
         if kind == "file" and _find(cols, "session") and _find(cols, "date"):
@@ -141,6 +147,9 @@ def draft_study(paths, *, name: str | None = None, base: str | Path | None = Non
     for path, df, kind, cols in infos:
         rel = Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
         lines = [f"      - {kind}: {_quote(rel)}"]
+        if kind == "redcap" and dictionary is not None:
+            d_rel = Path(os.path.relpath(dictionary.resolve(), base.resolve())).as_posix()
+            lines.append(f"        dictionary: {_quote(d_rel)}")
         roles = {r: _find(cols, r) for r in _ROLE_PATTERNS}
         if kind == "redcap":
             roles["client"] = None  # the record id, always the first column

@@ -62,6 +62,11 @@ def test_draft_of_the_multi_file_trial_loads_and_matches(tmp_path):
         ("qualtrics", ["qualtrics_wai_sr.csv"], 'items: {wai-sr: "Q2_{n}"}'),
         ("spss", None, 'pattern: "{column}_s{session}"'),
         ("redcap", ["redcap_repeating_raw.csv"], "session_from: {date: session_date}"),
+        (
+            "redcap",
+            ["redcap_longitudinal_raw.csv", "redcap_data_dictionary.csv"],
+            'dictionary: "redcap_data_dictionary.csv"',
+        ),
         ("routine_systems", ["oq_analyst_like_HYPOTHETICAL.csv"], 'date_format: "%m/%d/%Y"'),
     ],
 )
