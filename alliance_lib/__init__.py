@@ -39,6 +39,9 @@ _API_MODULES = (
     "monitoring",
     "talking_therapies",
     "cross_lagged",
+    "sources",
+    "redcap",
+    "qualtrics",
 )
 #: Submodules reachable as attributes (``al.plots.trajectory_plot``).
 _SUBMODULES = ("plots", "privacy", "sections", "engine")

@@ -7,6 +7,7 @@ alliance validate FILE --instrument ID [-o OUT]     list rows that cannot be sco
 alliance instruments [--folder DIR]                 list the known instruments
 alliance simulate -o OUT.csv [--n-clients N]        simulate a study (or --demo-study DIR)
 alliance key STUDY.yaml [--create]                  where the pseudonym key comes from
+alliance init DATA... [-o study.yaml]               draft a study YAML from the files' headers
 """
 
 from __future__ import annotations
@@ -167,6 +168,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from alliance_lib.init_study import draft_study, write_draft
+
+    if args.output is None:
+        sys.stdout.write(draft_study(args.data, name=args.name))
+        return 0
+    out = write_draft(args.data, args.output, name=args.name, force=args.force)
+    print(f"draft study -> {out}; check every line marked REVIEW")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alliance_lib._version import __version__
 
@@ -236,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="create a random key file in the configuration folder when none is configured",
     )
     p.set_defaults(func=_cmd_key)
+    p = sub.add_parser("init", help="draft a study YAML from the data files' headers")
+    p.add_argument("data", type=Path, nargs="+", help="the data files of a wave")
+    p.add_argument("--output", "-o", type=Path, default=None, help="YAML to write (default: print)")
+    p.add_argument("--name", default=None, help="the study's name")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_init)
     return parser
 
 

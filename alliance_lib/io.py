@@ -30,6 +30,8 @@ __all__ = [
     "Codebook",
     "ReadError",
     "ReshapeError",
+    "apply_user_missing",
+    "parquet_columns",
     "read_sav",
     "read_table",
     "to_long",
@@ -1273,6 +1275,129 @@ def read_sav(
     return df, book
 
 
+def _is_parquet_folder(path: Path) -> bool:
+    """A folder holding Parquet files (a dataset, e.g. hive-partitioned ``site=a/part-0.parquet``)."""
+    return path.is_dir() and any(path.rglob("*.parquet"))
+
+
+def parquet_columns(path: str | Path) -> list[str]:
+    """Column names of a Parquet file or partitioned Parquet folder, read from the schema only.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "big"
+    >>> pd.DataFrame({"client_id": ["1", "2"], "site": ["a", "b"], "x": [1, 2]}).to_parquet(
+    ...     folder, partition_cols=["site"])
+    >>> parquet_columns(folder)
+    ['client_id', 'x', 'site']
+    """
+    import pyarrow.dataset as ds
+
+    return list(ds.dataset(str(path), format="parquet", partitioning="hive").schema.names)
+
+
+def _read_parquet(path: Path, file: str, columns: Sequence[str] | None) -> pd.DataFrame:
+    """A Parquet file or folder (pyarrow dataset, hive partitions) reading only `columns`."""
+    import pyarrow.dataset as ds
+
+    try:
+        dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
+        names = list(dataset.schema.names)
+    except Exception as err:  # pyarrow raises ArrowInvalid/OSError for damaged files
+        raise ReadError(
+            f"cannot be read as a Parquet file ({type(err).__name__}: {err})",
+            file=file,
+            hint="write it again with DataFrame.to_parquet or arrow::write_parquet",
+        ) from err
+    if columns is not None:
+        absent = [c for c in columns if c not in names]
+        if absent:
+            near = _suggest(absent[0], names)
+            raise ReadError(
+                f"required column {absent[0]!r} is missing",
+                file=file,
+                column=absent[0],
+                hint=f"did you mean {near!r}?" if near else f"the columns are {names[:20]}",
+            )
+    keep = [c for c in names if columns is None or c in set(columns) or c == "row"]
+    try:
+        raw = dataset.to_table(columns=keep).to_pandas()
+    except Exception as err:
+        raise ReadError(
+            f"cannot be read as a Parquet file ({type(err).__name__}: {err})",
+            file=file,
+            hint="write it again with DataFrame.to_parquet or arrow::write_parquet",
+        ) from err
+    for col in raw.columns:  # partition keys arrive as categoricals
+        if isinstance(raw[col].dtype, pd.CategoricalDtype):
+            raw[col] = raw[col].astype(object)
+    if "row" in raw.columns and pd.api.types.is_integer_dtype(raw["row"]):
+        raw = raw.set_index("row")
+    return raw
+
+
+def apply_user_missing(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Set the SPSS user-missing cells of a table read from a ``.sav`` to missing, per column.
+
+    Each column's own declarations (``df.attrs["user_missing"]``, from `read_sav`) are applied to
+    that column only: a file declaring 98-99 missing for its alliance items and -9 for an outcome
+    total keeps an outcome total of 98.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A table from `read_table` / `read_sav` (other tables are returned unchanged).
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The table with those cells NaN, and one row per column x declared code that occurred:
+        ``column``, ``code``, ``n`` (cells), ``declared`` (the SPSS declaration as text).
+
+    Notes
+    -----
+    SPSS keeps user-missing codes as values and excludes them from every analysis; `read_sav`
+    keeps them as codes (so they are seen and counted) and this function applies SPSS's rule.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pyreadstat
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.sav"
+    >>> pyreadstat.write_sav(pd.DataFrame({"wai1": [4.0, 99.0], "oqtot": [99.0, -9.0]}), p,
+    ...                      missing_ranges={"wai1": [{"lo": 98.0, "hi": 99.0}], "oqtot": [-9.0]})
+    >>> out, used = apply_user_missing(read_table(p))
+    >>> out["oqtot"].tolist(), used.to_dict("records")[0]
+    ([99.0, nan], {'column': 'wai1', 'code': 99.0, 'n': 1, 'declared': '98 to 99'})
+    """
+    declared = df.attrs.get("user_missing") or {}
+    lines = []
+    out = df
+    for col, ranges in declared.items():
+        if col not in df.columns or not pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = df[col].to_numpy(dtype=float, na_value=np.nan)
+        hit = np.zeros(len(df), dtype=bool)
+        for lo, hi in ranges:
+            mask = (values >= lo) & (values <= hi)
+            if mask.any():
+                codes, counts = np.unique(values[mask], return_counts=True)
+                text = (
+                    f"{_nice_value(lo)}" if lo == hi else f"{_nice_value(lo)} to {_nice_value(hi)}"
+                )
+                lines += [
+                    {"column": col, "code": float(c), "n": int(k), "declared": text}
+                    for c, k in zip(codes, counts, strict=True)
+                ]
+            hit |= mask
+        if hit.any():
+            if out is df:
+                out = df.copy()
+            out[col] = pd.Series(np.where(hit, np.nan, values), index=df.index)
+    used = pd.DataFrame(lines, columns=["column", "code", "n", "declared"])
+    return out, used.astype({"n": np.int64})
+
+
 def _check_path(path: Path, file: str) -> None:
     if not path.exists():
         near = (
@@ -1303,6 +1428,7 @@ def read_table(
     required: Sequence[str] = (),
     na_values: Sequence[str] = DEFAULT_NA,
     allow_empty: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read a CSV/TSV, XLSX, SPSS ``.sav`` or Parquet file into a table with file row numbers.
 
@@ -1310,7 +1436,8 @@ def read_table(
     ----------
     path : str or Path
         The file; the format comes from the extension (``.csv .tsv .tab .txt .xlsx .xlsm .sav
-        .zsav .parquet .pq``).
+        .zsav .parquet .pq``). A folder of Parquet files (a partitioned dataset, e.g. written
+        with ``partition_cols=``) is read as one table, partition keys as columns.
     sheet : str or int, optional
         XLSX sheet name or 0-based position (default: the first sheet; the others are noted).
     encoding : str, optional
@@ -1338,6 +1465,10 @@ def read_table(
     allow_empty : bool
         A file with a header but no data rows raises `ReadError` unless this is True, in which
         case an empty table with those columns is returned and ``attrs["warnings"]`` says so.
+    columns : sequence of str, optional
+        Only these columns (in the file's order). Parquet reads only them from disk (a
+        column-oriented format: unread columns cost nothing); other formats drop the rest after
+        reading. A column that does not exist is a `ReadError` with a did-you-mean.
 
     Returns
     -------
@@ -1413,6 +1544,11 @@ def read_table(
         raise ValueError(f"decimal must be None, '.' or ',', not {decimal!r}")
     if header != "auto" and not (isinstance(header, int) and header >= 1):
         raise ValueError(f"header must be 'auto' or a 1-based row number, not {header!r}")
+    if _is_parquet_folder(path):
+        df = _tidy_typed(_read_parquet(path, file, columns), file, id_columns, start=1)
+        df.attrs.update(source=file, format="parquet dataset", warnings=[])
+        _check_required(df, required, file, df.attrs)
+        return df
     _check_path(path, file)
     ext = path.suffix.lower()
     kind = _EXTENSIONS.get(ext)
@@ -1426,21 +1562,13 @@ def read_table(
     if kind == "sav":
         df, _ = read_sav(path, encoding=encoding, id_columns=id_columns)
         _check_required(df, required, file, df.attrs)
-        return df
+        return _select(df, columns, file)
     if path.stat().st_size == 0:
         raise ReadError("the file is empty (0 bytes)", file=file, hint="check the export")
     notes: list[str] = []
     attrs: dict = {"source": file}
     if kind == "parquet":
-        try:
-            raw = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises ArrowInvalid/OSError for damaged files
-            raise ReadError(
-                f"cannot be read as a Parquet file ({type(err).__name__}: {err})",
-                file=file,
-                hint="write it again with DataFrame.to_parquet or arrow::write_parquet",
-            ) from err
-        df = _tidy_typed(raw, file, id_columns, start=1)
+        df = _tidy_typed(_read_parquet(path, file, columns), file, id_columns, start=1)
         attrs["format"] = "parquet"
     else:
         if kind == "excel":
@@ -1469,7 +1597,7 @@ def read_table(
                 attrs["warnings"] = notes
                 df.attrs.update(attrs)
                 _check_required(df, required, file, attrs)
-                return df
+                return _select(df, columns, file)
             grid, lines, counts = _tokenise(
                 text, file, delimiter=delimiter, notes=notes, attrs=attrs
             )
@@ -1496,7 +1624,17 @@ def read_table(
     attrs["warnings"] = notes
     df.attrs.update(attrs)
     _check_required(df, required, file, attrs)
-    return df
+    return _select(df, columns, file)
+
+
+def _select(df: pd.DataFrame, columns: Sequence[str] | None, file: str) -> pd.DataFrame:
+    if columns is None:
+        return df
+    _check_required(df, list(columns), file, df.attrs)
+    keep = set(columns)
+    out = df[[c for c in df.columns if c in keep]]
+    out.attrs = dict(df.attrs)
+    return out
 
 
 # ------------------------------------------------------------------------------- wide <-> long

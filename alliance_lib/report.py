@@ -29,7 +29,7 @@ from pathlib import Path
 from alliance_lib._version import __version__
 from alliance_lib.errors import ReportError
 from alliance_lib.study import Study, load_study
-from alliance_lib.waves import read_wave
+from alliance_lib.waves import prepare_wave
 
 __all__ = ["run_report", "ReportError", "TEMPLATE", "report_dir", "report_files"]
 
@@ -476,9 +476,12 @@ def _run_wave(
 ) -> Path:
     flag = _flag(out_flag)
     wave = study.waves[-1] if wave is None else int(wave)
-    # fail fast, before a kernel starts: unknown wave, unreadable file, absent id or covariate
-    # columns raise StudyError / ReadError with the file and the problem
-    read_wave(study, wave)
+    # fail fast, before a kernel starts: an unknown wave, an unreadable file, a mapped column that
+    # is absent, or a wave with no analysable row raise StudyError / DataError naming the file,
+    # the key and the problem (the prepared wave is discarded: the notebook prepares its own)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_wave(study, wave)
     target = report_dir(study, wave, root).resolve()
     base = study.path.parent
     template = Path(template).resolve() if template is not None else TEMPLATE

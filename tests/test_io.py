@@ -653,3 +653,57 @@ def test_fast_path_with_many_rows_starting_with_an_empty_field(tmp_path, monkeyp
     assert fast.attrs["blank_rows_dropped"] == [1002, 4003, 5004]
     assert len(fast) == 6000 and fast["note"].isna().all()
     assert fast.loc[1003, "client_id"] == "1000" and fast.loc[1003, "x"] == 0
+
+
+# ---------------------------------------------------------- Parquet folders, columns=, SPSS codes
+
+
+def test_parquet_folder_reads_partitions_and_only_the_columns_asked(tmp_path):
+    from alliance_lib.io import parquet_columns
+
+    d = pd.DataFrame(
+        {
+            "client_id": [101, 102, 103, 104],
+            "site": ["a", "a", "b", "b"],
+            "wai_sr_1": [4, 5, 3, 2],
+            "notes": ["x", "y", "z", "w"],
+        }
+    )
+    d.to_parquet(tmp_path / "big", partition_cols=["site"])
+    assert parquet_columns(tmp_path / "big") == ["client_id", "wai_sr_1", "notes", "site"]
+    df = read_table(tmp_path / "big", columns=["client_id", "site", "wai_sr_1"])
+    assert list(df.columns) == ["client_id", "wai_sr_1", "site"]
+    assert sorted(df["client_id"]) == ["101", "102", "103", "104"]  # IDs as text
+    assert sorted(df["site"]) == ["a", "a", "b", "b"] and df.attrs["format"] == "parquet dataset"
+    with pytest.raises(ReadError, match="required column 'wai_sr_2' is missing") as err:
+        read_table(tmp_path / "big", columns=["wai_sr_2"])
+    assert "wai_sr_1" in err.value.hint
+
+
+def test_columns_selects_in_csv_too(tmp_path):
+    p = write(tmp_path, "w.csv", "client_id,session,x\n007,1,2\n")
+    df = read_table(p, columns=["client_id", "x"])
+    assert list(df.columns) == ["client_id", "x"] and df["client_id"].tolist() == ["007"]
+    with pytest.raises(ReadError, match="required column 'y'"):
+        read_table(p, columns=["y"])
+
+
+def test_apply_user_missing_is_per_column(tmp_path):
+    from alliance_lib.io import apply_user_missing
+
+    p = tmp_path / "w.sav"
+    pyreadstat.write_sav(
+        pd.DataFrame({"item": [1.0, 98.0, 99.0, 3.0], "total": [98.0, -9.0, 40.0, 99.0]}),
+        p,
+        missing_ranges={"item": [{"lo": 98.0, "hi": 99.0}], "total": [-9.0]},
+    )
+    out, used = apply_user_missing(read_table(p))
+    assert out["item"].isna().tolist() == [False, True, True, False]
+    assert out["total"].tolist()[0] == 98.0 and np.isnan(out["total"].tolist()[1])
+    assert used[["column", "code", "n"]].to_dict("records") == [
+        {"column": "item", "code": 98.0, "n": 1},
+        {"column": "item", "code": 99.0, "n": 1},
+        {"column": "total", "code": -9.0, "n": 1},
+    ]
+    plain = read_table(write(tmp_path, "a.csv", "x\n1\n"))
+    assert apply_user_missing(plain)[0] is plain
