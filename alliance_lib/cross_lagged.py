@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits
 
-from alliance_lib.alliance_outcome import _as_float, _check_unique_sessions, _require_columns
+from alliance_lib.alliance_outcome import _check_unique_sessions
 from alliance_lib.engine.panel import (
     RamFit,
     RamSpec,
@@ -37,6 +37,7 @@ from alliance_lib.engine.panel import (
     saturated_fit,
 )
 from alliance_lib.errors import DataError
+from alliance_lib.frame import model_frame
 from alliance_lib.trajectories import ModelError
 
 __all__ = ["CrossLaggedFit", "fit_cross_lagged", "cross_lagged_syntax"]
@@ -632,16 +633,16 @@ def _fit_indices(spec, fit: RamFit, pat, h1, base) -> dict:
 
 # ----------------------------------------------------------------------------- data
 def _wide(data, alliance, outcome, client, session, waves, min_clients):
-    _require_columns(data, [client, session, alliance, outcome])
-    df = data[[client, session, alliance, outcome]]
-    if df[client].isna().any():
-        row = df.index[int(np.flatnonzero(df[client].isna().to_numpy())[0])]
-        raise ModelError(
-            f"column {client!r} has a missing id in row {row!r}", column=client, row=row
-        )
-    sess = _as_float(df, session, allow_missing=False)
-    a = _as_float(df, alliance)
-    y = _as_float(df, outcome)
+    mf = model_frame(
+        data,
+        {"client": client, "session": session, "alliance": alliance, "outcome": outcome},
+        numeric=["session", "alliance", "outcome"],
+        ids=["client"],
+        required=["client", "session"],
+        what="fit_cross_lagged",
+    )
+    df = mf.data
+    sess, a, y = mf.values("session"), mf.values("alliance"), mf.values("outcome")
     _check_unique_sessions(df, client, session)
     codes, uniq = pd.factorize(df[client], sort=True)
     if waves is None:

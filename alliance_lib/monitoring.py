@@ -30,6 +30,7 @@ from alliance_lib._simulate_response import (
     ideal_failure_probability,
 )
 from alliance_lib.errors import DataError
+from alliance_lib.frame import require_columns, to_float
 from alliance_lib.trajectories import _trajectory_columns, fit_trajectory
 
 # FAILURES, STATES and auc stay in the module namespace (al.monitoring.auc): generic names
@@ -54,29 +55,12 @@ DIRECTIONS = ("higher_is_worse", "higher_is_better")
 
 
 # --------------------------------------------------------------------------- data intake
-def _need(data: pd.DataFrame, cols) -> None:
-    for c in cols:
-        if c is not None and c not in data.columns:
-            raise DataError(
-                f"column {c!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
-                column=c,
-                hint="pass the column names with client=, session=, therapist=",
-            )
+def _need(data: pd.DataFrame, cols, what: str = "monitoring") -> None:
+    require_columns(data, [c for c in cols if c is not None], what)
 
 
 def _numeric(s: pd.Series, name: str) -> np.ndarray:
-    out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna()
-    if bad.any():
-        row = bad.idxmax()
-        raise DataError(
-            f"column {name!r} must be numeric; row {row!r} holds {s.loc[row]!r}",
-            column=name,
-            row=row,
-            value=s.loc[row],
-            hint="score the instrument first",
-        )
-    return out.to_numpy(dtype=float)
+    return to_float(s, name, what="monitoring")
 
 
 def _frame(data, outcome, client, session, therapist, intake_session, sign):

@@ -476,18 +476,18 @@ def _run_wave(
 ) -> Path:
     flag = _flag(out_flag)
     wave = study.waves[-1] if wave is None else int(wave)
-    # fail fast, before a kernel starts: an unknown wave, an unreadable file, a mapped column that
-    # is absent, or a wave with no analysable row raise StudyError / DataError naming the file,
-    # the key and the problem (the prepared wave is discarded: the notebook prepares its own)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepare_wave(study, wave)
     target = report_dir(study, wave, root).resolve()
     base = study.path.parent
     template = Path(template).resolve() if template is not None else TEMPLATE
     if not template.is_file():
         raise ReportError(f"{template.name}: report template not found", file=str(template.name))
     replaceable = _check_replaceable(target, flag)
+    # fail fast, before a kernel starts: an unknown wave, an unreadable file, a mapped column that
+    # is absent, or a wave with no analysable row raise StudyError / DataError naming the file,
+    # the key and the problem (the prepared wave is discarded: the notebook prepares its own)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_wave(study, wave)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # logged below, once
         key = study.pseudonym_key  # resolve (or create) the key before a kernel starts

@@ -411,6 +411,6 @@ def test_compare_presets_matches_single_rule_calls():
         )
         assert row["false_alarm_share"] == fa["share_clients"]
     assert cmp.crosstab.to_numpy().sum() == df["client_id"].nunique()
-    assert 999 in cmp.episodes["stiles"]["client_id"].tolist()
+    assert "999" in cmp.episodes["stiles"]["client_id"].tolist()  # ids are text
     with pytest.raises(TypeError, match="preset"):
         al.compare_rupture_presets(df, "wai", k_sd=3)
