@@ -16,6 +16,7 @@ import pytest
 
 from alliance_lib import fit_cross_lagged
 from alliance_lib.cross_lagged import EFFECTS, cross_lagged_syntax
+from alliance_lib.errors import MissingColumnsError
 from alliance_lib.simulate import SimulationTruth, simulate_study
 from alliance_lib.trajectories import ModelError
 
@@ -164,7 +165,7 @@ def test_errors_name_the_problem():
     d = _data("complete")
     with pytest.raises(ModelError, match="model must be"):
         fit_cross_lagged(d, "alliance", "outcome", model="clpm")
-    with pytest.raises(ModelError, match="'wai'"):
+    with pytest.raises(MissingColumnsError, match=r"not found: wai \(alliance\)"):
         fit_cross_lagged(d, "wai", "outcome")
     with pytest.raises(ModelError, match="more than one row"):
         fit_cross_lagged(pd.concat([d, d.iloc[:1]]), "alliance", "outcome")

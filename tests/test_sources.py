@@ -179,7 +179,7 @@ def test_appointment_numbering_without_dates_is_noted(tmp_path):
     text = (
         "study: Small\nwaves:\n  1:\n    sources:\n      - {file: a.csv, rater: therapist}\n"
         "      - {file: b.csv, columns: {session: appointment}OFFSET}\n"
-        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: test-only-salt}\n"
     )
     (tmp_path / "study.yaml").write_text(text.replace("OFFSET", ""))
     w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
@@ -228,7 +228,7 @@ def _two_sources(tmp_path, a: str, b: str, extra: str = "", demo: str | None = N
         + "      - {file: a.csv, rater: therapist}\n"
         "      - {file: b.csv, rater: client}\n"
         + extra
-        + "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+        + "instruments: {alliance: wai-sr}\nprivacy: {salt: test-only-salt}\n"
     )
     return tmp_path / "study.yaml"
 
@@ -263,7 +263,7 @@ def test_ids_stay_text_in_every_source(tmp_path):
         "study: Ids\nwaves:\n  1:\n    sources:\n"
         "      - {file: a.csv, columns: {client: Client number}}\n"
         "      - {file: b.parquet, columns: {client: pid}, rater: therapist}\n"
-        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: test-only-salt}\n"
     )
     table = read_wave(al.load_study(tmp_path / "study.yaml"), 1)
     assert sorted(table["client_id"]) == ["000001", "0012", "012", "1", "101", "102"]
@@ -295,7 +295,7 @@ def test_a_client_with_two_therapists_is_quarantined(tmp_path):
     )
     (tmp_path / "study.yaml").write_text(
         "study: Small\nwaves:\n  1:\n    sources:\n      - {file: a.csv}\n"
-        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: test-only-salt}\n"
     )
     w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
     assert len(w.scored) == 1 and len(w.quarantine) == 2
@@ -315,7 +315,7 @@ def test_a_value_given_by_two_sources_must_agree(tmp_path):
     (tmp_path / "b.csv").write_text("client_id,session,site,phq9_1\nA,1,south,2\n")
     (tmp_path / "study.yaml").write_text(
         "study: Small\nwaves:\n  1:\n    sources:\n      - {file: a.csv}\n      - {file: b.csv}\n"
-        "instruments: {alliance: wai-sr}\nprivacy: {salt: s}\n"
+        "instruments: {alliance: wai-sr}\nprivacy: {salt: test-only-salt}\n"
     )
     with pytest.raises(al.DataError, match="site differs between sources: north in a.csv"):
         al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
@@ -438,7 +438,7 @@ def test_parquet_folder_source_reads_only_needed_columns(tmp_path):
         "      - {file: big, columns: {client: client_id, therapist: therapist_id, "
         "session: session, rater: rater}}\n"
         "missing_codes: [-99, 999]\ninstruments: {alliance: wai-sr, outcome: oq-45.2}\n"
-        "covariates: [site]\nprivacy: {salt: s}\n"
+        "covariates: [site]\nprivacy: {salt: test-only-salt}\n"
     )
     study = al.load_study(tmp_path / "study.yaml")
     table = read_wave(study, 1)
@@ -448,7 +448,7 @@ def test_parquet_folder_source_reads_only_needed_columns(tmp_path):
     d.drop(columns="unused_free_text").to_csv(one, index=False)
     (tmp_path / "one.yaml").write_text(
         "study: Big\ndata: {1: one.csv}\ncolumns: {rater: rater}\nmissing_codes: [-99, 999]\n"
-        "instruments: {alliance: wai-sr, outcome: oq-45.2}\ncovariates: [site]\nprivacy: {salt: s}\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\ncovariates: [site]\nprivacy: {salt: test-only-salt}\n"
     )
     ref = al.prepare_wave(al.load_study(tmp_path / "one.yaml"), 1)
     keys = ["client_id", "session", "rater"]

@@ -22,7 +22,7 @@ WAI = [f"wai_sr_{i}" for i in range(1, 13)]
 
 def _study(tmp_path, body: str, name: str = "study.yaml") -> Path:
     path = tmp_path / name
-    path.write_text("study: Test\nprivacy: {salt: s}\n" + body)
+    path.write_text("study: Test\nprivacy: {salt: test-only-salt}\n" + body)
     return path
 
 

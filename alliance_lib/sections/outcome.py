@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from alliance_lib import plots
+from alliance_lib.errors import DataError
 from alliance_lib.results import to_jsonable
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
@@ -153,7 +154,10 @@ def early_alliance_outcome_section(wave) -> Section:
     if not c.has_outcome(wave):
         return Section.skip("early_alliance_outcome", title, NO_OUTCOME)
     early = int(wave.study.analysis["early_alliance_session"])
-    fit = c.early_alliance_fit(wave, early)
+    try:
+        fit = c.early_alliance_fit(wave, early)
+    except DataError as exc:  # too few clients with the sessions this design needs
+        return Section.skip("early_alliance_outcome", title, str(exc))
     r = fit.fixed.loc["alliance_early"]
     out = c.outcome_instrument(wave).id.upper()
     sentence = (
