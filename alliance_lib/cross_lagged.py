@@ -585,7 +585,21 @@ def _rmsea_ci(chisq: float, df: float, n: int, level: float = 0.90) -> tuple[flo
     return low, high
 
 
+_FIT_INDEX_KEYS = (
+    "chisq", "df", "pvalue", "baseline_chisq", "baseline_df", "cfi", "tli", "rmsea",
+    "rmsea_ci_low", "rmsea_ci_high", "rmsea_pvalue", "srmr", "aic", "bic", "npar", "loglik_h1",
+)  # fmt: skip
+
+
 def _fit_indices(spec, fit: RamFit, pat, h1, base) -> dict:
+    if h1 is None:  # the unrestricted model could not be fitted (too few clients per pattern)
+        out = dict.fromkeys(_FIT_INDEX_KEYS, np.nan)
+        p = pat.n_cols
+        out["npar"] = float(spec.n_par)
+        out["df"] = float(p * (p + 3) // 2 - spec.n_par)
+        out["aic"] = -2.0 * fit.loglik + 2.0 * spec.n_par
+        out["bic"] = -2.0 * fit.loglik + math.log(pat.n_rows) * spec.n_par
+        return out
     mu1, sig1, ll1 = h1
     _, _, llb = base
     p = pat.n_cols
@@ -739,9 +753,13 @@ def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, 
     shift = float(np.sum(~np.isnan(Xs) * np.log(colscale)))
     h1 = base = None
     if fit_h1:
-        mu1, s1, ll1 = saturated_fit(pat)
-        h1 = (mu1, s1, ll1)
-        base = independence_fit(pat)
+        try:
+            mu1, s1, ll1 = saturated_fit(pat)
+        except np.linalg.LinAlgError:  # singular unrestricted model: no fit indices, a warning
+            pass
+        else:
+            h1 = (mu1, s1, ll1)
+            base = independence_fit(pat)
     return b, spec, fit, pat, shift, h1, base
 
 
@@ -983,6 +1001,11 @@ def _fit_cross_lagged(
 
     ctest = None
     warn = list(fit.warnings)
+    if h1 is None:
+        warn.append(
+            "the unrestricted (saturated) model is singular with these data (too few clients for "
+            "the number of sessions and missing-data patterns): no chi-square-based fit indices"
+        )
     if constraints != "none" and test_constraints:
         _, spec_f, fit_f, *_ = _fit_model(
             A,

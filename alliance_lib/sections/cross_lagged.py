@@ -135,7 +135,7 @@ def cross_lagged_section(
     data = data[data["alliance"].notna() | data["outcome"].notna()]
     try:
         primary = fit_cross_lagged(data, "alliance", "outcome", min_clients=min_clients)
-    except AllianceError as exc:
+    except (AllianceError, np.linalg.LinAlgError) as exc:
         return Section.skip(KEY, TITLE, f"a cross-lagged panel model cannot be fitted: {exc}")
     waves = primary.waves
     fits = {"riclpm": primary}
@@ -156,7 +156,7 @@ def cross_lagged_section(
                 fits[name] = fit_cross_lagged(
                     data, "alliance", "outcome", waves=waves, test_constraints=False, **kw
                 )
-            except AllianceError as exc:
+            except (AllianceError, np.linalg.LinAlgError) as exc:
                 failed[name] = str(exc)
     rows = [_row(labels[k], f) for k, f in fits.items()]
     mlm = None
@@ -278,10 +278,15 @@ def cross_lagged_section(
         f"(95 % CI {_ci(rev['ci_low'], rev['ci_high'], dr)}, {_p(rev['p'])}); the long-run "
         f"effect of a sustained one-point alliance change was {_num(lr['estimate'])} points "
         f"(95 % CI {_ci(lr['ci_low'], lr['ci_high'])}).",
-        f"Model fit: χ²({int(fi['df'])}) = {_num(fi['chisq'])}, CFI = "
-        f"{_num(fi['cfi'], 3).lstrip('0')}, RMSEA = {_num(fi['rmsea'], 3).lstrip('0')} "
-        f"(90 % CI [{_num(fi['rmsea_ci_low'], 3).lstrip('0')}, {_num(fi['rmsea_ci_high'], 3).lstrip('0')}]), SRMR = "
-        f"{_num(fi['srmr'], 3).lstrip('0')}.",
+        (
+            f"Model fit: χ²({int(fi['df'])}) = {_num(fi['chisq'])}, CFI = "
+            f"{_num(fi['cfi'], 3).lstrip('0')}, RMSEA = {_num(fi['rmsea'], 3).lstrip('0')} "
+            f"(90 % CI [{_num(fi['rmsea_ci_low'], 3).lstrip('0')}, {_num(fi['rmsea_ci_high'], 3).lstrip('0')}]), SRMR = "
+            f"{_num(fi['srmr'], 3).lstrip('0')}."
+            if np.isfinite(fi["chisq"])
+            else "Model fit: no chi-square-based indices, because the unrestricted model is "
+            "singular with this few clients for the number of sessions."
+        ),
     ]
     if ct is not None:
         verdict = (
