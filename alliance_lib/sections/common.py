@@ -31,7 +31,7 @@ import alliance_lib.change as change
 import alliance_lib.raters as raters
 import alliance_lib.trajectories as traj
 from alliance_lib.registry import Instrument, get_instrument
-from alliance_lib.reliability import reliability
+from alliance_lib.reliability import multilevel_reliability, reliability
 from alliance_lib.ruptures import rupture_patterns
 from alliance_lib.ruptures import ruptures as find_ruptures
 from alliance_lib.tables import instrument_label
@@ -60,6 +60,7 @@ __all__ = [
     "gains_and_losses",
     "clinical_change",
     "reliability_table",
+    "multilevel_reliability_table",
     "rater_agreement_fit",
 ]
 
@@ -289,23 +290,45 @@ def early_alliance_by_session(wave, early_session: int) -> tuple[dict, pd.DataFr
 
 
 # ---------------------------------------------------------------- measurement
+def _rated_groups(wave):
+    """(instrument, rater, rows) for every instrument and rater with answered items."""
+    insts = [alliance_instrument(wave)] + (
+        [outcome_instrument(wave)] if outcome_instrument(wave) else []
+    )
+    for inst in insts:
+        for rater, g in wave.scored.groupby("rater", sort=True):
+            if g[list(inst.columns)].notna().any(axis=None):
+                yield inst, rater, g
+
+
 def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
-    """Alpha and omega per instrument, rater and scale, pooled over sessions, with footnotes."""
+    """Alpha and omega per instrument, rater and scale at one administration per client (each
+    client's first administration of the instrument), with footnotes.
+
+    Besides the columns of :func:`alliance_lib.reliability` (``omega_h`` and ``omega_model``:
+    omega hierarchical and total for a multidimensional total, one-factor omega otherwise),
+    ``first_session`` is the session most clients' first administration fell on and
+    ``first_session_share`` the share of clients it holds.
+    """
 
     def compute():
         tables, footnotes = [], []
-        insts = [alliance_instrument(wave)] + (
-            [outcome_instrument(wave)] if outcome_instrument(wave) else []
-        )
-        for inst in insts:
-            for rater, g in wave.scored.groupby("rater", sort=True):
-                if not g[list(inst.columns)].notna().any(axis=None):
-                    continue
-                r = reliability(g, inst)
-                r.insert(0, "rater", rater)
-                r.insert(0, "instrument", inst.id)
-                r["uncertain"] = [", ".join(inst.uncertain_facts(sc)) for sc in r["scale"]]
-                tables.append(r)
+        seen = []
+        for inst, rater, g in _rated_groups(wave):
+            r = reliability(g, inst, **COLUMNS, administration="first")
+            answered = g[list(inst.columns)].notna().any(axis=1)
+            first = g.loc[answered].groupby("client_id")["session"].min()
+            counts = first.value_counts()
+            r.insert(0, "rater", rater)
+            r.insert(0, "instrument", inst.id)
+            r["administration"] = r.attrs.get("administration", "first")
+            r["first_session"] = int(counts.index[0]) if len(counts) else None
+            r["first_session_share"] = float(counts.iloc[0] / counts.sum()) if len(counts) else None
+            r["uncertain"] = [", ".join(inst.uncertain_facts(sc)) for sc in r["scale"]]
+            tables.append(r)
+            if inst.id in seen:
+                continue
+            seen.append(inst.id)
             flags = [
                 f
                 for f in ("cutoff", "reliable_change")
@@ -321,6 +344,22 @@ def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
         return pd.concat(tables, ignore_index=True), footnotes
 
     return cached(wave, ("reliability",), compute)
+
+
+def multilevel_reliability_table(wave) -> pd.DataFrame:
+    """Within- and between-client omega over every administration (Geldhof, Preacher & Zyphur
+    2014), per instrument, rater and scale (:func:`alliance_lib.multilevel_reliability`)."""
+
+    def compute():
+        parts = []
+        for inst, rater, g in _rated_groups(wave):
+            m = multilevel_reliability(g, inst, client="client_id")
+            m.insert(0, "rater", rater)
+            m.insert(0, "instrument", inst.id)
+            parts.append(m)
+        return pd.concat(parts, ignore_index=True)
+
+    return cached(wave, ("multilevel_reliability",), compute)
 
 
 def rater_agreement_fit(wave):
