@@ -317,3 +317,29 @@ def test_wave_over_wave_refits_every_wave_like_the_current_one():
         fixed.loc[fixed["wave"] == 1, "estimate"], common.trajectory_fit(w1).fixed["estimate"]
     )
     assert summary.loc[1, "nobs"] == common.trajectory_fit(w2).nobs
+
+
+# ------------------------------------------------------------------ methods a reviewer accepts
+@pytest.mark.slow
+def test_reliability_is_at_one_administration_per_client_with_multilevel_omega(wave3):
+    s = scores.reliability_section(wave3)
+    table = pd.DataFrame(s.numbers["table"])
+    client = wave3.scored[wave3.scored["rater"] == "client"]
+    direct = al.reliability(client, "wai-sr", administration="first")
+    got = table[(table["instrument"] == "wai-sr") & (table["rater"] == "client")]
+    assert_allclose(got["alpha"], direct["alpha"], rtol=1e-12)
+    assert_allclose(got["omega_h"], direct["omega_h"], rtol=1e-12, equal_nan=True)
+    total = got.set_index("scale").loc["total"]
+    # one row per client (never the 2,435 pooled administrations), omega_h for the total only
+    assert total["n"] <= client["client_id"].nunique() and total["first_session"] == 1
+    assert total["omega_h"] < total["omega"] and got["omega_h"].isna().sum() == 3
+    assert "Schmid-Leiman" in total["omega_model"]
+    assert "session 1 for" in s.tables[0].note and "omega hierarchical" in s.tables[0].note
+    assert "intake (session 0)" in s.tables[0].note  # the OQ-45.2 is first given at intake
+    ml = pd.DataFrame(s.numbers["multilevel"])
+    direct_ml = al.multilevel_reliability(client, "wai-sr")
+    got_ml = ml[(ml["instrument"] == "wai-sr") & (ml["rater"] == "client")]
+    assert_allclose(got_ml["omega_within"], direct_ml["omega_within"], rtol=1e-10)
+    assert got_ml["n"].iloc[0] > 5 * total["n"]  # every administration
+    assert [t.name for t in s.tables] == ["reliability", "reliability-multilevel"]
+    assert "ω hierarchical" in s.sentences[0] and "ω within" in s.sentences[1]
