@@ -343,3 +343,45 @@ def test_reliability_is_at_one_administration_per_client_with_multilevel_omega(w
     assert got_ml["n"].iloc[0] > 5 * total["n"]  # every administration
     assert [t.name for t in s.tables] == ["reliability", "reliability-multilevel"]
     assert "ω hierarchical" in s.sentences[0] and "ω within" in s.sentences[1]
+
+
+@pytest.mark.slow
+def test_icc_at_time_zero_with_intervals_and_one_definition_everywhere(wave3):
+    s = therapists.icc_section(wave3)
+    n = s.numbers
+    fit = common.trajectory_fit(wave3)
+    assert fit.time_zero == n["time_zero"] == 1.0  # the first alliance session, not intake
+    assert n["client_ci_low"] < n["client"] < n["client_ci_high"]
+    assert n["therapist_ci_low"] <= n["therapist"] < n["therapist_ci_high"]
+    assert n["n_boot"] == 500 and n["seed"] == wave3.study.seed
+    assert s.summary.startswith("At session 1, the first alliance session, 60% of")
+    assert "95% CI" in s.summary and "2.9% between therapists" in s.summary
+    assert s.tables[0].formats["95% CI"] == "ci_prop"
+    assert not n["therapist_imprecise"]  # 20 therapists
+    # wave over wave: the same ICC (same fit, same time zero) for the current wave
+    now = waves.wave_estimates(wave3)[0].set_index("wave").loc[3]
+    assert now["icc_client"] == pytest.approx(n["client"], rel=1e-12)
+    assert now["time_zero"] == 1.0
+    assert (
+        "Intercept (session 1)"
+        in format_table(trajectories.trajectory_section(wave3).tables[0])
+        .to_numpy()
+        .ravel()
+        .tolist()
+    )
+
+
+@pytest.mark.slow
+def test_icc_flags_a_small_pilot_as_imprecise(tmp_path):
+    d = simulate_study(n_clients=36, n_therapists=3, seed=5, therapist_ratings=False)
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: Pilot\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\nanalysis: {time_zero: 2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    s = therapists.icc_section(w)
+    assert s.numbers["therapist_imprecise"] and s.numbers["time_zero"] == 2.0
+    assert "fewer than 15" in s.sentences[1] and "imprecise" in s.tables[0].note
+    assert "fewer than 15: imprecise" in s.tables[0].data["Note"].iloc[1]
+    assert s.summary.startswith("At session 2, the study's time zero")

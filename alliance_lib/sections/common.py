@@ -48,6 +48,8 @@ __all__ = [
     "outcome_label",
     "trajectory_fit",
     "shape_fits",
+    "time_zero_words",
+    "icc_table",
     "therapist_intervals",
     "alliance_outcome_fit",
     "therapist_alliance_outcome_fit",
@@ -67,6 +69,8 @@ __all__ = [
 #: The canonical id and session columns every analysis of a prepared wave uses.
 COLUMNS = {"client": "client_id", "session": "session"}
 CI_LEVEL = 0.95
+#: Parametric-bootstrap replicates of the ICC intervals.
+ICC_BOOT = 500
 
 
 def cached(wave, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -129,9 +133,31 @@ def trajectory_fit(wave, method: str = "reml"):
             knot=study.analysis["knot"],
             covariates=list(study.covariates),
             method=method,
+            time_zero=study.analysis["time_zero"],
         )
 
     return cached(wave, ("trajectory", method), fit)
+
+
+def time_zero_words(wave, fit=None) -> str:
+    """Where intercepts and ICCs are stated, in words: ``'session 1, the first alliance
+    session'`` (the default time zero) or ``'session 2, the study's time zero'``."""
+    fit = fit if fit is not None else trajectory_fit(wave)
+    t0 = float(fit.time_zero)
+    where = f"session {t0:g}"
+    if wave.study.analysis["time_zero"] is None:
+        return f"{where}, the first alliance session"
+    return f"{where}, the study's time zero (analysis.time_zero)"
+
+
+def icc_table(wave) -> pd.DataFrame:
+    """The growth model's ICCs at time zero with 95% parametric-bootstrap intervals (500
+    replicates, the study's seed): :meth:`TrajectoryFit.icc_table`."""
+    return cached(
+        wave,
+        ("icc_table",),
+        lambda: trajectory_fit(wave).icc_table(ci=CI_LEVEL, n_boot=ICC_BOOT, seed=wave.study.seed),
+    )
 
 
 def shape_fits(wave) -> dict:
@@ -148,6 +174,7 @@ def shape_fits(wave) -> dict:
                 shape=shape,
                 knot=study.analysis["knot"],
                 method="ml",
+                time_zero=study.analysis["time_zero"],
             )
             for shape in study.analysis["compare_shapes"]
         }
