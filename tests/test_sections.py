@@ -385,3 +385,52 @@ def test_icc_flags_a_small_pilot_as_imprecise(tmp_path):
     assert "fewer than 15" in s.sentences[1] and "imprecise" in s.tables[0].note
     assert "fewer than 15: imprecise" in s.tables[0].data["Note"].iloc[1]
     assert s.summary.startswith("At session 2, the study's time zero")
+
+
+@pytest.mark.slow
+def test_rater_agreement_is_clustered_with_the_independent_pairs_as_sensitivity(wave3):
+    s = raters.rater_agreement_section(wave3)
+    rows = pd.DataFrame(s.numbers)
+    fit = al.rater_agreement(
+        wave3.scored, "wai_sr_total", seed=wave3.study.seed, n_boot=common.RATER_BOOT
+    )
+    main = rows[rows["analysis"] == "clustered"].set_index("statistic")
+    assert_allclose(main.loc["ICC(C,1)", "estimate"], fit.icc.loc["ICC(C,1)", "icc"], rtol=1e-12)
+    assert_allclose(main.loc["loa_high", "estimate"], fit.bland_altman.loa_high, rtol=1e-12)
+    assert fit.bland_altman.method.startswith("repeated measures")
+    sens = rows[rows["analysis"] == "independent pairs (sensitivity)"].set_index("statistic")
+    assert_allclose(
+        sens.loc["ICC(C,1)", "estimate"], fit.icc_independent.loc["ICC(C,1)", "icc"], rtol=1e-12
+    )
+    # clustering widens the interval of the consistency ICC (3,032 sessions of 300 clients)
+    width = main["ci_high"] - main["ci_low"]
+    assert width["ICC(C,1)"] > 1.5 * (sens["ci_high"] - sens["ci_low"])["ICC(C,1)"]
+    assert set(rows["n_boot"]) == {500} and set(rows["comparison"]) == {"Client vs therapist"}
+    assert "Clustered" in s.tables[0].title and "Sensitivity" in s.tables[1].title
+    assert "500 replicates" in s.tables[0].note and "fast" in s.tables[0].note
+    assert "Bland & Altman, 2007" in s.tables[0].note
+    assert "(sensitivity)" in s.sentences[1]
+
+
+@pytest.mark.slow
+def test_rater_agreement_compares_every_perspective_present(tmp_path):
+    import dataclasses
+
+    d = simulate_study(n_clients=30, n_therapists=3, seed=4)
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: Raters\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    th = w.scored[w.scored["rater"] == "therapist"].copy()
+    rng = np.random.default_rng(1)
+    th["rater"] = "observer"
+    th["wai_sr_total"] = th["wai_sr_total"] + rng.normal(0, 0.3, len(th))
+    w3 = dataclasses.replace(w, scored=pd.concat([w.scored, th], ignore_index=True))
+    assert common.rater_perspectives(w3) == ["client", "therapist", "observer"]
+    s = raters.rater_agreement_section(w3)
+    pairs = set(pd.DataFrame(s.numbers)["comparison"])
+    assert pairs == {"Client vs therapist", "Client vs observer", "Therapist vs observer"}
+    assert "therapist vs observer" in s.sentences[-1]
+    assert len(s.figures) == 1  # the client-therapist figure
