@@ -434,3 +434,35 @@ def test_rater_agreement_compares_every_perspective_present(tmp_path):
     assert pairs == {"Client vs therapist", "Client vs observer", "Therapist vs observer"}
     assert "therapist vs observer" in s.sentences[-1]
     assert len(s.figures) == 1  # the client-therapist figure
+
+
+@pytest.mark.slow
+def test_ruptures_under_both_presets_with_their_false_alarm_rates(wave3):
+    s = events.ruptures_section(wave3)
+    n = s.numbers
+    a = wave3.study.analysis
+    direct = al.compare_rupture_presets(
+        common.sessions(wave3),
+        "alliance",
+        client="client_id",
+        session="session",
+        presets=("stiles", "gumz"),
+        min_drop=a["rupture_min_drop"],
+        n_simulations=200,
+        seed=wave3.study.seed,
+    )
+    got = pd.DataFrame(n["comparison"]).set_index("preset")
+    want = direct.summary.set_index("preset")
+    assert list(got.index) == ["stiles", "gumz"] == n["presets_compared"]
+    for col in ("n_rupture", "share_rupture", "false_alarm_share", "false_alarm_se"):
+        assert_allclose(got[col], want[col], rtol=1e-12)
+    # the study preset (stiles) is the one the timeline and event rates use: 37 as before
+    assert n["n_episodes"] == got.loc["stiles", "n_episodes"] == 37
+    assert 0 < got.loc["stiles", "false_alarm_share"] < got.loc["gumz", "false_alarm_share"] < 1
+    side = s.tables[0].data
+    assert len(side) == 2 and "Expected false alarms" in side.columns
+    assert side["Expected false alarms"].str.match(r"^\d+\.\d% \(SE \d\.\d%\)$").all()
+    assert "expected by chance" in s.sentences[2] and "Gumz rule" in s.sentences[2]
+    assert n["crosstab"]["table"]["repaired"]["repaired"] == 31
+    shown = format_table(s.tables[1])
+    assert {"Stiles: clients", "Gumz: clients"} <= set(shown.columns)

@@ -32,8 +32,7 @@ import alliance_lib.raters as raters
 import alliance_lib.trajectories as traj
 from alliance_lib.registry import Instrument, get_instrument
 from alliance_lib.reliability import multilevel_reliability, reliability
-from alliance_lib.ruptures import rupture_patterns
-from alliance_lib.ruptures import ruptures as find_ruptures
+from alliance_lib.ruptures import compare_rupture_presets
 from alliance_lib.tables import instrument_label
 
 __all__ = [
@@ -56,6 +55,7 @@ __all__ = [
     "early_alliance_fit",
     "early_alliance_by_session",
     "client_pre_post",
+    "rupture_comparison",
     "rupture_episodes",
     "rupture_pattern_table",
     "sudden_gain_cutoff",
@@ -452,36 +452,43 @@ def rater_agreement_fit(wave):
 
 
 # ---------------------------------------------------------------- change events
-def rupture_episodes(wave) -> pd.DataFrame:
-    """Rupture episodes in the client-rated alliance (preset and minimum drop from the study)."""
+#: The rupture rules always reported side by side (Gumz et al. 2012 recommend more than one).
+RUPTURE_PRESETS = ("stiles", "gumz")
+#: Simulated rupture-free data sets for each rule's expected false-alarm rate.
+RUPTURE_SIMULATIONS = 200
+
+
+def rupture_comparison(wave):
+    """The Stiles and Gumz rupture rules (and the study's preset, if another) on the
+    client-rated alliance with the study's minimum drop, each with its false-alarm rate in
+    simulated rupture-free data at this wave's noise level
+    (:func:`alliance_lib.compare_rupture_presets`)."""
     a = wave.study.analysis
+    presets = RUPTURE_PRESETS + tuple(p for p in (a["rupture_preset"],) if p not in RUPTURE_PRESETS)
     return cached(
         wave,
-        ("ruptures",),
-        lambda: find_ruptures(
+        ("rupture_comparison",),
+        lambda: compare_rupture_presets(
             sessions(wave),
             "alliance",
             **COLUMNS,
-            preset=a["rupture_preset"],
+            presets=presets,
             min_drop=a["rupture_min_drop"],
+            n_simulations=RUPTURE_SIMULATIONS,
+            seed=wave.study.seed,
         ),
     )
+
+
+def rupture_episodes(wave) -> pd.DataFrame:
+    """Rupture episodes in the client-rated alliance under the study's preset (and minimum
+    drop), from :func:`rupture_comparison`."""
+    return rupture_comparison(wave).episodes[wave.study.analysis["rupture_preset"]]
 
 
 def rupture_pattern_table(wave) -> pd.DataFrame:
-    """Each client as no rupture, repaired or unrepaired (Larsson et al. 2018)."""
-    a = wave.study.analysis
-    return cached(
-        wave,
-        ("rupture_patterns",),
-        lambda: rupture_patterns(
-            sessions(wave),
-            "alliance",
-            **COLUMNS,
-            preset=a["rupture_preset"],
-            min_drop=a["rupture_min_drop"],
-        ),
-    )
+    """Each client as no rupture, repaired or unrepaired (Larsson et al. 2018), study preset."""
+    return rupture_comparison(wave).patterns[wave.study.analysis["rupture_preset"]]
 
 
 def sudden_gain_cutoff(wave) -> float | None:

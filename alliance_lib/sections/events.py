@@ -35,6 +35,9 @@ REFERENCES = {
     "stiles": "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. A., Agnew-"
     "Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development and the "
     "rupture-repair hypothesis. Journal of Counseling Psychology, 51(1), 81–92.",
+    "gumz": "Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). Crisis-repair sequences: "
+    "Considerations on the assessment and classification of ruptures in the therapeutic "
+    "alliance. BMC Medical Research Methodology, 12, 10.",
     "larsson": "Larsson, M. H., Falkenström, F., Andersson, G., & Holmqvist, R. (2018). Alliance "
     "ruptures and repairs in psychotherapy in primary care. Psychotherapy Research, 28(1), "
     "123–136.",
@@ -46,6 +49,7 @@ REFERENCES = {
     "Clinical Psychology, 59(1), 12–19.",
 }
 
+PRESET_NAMES = {"stiles": "Stiles", "strauss": "Strauss", "gumz": "Gumz"}
 PRESETS = {
     "stiles": "Stiles et al. (2004): 2 SD below the client's own level",
     "strauss": "Strauss et al. (2006): 1 SD below the client's own level",
@@ -56,13 +60,18 @@ CATEGORIES = ["recovered", "improved", "unchanged", "deteriorated"]
 
 
 def ruptures_section(wave) -> Section:
-    """Rupture episodes in the client-rated alliance and each client's pattern."""
+    """Rupture episodes in the client-rated alliance under the Stiles (2004) and Gumz (2012)
+    rules side by side, each with its expected false-alarm rate at this wave's noise level, and
+    each client's pattern (the study's preset first)."""
     a = wave.study.analysis
+    cmp = c.rupture_comparison(wave)
     episodes = c.rupture_episodes(wave)
     patterns = c.rupture_pattern_table(wave)
     counts = patterns["pattern"].value_counts().rename_axis("pattern").reset_index(name="clients")
     counts["share"] = counts["clients"] / counts["clients"].sum()
     n = len(episodes)
+    summ = cmp.summary.set_index("preset")
+    null = {k: dict(v) for k, v in cmp.null.items()}
     numbers = {
         "preset": a["rupture_preset"],
         "min_drop": a["rupture_min_drop"],
@@ -70,8 +79,21 @@ def ruptures_section(wave) -> Section:
         "share_repaired": float(episodes["repaired"].mean()) if n else None,
         "median_depth_sd": float(episodes["depth_sd"].median()) if n else None,
         "patterns": to_jsonable(counts),
+        "presets_compared": list(summ.index),
+        "comparison": to_jsonable(cmp.summary),
+        "crosstab": {
+            "rows": cmp.crosstab.index.name,
+            "columns": cmp.crosstab.columns.name,
+            "table": {
+                str(k): {str(kk): int(vv) for kk, vv in v.items()}
+                for k, v in cmp.crosstab.T.to_dict().items()
+            },
+        },
+        "false_alarm_model": to_jsonable(null),
+        "n_simulations": c.RUPTURE_SIMULATIONS,
     }
     n_clients = int(episodes["client_id"].nunique()) if n else 0
+    own = summ.loc[a["rupture_preset"]]
     summary = (
         f"{format_int(n)} alliance rupture{'s' * (n != 1)} occurred in {format_int(n_clients)} "
         f"client{'s' * (n_clients != 1)}; {format_pct(numbers['share_repaired'])} were repaired "
@@ -79,36 +101,114 @@ def ruptures_section(wave) -> Section:
         if n
         else "No alliance rupture met the criterion."
     )
+    rule_words = []
+    for name, r in summ.iterrows():
+        short = PRESET_NAMES.get(name, name)
+        rule_words.append(
+            f"the {short} rule flagged {format_pct(r['share_rupture'])} of clients against "
+            f"{format_pct(r['false_alarm_share'])} expected by chance in rupture-free data"
+        )
+    compare_sentence = (
+        "Side by side, " + "; ".join(rule_words) + ". A rate near its chance level says the "
+        "rule mostly flags session-to-session noise at this wave's reliability."
+    )
+    side = pd.DataFrame(
+        {
+            "Rule": [PRESETS.get(p, p) for p in summ.index],
+            "Clients": summ["n_clients"].to_numpy(),
+            "With a rupture": summ["n_rupture"].to_numpy(),
+            "% with a rupture": summ["share_rupture"].to_numpy(),
+            "Episodes": summ["n_episodes"].to_numpy(),
+            "Repaired": summ["n_repaired"].to_numpy(),
+            "Expected false alarms": [
+                f"{format_pct(v, 1)} (SE {format_pct(se, 1)})"
+                for v, se in zip(summ["false_alarm_share"], summ["false_alarm_se"], strict=True)
+            ],
+            "Excess over chance": summ["excess_share"].to_numpy(),
+        }
+    )
+    wide = {"Pattern": []}
+    order = ["no rupture", "repaired", "unrepaired", "insufficient data"]
+    wide["Pattern"] = [p.capitalize() for p in order]
+    for name in summ.index:
+        pat = cmp.patterns[name]["pattern"].value_counts().reindex(order, fill_value=0)
+        label = PRESET_NAMES.get(name, name)
+        wide[f"{label}: clients"] = pat.to_numpy()
+        wide[f"{label}: %"] = (pat / pat.sum()).to_numpy()
+    noise = next(iter(cmp.null.values()))
     preset = PRESETS.get(a["rupture_preset"], a["rupture_preset"])
+    side_note = (
+        f"Both rules with a minimum drop of {format_number(a['rupture_min_drop'])} item-mean "
+        "points; clients = with enough ratings to set their own level. Expected false alarms: "
+        f"share of clients flagged in {c.RUPTURE_SIMULATIONS} simulated data sets without "
+        "ruptures, with this wave's client means and session-to-session noise (within-client SD "
+        f"{format_number(noise.get('within_sd'), 2)}, between-client SD "
+        f"{format_number(noise.get('between_sd'), 2)}; seed {wave.study.seed}). Excess over "
+        "chance: % with a rupture minus the expected false alarms, in percentage points."
+    )
     return Section(
         key="ruptures",
         title="Ruptures and repairs",
         numbers=numbers,
         tables=[
             Table(
-                "Clients by Rupture Pattern",
-                pd.DataFrame(
-                    {
-                        "Pattern": counts["pattern"].str.capitalize(),
-                        "Clients": counts["clients"],
-                        "%": counts["share"],
-                    }
-                ),
-                formats={"Clients": "int", "%": "pct"},
-                note=f"Rupture criterion: {preset}, and a drop of at least "
-                f"{format_number(a['rupture_min_drop'])} item-mean points; repaired = back to the "
-                "client's level within three sessions. Insufficient data = too few ratings to set "
-                "the client's own level.",
+                "Rupture Rules Side by Side, With Their Expected False-Alarm Rates",
+                side,
+                formats={
+                    "Rule": "text",
+                    "Clients": "int",
+                    "With a rupture": "int",
+                    "% with a rupture": "pct",
+                    "Episodes": "int",
+                    "Repaired": "int",
+                    "Expected false alarms": "text",
+                    "Excess over chance": "pct",
+                },
+                note=side_note,
+                name="rupture-rules",
+            ),
+            Table(
+                "Clients by Rupture Pattern Under Each Rule",
+                pd.DataFrame(wide),
+                formats={
+                    k: ("int" if k.endswith("clients") else "pct") for k in wide if k != "Pattern"
+                }
+                | {"Pattern": "text"},
+                note="Repaired = back to the client's level within three sessions. Insufficient "
+                "data = too few ratings to set the client's own level. Every client flagged by "
+                "the Stiles rule is also flagged by the Gumz rule"
+                if _nested(cmp)
+                else "Repaired = back to the client's level within three sessions. Insufficient "
+                "data = too few ratings to set the client's own level.",
                 name="rupture-patterns",
-            )
+            ),
         ],
-        sentences=[summary],
+        sentences=[
+            summary,
+            f"The study's rule is {preset}; at this wave's noise level it would flag "
+            f"{format_pct(own['false_alarm_share'])} of clients in data without any rupture.",
+            compare_sentence,
+        ],
         summary=summary,
-        methods=f"Alliance ruptures were sessions falling below the client's own level ({preset}, "
-        f"minimum drop {format_number(a['rupture_min_drop'])} points), classified as repaired when "
-        "the alliance returned within three sessions (Stiles et al., 2004; Larsson et al., 2018).",
-        references=[REFERENCES["stiles"], REFERENCES["larsson"]],
+        methods=f"Alliance ruptures were sessions falling below the client's own level, under "
+        "two published rules side by side (Stiles et al., 2004: 2 SD of the client's own "
+        "scores; Gumz et al., 2012: 1 SD of the larger of the within- and between-client SD), "
+        f"each with a minimum drop of {format_number(a['rupture_min_drop'])} points and "
+        f"its expected false-alarm rate in {c.RUPTURE_SIMULATIONS} simulated rupture-free data "
+        "sets at the data's noise level; an episode was repaired when the alliance returned "
+        "within three sessions (Larsson et al., 2018). The study's rule "
+        f"({a['rupture_preset']}) feeds the event timeline and event rates.",
+        references=[REFERENCES["stiles"], REFERENCES["gumz"], REFERENCES["larsson"]],
     )
+
+
+def _nested(cmp) -> bool:
+    """Whether every client the first rule flags is flagged by the last (crosstab zeros)."""
+    ct = cmp.crosstab
+    flagged = [x for x in ("repaired", "unrepaired") if x in ct.index]
+    if "no rupture" not in ct.columns or not flagged:
+        return False
+    return bool((ct.loc[flagged, "no rupture"] == 0).all())
 
 
 def sudden_gains_section(wave) -> Section:
