@@ -102,7 +102,9 @@ def test_section_numbers_are_those_of_the_demo_study(sections3):
     assert n["ruptures"]["n_episodes"] == 37
     assert (n["sudden_gains"]["n_gains"], n["sudden_gains"]["n_losses"]) == (45, 1)
     cats = {r["category"]: r["clients"] for r in n["clinical_significance"]["categories"]}
-    assert cats == {"recovered": 102, "improved": 90, "unchanged": 105, "deteriorated": 3}
+    # ended clients only (289 of 300; 11 still in treatment at the cut-off)
+    assert cats == {"recovered": 96, "improved": 86, "unchanged": 104, "deteriorated": 3}
+    assert (n["sample"]["n_ended"], n["sample"]["n_ongoing"]) == (289, 11)
     assert [r["wave"] for r in n["wave_over_wave"]["summary"]] == [1, 2, 3]
     assert n["event_counts"] == {"repair": 31, "rupture": 37, "sudden gain": 45, "sudden loss": 1}
 
@@ -466,3 +468,62 @@ def test_ruptures_under_both_presets_with_their_false_alarm_rates(wave3):
     assert n["crosstab"]["table"]["repaired"]["repaired"] == 31
     shown = format_table(s.tables[1])
     assert {"Stiles: clients", "Gumz: clients"} <= set(shown.columns)
+
+
+@pytest.mark.slow
+def test_change_is_for_ended_clients_and_the_sample_says_ended_or_ongoing(wave3):
+    a = wave3.study.analysis
+    status = al.treatment_status(
+        wave3.scored,
+        client="client_id",
+        session="session",
+        date="date",
+        end=None,
+        ongoing_within_days=a["ongoing_within_days"],
+        last_planned_session=16,
+    )
+    ended = set(status.loc[status["status"] == "ended", "client_id"])
+    s = events.clinical_significance_section(wave3)
+    rc, cs = common.clinical_change(wave3)
+    assert set(rc["client_id"]) <= ended and len(ended - set(rc["client_id"])) < 5
+    assert s.numbers["treatment_status"] == {"ended": 289, "ongoing": 11, "unknown": 0}
+    assert s.numbers["clients_analysed"] == "ended"
+    assert "11 clients still in treatment are left out" in s.sentences[1]
+    # the six reliable-change indices, each with the outcome's alpha from these data
+    m = pd.DataFrame(s.numbers["rci_methods"]).set_index("method")
+    assert list(m.index) == list(al.RCI_METHODS) == ["JT", "GLN", "HLL", "EN", "NK", "HA"]
+    r = s.numbers["rci_reliability"]
+    alpha = pd.DataFrame(scores.reliability_section(wave3).numbers["table"])
+    alpha = alpha[(alpha["instrument"] == "oq-45.2") & (alpha["scale"] == "total")]
+    assert r == pytest.approx(alpha["alpha"].iloc[0])
+    for method in ("GLN", "HA"):
+        direct = al.reliable_change(
+            rc, pre="pre", post="post", reliability=r, higher_is_better=False, method=method
+        )
+        assert m.loc[method, "improved"] == (direct["category"] == "improved").sum()
+    assert (m["improved"] + m["unchanged"] + m["deteriorated"] == m["n_clients"]).all()
+    assert "r = .939" in s.tables[1].note and "first administration" in s.tables[1].note
+    sample = data.sample_section(wave3)
+    shown = " ".join(format_table(sample.tables[0]).to_numpy().ravel())
+    assert "dropout" not in (shown + sample.tables[0].note).lower()
+    assert "Still in treatment at the data cut-off" in shown and "Ended early" in shown
+    assert sample.numbers["n_ended_early"] == int(status["ended_early"].fillna(False).sum())
+    assert "11 were still in treatment at the data cut-off" in sample.summary
+
+
+def test_without_dates_or_an_end_column_change_says_it_cannot_tell(tmp_path):
+    d = simulate_study(n_clients=40, n_therapists=4, seed=8, therapist_ratings=False)
+    d.drop(columns="date").to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: No dates\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    status, why = common.treatment_status(w)
+    assert status is None and "no session dates" in why
+    s = events.clinical_significance_section(w)
+    assert s.numbers["clients_analysed"] == "all"
+    assert "cannot be told from clients still in treatment" in s.tables[0].note
+    sample = data.sample_section(w)
+    assert sample.numbers["n_ended"] is None
+    assert "not recorded" in sample.summary

@@ -60,7 +60,11 @@ __all__ = [
     "rupture_pattern_table",
     "sudden_gain_cutoff",
     "gains_and_losses",
+    "study_cutoff",
+    "treatment_status",
     "clinical_change",
+    "outcome_reliability",
+    "reliable_change_methods",
     "reliability_table",
     "multilevel_reliability_table",
     "rater_agreement_fit",
@@ -518,18 +522,135 @@ def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | 
     return cached(wave, ("gains",), compute)
 
 
+def study_cutoff(wave):
+    """The wave's data cut-off set in the study file (``waves.<N>.cutoff``), else ``None``."""
+    waves = wave.study.raw.get("waves") if isinstance(wave.study.raw, dict) else None
+    if isinstance(waves, dict):
+        entry = waves.get(wave.wave, waves.get(str(wave.wave)))
+        if isinstance(entry, dict) and entry.get("cutoff"):
+            return entry["cutoff"]
+    return None
+
+
+def treatment_status(wave) -> tuple[pd.DataFrame | None, str]:
+    """Each client as ended / ongoing / unknown at the data cut-off
+    (:func:`alliance_lib.treatment_status`) from the session dates (``analysis.
+    ongoing_within_days``) and/or the study's end-of-treatment column, with ``ended_early``
+    against the highest session number in the data (taken as the last planned session); and
+    the rule in words. ``(None, reason)`` when the data have neither a date nor an end column.
+    """
+
+    def compute():
+        a = wave.study.analysis
+        data = wave.scored
+        date = "date" if "date" in data and data["date"].notna().any() else None
+        end = a["end_of_treatment"] if a["end_of_treatment"] in data else None
+        if date is None and end is None:
+            why = "no session dates" + (
+                f" and no end-of-treatment column {a['end_of_treatment']!r}"
+                if a["end_of_treatment"]
+                else " and no end-of-treatment column (analysis.end_of_treatment)"
+            )
+            return None, why
+        last_planned = int(sessions(wave)["session"].max())
+        status = change.treatment_status(
+            data,
+            **COLUMNS,
+            date=date,
+            end=end,
+            cutoff_date=study_cutoff(wave),
+            ongoing_within_days=a["ongoing_within_days"] if date else None,
+            last_planned_session=last_planned,
+        )
+        parts = []
+        if end:
+            parts.append(f"marked in the end-of-treatment column {end!r}")
+        if date and a["ongoing_within_days"] is not None:
+            parts.append(
+                f"last seen more than {a['ongoing_within_days']:g} days before the data cut-off "
+                "(the study setting analysis.ongoing_within_days)"
+            )
+        rule = "a client has ended treatment when " + " or ".join(parts or ["marked"])
+        status.attrs["rule"] = rule
+        status.attrs["last_planned_session"] = last_planned
+        return status, rule
+
+    return cached(wave, ("treatment_status",), compute)
+
+
 def clinical_change(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reliable change (Jacobson & Truax) from intake to the last session attended, and its
-    clinical-significance categories; clients seen after intake only."""
+    """Reliable change (Jacobson & Truax, the instrument's published points) from intake to the
+    last session attended, and its clinical-significance categories, for clients who have
+    *ended* treatment (:func:`treatment_status`; every client, with a caveat, when the data
+    cannot tell ended from ongoing); clients seen after intake only. ``rc.attrs
+    ["treatment_status"]`` counts the clients by status."""
 
     def compute():
         inst = outcome_instrument(wave)
-        rc = change.reliable_change_from_long(sessions(wave), "outcome", **COLUMNS, instrument=inst)
+        status, _ = treatment_status(wave)
+        rc = change.reliable_change_from_long(
+            sessions(wave), "outcome", **COLUMNS, instrument=inst, status=status
+        )
+        counts = rc.attrs.get("treatment_status")
         rc = rc[rc["post_session"] > rc["pre_session"]]
+        rc.attrs["treatment_status"] = counts
         cs = change.clinical_significance(rc, pre="pre", post="post", instrument=inst)
         return rc, cs
 
     return cached(wave, ("clinical",), compute)
+
+
+def outcome_reliability(wave) -> tuple[float, str]:
+    """The outcome total's reliability in this wave's data (Cronbach's alpha at each client's
+    first administration, client-rated) and where it comes from, for the reliable-change
+    methods that need one."""
+    table, _ = reliability_table(wave)
+    inst = outcome_instrument(wave)
+    row = table[
+        (table["instrument"] == inst.id)
+        & (table["scale"] == "total")
+        & (table["rater"] == "client")
+    ].iloc[0]
+    first = row["first_session"]
+    where = "intake" if first == 0 else f"session {first}"
+    return float(row["alpha"]), (
+        f"Cronbach's alpha of the {inst.id.upper()} total at each client's first administration "
+        f"({where}; n = {int(row['n'])})"
+    )
+
+
+def reliable_change_methods(wave) -> pd.DataFrame:
+    """Clients improved / unchanged / deteriorated under every reliable-change index of
+    :data:`alliance_lib.change.RCI_METHODS` (ended clients, intake to last session), each
+    with the outcome's reliability from the data (:func:`outcome_reliability`)."""
+
+    def compute():
+        rc, _ = clinical_change(wave)
+        inst = outcome_instrument(wave)
+        r, _ = outcome_reliability(wave)
+        better = inst.direction == "higher_is_better"
+        rows = []
+        for m in change.RCI_METHODS:
+            out = change.reliable_change(
+                rc, pre="pre", post="post", reliability=r, higher_is_better=better, method=m
+            )
+            cat = out["category"].astype(str).value_counts()
+            n = int(out["category"].notna().sum())
+            rows.append(
+                {
+                    "method": m,
+                    "n_clients": n,
+                    "improved": int(cat.get("improved", 0)),
+                    "unchanged": int(cat.get("unchanged", 0)),
+                    "deteriorated": int(cat.get("deteriorated", 0)),
+                    "share_improved": cat.get("improved", 0) / n if n else None,
+                    "share_deteriorated": cat.get("deteriorated", 0) / n if n else None,
+                    "reliability": r,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    return cached(wave, ("rci_methods",), compute)
 
 
 def whole(value: Any) -> int | None:

@@ -21,7 +21,7 @@ from alliance_lib.results import to_jsonable
 from alliance_lib.ruptures import change_event_timeline
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
-from alliance_lib.tables import format_int, format_number, format_pct
+from alliance_lib.tables import format_int, format_number, format_pct, format_prop
 
 __all__ = [
     "ruptures_section",
@@ -44,6 +44,12 @@ REFERENCES = {
     "tang": "Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical sessions in "
     "cognitive-behavioral therapy for depression. Journal of Consulting and Clinical Psychology, "
     "67(6), 894–904.",
+    "hsu": "Hsu, L. M. (1995). Regression toward the mean associated with measurement error and "
+    "the identification of improvement and deterioration in psychotherapy. Journal of Consulting "
+    "and Clinical Psychology, 63(1), 141–144.",
+    "hageman": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
+    "significant change: Increment of precision and the distinction between individual and "
+    "group level of analysis. Behaviour Research and Therapy, 37(12), 1169–1193.",
     "jacobson": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
     "approach to defining meaningful change in psychotherapy research. Journal of Consulting and "
     "Clinical Psychology, 59(1), 12–19.",
@@ -324,13 +330,48 @@ def event_timeline_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Se
     )
 
 
+RCI_NAMES = {
+    "JT": "Jacobson-Truax (JT)",
+    "GLN": "Gulliksen-Lord-Novick (GLN)",
+    "HLL": "Hsu-Linn-Lord (HLL)",
+    "EN": "Edwards-Nunnally (EN)",
+    "NK": "Nunnally-Kotsch (NK)",
+    "HA": "Hageman-Arrindell (HA)",
+}
+
+
+def _status_words(wave, counts) -> tuple[str, str]:
+    """(caveat or basis sentence, short clause) on which clients enter the change analysis."""
+    status, rule = c.treatment_status(wave)
+    if status is None:
+        caveat = (
+            f"This wave has {rule}, so clients who ended treatment cannot be told from clients "
+            "still in treatment: every client's last session so far is used, and for clients "
+            "still coming it is not an end-of-treatment score (set analysis.end_of_treatment or "
+            "add session dates)."
+        )
+        return caveat, "all clients (ended and ongoing cannot be told apart)"
+    n_on = int((counts or {}).get("ongoing", 0))
+    n_unk = int((counts or {}).get("unknown", 0))
+    basis = (
+        f"Only clients who have ended treatment are counted: {rule}. {format_int(n_on)} "
+        f"client{'s' * (n_on != 1)} still in treatment"
+        + (f" and {format_int(n_unk)} of unknown status" if n_unk else "")
+        + " are left out, because their latest session is not an end-of-treatment score."
+    )
+    return basis, "clients who ended treatment"
+
+
 def clinical_significance_section(wave) -> Section:
-    """Reliable and clinically significant change from intake to the last session attended."""
+    """Reliable and clinically significant change from intake to the last session attended,
+    for clients who have ended treatment, and the six reliable-change indices side by side."""
     title = "Reliable and clinically significant change"
     if not c.has_outcome(wave):
         return Section.skip("clinical_significance", title, NO_OUTCOME)
     inst = c.outcome_instrument(wave)
     rc, cs = c.clinical_change(wave)
+    counts = rc.attrs.get("treatment_status")
+    basis, who = _status_words(wave, counts)
     cats = (
         cs["category"]
         .value_counts()
@@ -348,10 +389,10 @@ def clinical_significance_section(wave) -> Section:
     ]
     share = dict(zip(cats["category"], cats["share"], strict=True))
     summary = (
-        f"From intake to the last session, {format_pct(share['recovered'])} of clients recovered, "
-        f"{format_pct(share['improved'])} improved reliably without recovering and "
-        f"{format_pct(share['deteriorated'])} deteriorated reliably ({format_int(len(cs))} "
-        "clients)."
+        f"Of the {format_int(len(cs))} {who}, from intake to the last session "
+        f"{format_pct(share['recovered'])} recovered, {format_pct(share['improved'])} improved "
+        f"reliably without recovering and {format_pct(share['deteriorated'])} deteriorated "
+        "reliably."
     )
     fig = plots.jacobson_truax_plot(
         cs,
@@ -362,15 +403,36 @@ def clinical_significance_section(wave) -> Section:
         label=c.outcome_label(wave),
     )
     note = (
-        f"Reliable change: at least {format_number(rc_points, 1)} points (the instrument's "
-        f"published reliable-change index); clinical cutoff {cutoff.get('value')}. Recovered = "
-        "reliably improved and crossed into the functional range; improved = reliably improved "
-        "only; deteriorated = reliably worse."
+        f"{basis} Reliable change: at least {format_number(rc_points, 1)} points (the "
+        f"instrument's published reliable-change index); clinical cutoff {cutoff.get('value')}. "
+        "Recovered = reliably improved and crossed into the functional range; improved = "
+        "reliably improved only; deteriorated = reliably worse."
     )
     if uncertain:
         note += (
             f" Norm facts marked uncertain in the instrument definition: {', '.join(uncertain)}."
         )
+    methods_t = c.reliable_change_methods(wave)
+    r, r_source = c.outcome_reliability(wave)
+    m_shown = pd.DataFrame(
+        {
+            "Method": methods_t["method"].map(RCI_NAMES),
+            "Clients": methods_t["n_clients"],
+            "Improved": methods_t["improved"],
+            "Unchanged": methods_t["unchanged"],
+            "Deteriorated": methods_t["deteriorated"],
+            "% improved": methods_t["share_improved"],
+            "% deteriorated": methods_t["share_deteriorated"],
+        }
+    )
+    jt = methods_t.set_index("method").loc["JT"]
+    spread = (methods_t["share_improved"].min(), methods_t["share_improved"].max())
+    methods_sentence = (
+        f"With the reliability estimated from these data (r = {format_prop(r, 3)}), the six "
+        f"reliable-change indices call {format_pct(spread[0])} to {format_pct(spread[1])} of "
+        f"the clients reliably improved (Jacobson-Truax: {format_pct(jt['share_improved'])})."
+    )
+    status_counts = {k: int(v) for k, v in (counts or {}).items()}
     return Section(
         key="clinical_significance",
         title=title,
@@ -380,6 +442,12 @@ def clinical_significance_section(wave) -> Section:
             "n_clients": len(cs),
             "categories": to_jsonable(cats),
             "uncertain_norms": uncertain,
+            "clients_analysed": "ended" if c.treatment_status(wave)[0] is not None else "all",
+            "treatment_status": status_counts,
+            "status_rule": c.treatment_status(wave)[1],
+            "rci_methods": to_jsonable(methods_t),
+            "rci_reliability": r,
+            "rci_reliability_source": r_source,
         },
         tables=[
             Table(
@@ -394,23 +462,46 @@ def clinical_significance_section(wave) -> Section:
                 formats={"Clients": "int", "%": "pct"},
                 note=note,
                 name="clinical-significance",
-            )
+            ),
+            Table(
+                "Reliable Change Under Six Reliable-Change Indices",
+                m_shown,
+                formats={
+                    "Method": "text",
+                    "Clients": "int",
+                    "Improved": "int",
+                    "Unchanged": "int",
+                    "Deteriorated": "int",
+                    "% improved": "pct",
+                    "% deteriorated": "pct",
+                },
+                note=f"The same clients as the change categories ({who}), intake to the last "
+                f"session. Every index uses r = {format_prop(r, 3)}, {r_source}, and the SD of "
+                "the intake scores of these clients (as the R package clinicalsignificance); "
+                "JT here is computed from them, not from the published points above. GLN, HLL, "
+                "EN and NK correct for regression to the mean; HA uses the reliability of the "
+                "differences and a one-sided criterion (Hageman & Arrindell, 1999).",
+                name="reliable-change-methods",
+            ),
         ],
         figures=[
             Figure(
                 fig,
                 f"{c.outcome_label(wave)} at intake against the last session, one point per "
-                "client coloured by change category: the solid line is no change, the dashed "
-                "lines the reliable-change band, the orange lines the clinical cutoff.",
+                f"client ({who}) coloured by change category: the solid line is no change, the "
+                "dashed lines the reliable-change band, the orange lines the clinical cutoff.",
                 name="jacobson_truax",
             )
         ],
-        sentences=[summary],
+        sentences=[summary, basis, methods_sentence],
         summary=summary,
         methods="Reliable and clinically significant change from intake to the last session "
-        "attended followed Jacobson and Truax (1991) with the instrument's published "
-        "reliable-change points and cutoff.",
-        references=[REFERENCES["jacobson"]],
+        f"attended, for {who}, followed Jacobson and Truax (1991) with the instrument's "
+        "published reliable-change points and cutoff; five further reliable-change indices "
+        "(Gulliksen-Lord-Novick, Hsu-Linn-Lord, Edwards-Nunnally, Nunnally-Kotsch, "
+        "Hageman-Arrindell; Hsu, 1995; Hageman & Arrindell, 1999) are shown for comparison, "
+        "with the reliability estimated from the data.",
+        references=[REFERENCES["jacobson"], REFERENCES["hsu"], REFERENCES["hageman"]],
     )
 
 
