@@ -527,3 +527,18 @@ def test_without_dates_or_an_end_column_change_says_it_cannot_tell(tmp_path):
     sample = data.sample_section(w)
     assert sample.numbers["n_ended"] is None
     assert "not recorded" in sample.summary
+
+
+@pytest.mark.slow
+def test_sudden_gains_are_searched_in_the_selected_cases_only(wave3):
+    s = events.sudden_gains_section(wave3)
+    direct = al.select_sudden_gain_cases(
+        common.sessions(wave3), "outcome", client="client_id", session="session", method="pattern"
+    )
+    chosen = set(direct.loc[direct["selected"], "client_id"])
+    assert s.numbers["n_selected"] == len(chosen) == 254
+    gains, losses, _ = common.gains_and_losses(wave3)
+    assert set(gains["client_id"]) <= chosen and set(losses["client_id"]) <= chosen
+    assert (s.numbers["n_gains"], s.numbers["n_losses"]) == (45, 1)
+    assert "254 of 300 clients" in s.sentences[1]
+    assert "select_cases" in s.tables[0].note

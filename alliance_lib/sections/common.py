@@ -60,6 +60,7 @@ __all__ = [
     "rupture_pattern_table",
     "sudden_gain_cutoff",
     "gains_and_losses",
+    "sudden_gain_cases",
     "study_cutoff",
     "treatment_status",
     "clinical_change",
@@ -505,21 +506,37 @@ def sudden_gain_cutoff(wave) -> float | None:
 
 
 def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    """Sudden gains, sudden losses and the per-client interval counts (None without a cutoff)."""
+    """Sudden gains and losses among the clients :func:`sudden_gain_cases` selects, and the
+    per-client interval counts of every client (None without a cutoff)."""
     cutoff = sudden_gain_cutoff(wave)
     if cutoff is None or not has_outcome(wave):
         return None
 
     def compute():
         s = sessions(wave)
+        chosen = sudden_gain_cases(wave)
+        s = s[s["client_id"].isin(chosen.loc[chosen["selected"], "client_id"])]
         better = outcome_instrument(wave).direction == "higher_is_better"
         gains = change.sudden_gains(s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better)
         losses = change.sudden_losses(
             s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better
         )
-        return gains, losses, change.count_intervals(s, "outcome", **COLUMNS)
+        return gains, losses, change.count_intervals(sessions(wave), "outcome", **COLUMNS)
 
     return cached(wave, ("gains",), compute)
+
+
+def sudden_gain_cases(wave) -> pd.DataFrame:
+    """Which clients have the outcome data to look for sudden gains: one of the four
+    suddengains patterns (two observed sessions on each side of an interval;
+    :func:`alliance_lib.select_sudden_gain_cases`, ``method="pattern"``)."""
+    return cached(
+        wave,
+        ("sudden_gain_cases",),
+        lambda: change.select_sudden_gain_cases(
+            sessions(wave), "outcome", **COLUMNS, method="pattern"
+        ),
+    )
 
 
 def study_cutoff(wave):

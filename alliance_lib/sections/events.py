@@ -50,6 +50,8 @@ REFERENCES = {
     "hageman": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
     "significant change: Increment of precision and the distinction between individual and "
     "group level of analysis. Behaviour Research and Therapy, 37(12), 1169–1193.",
+    "wiedemann": "Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R "
+    "package to identify sudden gains in longitudinal data. PLoS ONE, 15(3), e0230276.",
     "jacobson": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
     "approach to defining meaningful change in psychotherapy research. Journal of Consulting and "
     "Clinical Psychology, 59(1), 12–19.",
@@ -233,8 +235,16 @@ def sudden_gains_section(wave) -> Section:
     gains, losses, intervals = found
     cutoff = c.sudden_gain_cutoff(wave)
     n_clients = c.sessions(wave)["client_id"].nunique()
+    cases = c.sudden_gain_cases(wave)
+    n_selected = int(cases["selected"].sum())
     numbers = {
         "cutoff": cutoff,
+        "case_selection": "pattern",
+        "n_clients": int(n_clients),
+        "n_selected": n_selected,
+        "share_selected_with_gain": gains["client_id"].nunique() / n_selected
+        if n_selected
+        else None,
         "n_gains": len(gains),
         "n_losses": len(losses),
         "clients_with_gain": int(gains["client_id"].nunique()),
@@ -245,6 +255,10 @@ def sudden_gains_section(wave) -> Section:
     }
     out = c.outcome_instrument(wave).id.upper()
     rows = [
+        (
+            "Clients selected (data to test an interval)",
+            f"{format_int(n_selected)} of {format_int(n_clients)}",
+        ),
         ("Cutoff (points)", format_number(cutoff, 1)),
         ("Sudden gains", format_int(numbers["n_gains"])),
         ("Sudden losses", format_int(numbers["n_losses"])),
@@ -276,18 +290,28 @@ def sudden_gains_section(wave) -> Section:
                 f"Sudden Gains and Losses in {out}",
                 pd.DataFrame(rows, columns=["Statistic", "Value"]),
                 formats={"Value": "text"},
-                note=f"A gain is a session-to-session improvement of at least {cutoff:g} points, "
-                "at least 25% of the pre-gain score, and larger than the variability of the three "
-                "sessions around it (Tang & DeRubeis, 1999; as in the R package suddengains).",
+                note=f'Clients selected as suddengains\' select_cases(method = "pattern"): '
+                "an interval with two observed sessions on each side (x N x x, x N x . x, "
+                "x . N x x or x . N x . x); gains were looked for in those clients only. A gain "
+                f"is a session-to-session improvement of at least {cutoff:g} points, at least "
+                "25% of the pre-gain score, and larger than the variability of the three "
+                "sessions around it (Tang & DeRubeis, 1999; as in the R package suddengains). "
+                "Percentages of clients are of all clients.",
                 name="sudden-gains",
             )
         ],
-        sentences=[summary],
+        sentences=[
+            summary,
+            f"{format_int(n_selected)} of {format_int(n_clients)} clients had the outcome "
+            "ratings needed to test at least one session-to-session interval (suddengains' "
+            "pattern selection) and were searched.",
+        ],
         summary=summary,
         methods=f"Sudden gains and losses were identified with the Tang and DeRubeis (1999) "
         f"criteria (cutoff {cutoff:g} points, 25% of the pre-gain score, and the three-session "
-        "variability test).",
-        references=[REFERENCES["tang"]],
+        "variability test) in the clients whose data contain a testable interval, selected as "
+        "suddengains' select_cases(method = 'pattern') (Wiedemann et al., 2020).",
+        references=[REFERENCES["tang"], REFERENCES["wiedemann"]],
     )
 
 
