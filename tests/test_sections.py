@@ -49,8 +49,8 @@ def all_sections(w):
         therapists.icc_section(w),
         therapists.therapist_effects_section(w),
         raters.rater_agreement_section(w),
-        outcome.early_alliance_section(w),
         outcome.early_alliance_outcome_section(w),
+        outcome.early_alliance_section(w),
         outcome.alliance_outcome_section(w),
         outcome.therapist_alliance_outcome_section(w),
         events.ruptures_section(w),
@@ -542,3 +542,18 @@ def test_sudden_gains_are_searched_in_the_selected_cases_only(wave3):
     assert (s.numbers["n_gains"], s.numbers["n_losses"]) == (45, 1)
     assert "254 of 300 clients" in s.sentences[1]
     assert "select_cases" in s.tables[0].note
+
+
+def test_the_adjusted_early_alliance_estimate_is_primary(wave3):
+    adjusted = outcome.early_alliance_outcome_section(wave3)
+    plain = outcome.early_alliance_section(wave3)
+    assert "adjusted for intake and early change" in adjusted.title
+    assert "unadjusted" in plain.title.lower() and "comparison" in plain.title
+    assert "reverse causation" in adjusted.sentences[1] and "lesson 03" in adjusted.sentences[1]
+    assert "03-alliance-and-outcome.ipynb" in adjusted.tables[0].note
+    assert "adjusted estimate in the previous section" in plain.sentences[0]
+    assert set(adjusted.numbers["fixed"][1]) >= {"term", "estimate"}
+    template = (ROOT / "alliance_lib" / "templates" / "study_report.ipynb").read_text()
+    assert template.index("early_alliance_outcome_section") < template.index(
+        "early_alliance_section("
+    )
