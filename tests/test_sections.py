@@ -462,8 +462,8 @@ def test_ruptures_under_both_presets_with_their_false_alarm_rates(wave3):
     assert n["n_episodes"] == got.loc["stiles", "n_episodes"] == 37
     assert 0 < got.loc["stiles", "false_alarm_share"] < got.loc["gumz", "false_alarm_share"] < 1
     side = s.tables[0].data
-    assert len(side) == 2 and "Expected false alarms" in side.columns
-    assert side["Expected false alarms"].str.match(r"^\d+\.\d% \(SE \d\.\d%\)$").all()
+    assert len(side) == 2 and "Expected by chance" in side.columns
+    assert side["Expected by chance"].str.match(r"^\d+\.\d% \(SE \d\.\d%\)$").all()
     assert "expected by chance" in s.sentences[2] and "Gumz rule" in s.sentences[2]
     assert n["crosstab"]["table"]["repaired"]["repaired"] == 31
     shown = format_table(s.tables[1])

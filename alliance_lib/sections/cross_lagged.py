@@ -144,6 +144,13 @@ def cross_lagged_section(
         primary = fit_cross_lagged(data, "alliance", "outcome", min_clients=min_clients)
     except AllianceError as exc:
         return Section.skip(KEY, TITLE, f"a cross-lagged panel model cannot be fitted: {exc}")
+    except np.linalg.LinAlgError:  # e.g. a singular covariance of too few clients per session
+        return Section.skip(
+            KEY,
+            TITLE,
+            "a cross-lagged panel model cannot be fitted: the sessions' covariance matrix is "
+            "singular (too few clients with ratings at each session)",
+        )
     waves = primary.waves
     fits = {"riclpm": primary}
     labels = {
@@ -163,8 +170,8 @@ def cross_lagged_section(
                 fits[name] = fit_cross_lagged(
                     data, "alliance", "outcome", waves=waves, test_constraints=False, **kw
                 )
-            except AllianceError as exc:
-                failed[name] = str(exc)
+            except (AllianceError, np.linalg.LinAlgError) as exc:
+                failed[name] = str(exc) or "singular covariance matrix"
     rows = [_row(labels[k], f) for k, f in fits.items()]
     mlm = None
     if descriptive:

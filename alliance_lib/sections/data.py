@@ -268,7 +268,9 @@ def sample_section(wave) -> Section:
         tail = (
             f"{format_int(numbers['n_ended'])} had ended treatment "
             f"({format_int(numbers['n_ended_early'])} before session {max_session}) and "
-            f"{format_int(numbers['n_ongoing'])} were still in treatment at the data cut-off."
+            f"{format_int(numbers['n_ongoing'])} "
+            f"{'was' if numbers['n_ongoing'] == 1 else 'were'} still in treatment at the data "
+            "cut-off."
         )
     else:
         tail = (

@@ -128,7 +128,7 @@ def ruptures_section(wave) -> Section:
             "% with a rupture": summ["share_rupture"].to_numpy(),
             "Episodes": summ["n_episodes"].to_numpy(),
             "Repaired": summ["n_repaired"].to_numpy(),
-            "Expected false alarms": [
+            "Expected by chance": [
                 f"{format_pct(v, 1)} (SE {format_pct(se, 1)})"
                 for v, se in zip(summ["false_alarm_share"], summ["false_alarm_se"], strict=True)
             ],
@@ -147,7 +147,7 @@ def ruptures_section(wave) -> Section:
     preset = PRESETS.get(a["rupture_preset"], a["rupture_preset"])
     side_note = (
         f"Both rules with a minimum drop of {format_number(a['rupture_min_drop'])} item-mean "
-        "points; clients = with enough ratings to set their own level. Expected false alarms: "
+        "points; clients = with enough ratings to set their own level. Expected by chance: "
         f"share of clients flagged in {c.RUPTURE_SIMULATIONS} simulated data sets without "
         "ruptures, with this wave's client means and session-to-session noise (within-client SD "
         f"{format_number(noise.get('within_sd'), 2)}, between-client SD "
@@ -169,7 +169,7 @@ def ruptures_section(wave) -> Section:
                     "% with a rupture": "pct",
                     "Episodes": "int",
                     "Repaired": "int",
-                    "Expected false alarms": "text",
+                    "Expected by chance": "text",
                     "Excess over chance": "pct",
                 },
                 note=side_note,
