@@ -6,8 +6,9 @@ Examples
 >>> from alliance_lib.waves import prepare_wave
 >>> from pathlib import Path
 >>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
->>> sorted(icc_section(w).numbers)
-['client', 'therapist', 'total_variance']
+>>> n = icc_section(w).numbers
+>>> n["time_zero"], n["n_boot"], n["client_ci_low"] < n["client"] < n["client_ci_high"]
+(1.0, 500, True)
 """
 
 from __future__ import annotations
