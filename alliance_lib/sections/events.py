@@ -578,7 +578,9 @@ def event_rates_section(wave) -> Section:
                     **{v: "pct" for v in names.values()},
                 },
                 note=f"Pseudonymous therapist IDs; therapists with fewer than {threshold} clients "
-                f"are not shown ({n_sup} suppressed). Reliably improved includes recovered.",
+                f"are not shown ({n_sup} suppressed). Reliably improved includes recovered and is "
+                "the share of the therapist's clients who ended treatment (clients still in "
+                "treatment have no end-of-treatment score).",
                 name="event-rates",
             )
         ],
