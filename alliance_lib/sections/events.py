@@ -503,8 +503,10 @@ def clinical_significance_section(wave) -> Section:
                 f"session. Every index uses r = {format_prop(r, 3)}, {r_source}, and the SD of "
                 "the intake scores of these clients (as the R package clinicalsignificance); "
                 "JT here is computed from them, not from the published points above. GLN, HLL, "
-                "EN and NK correct for regression to the mean; HA uses the reliability of the "
-                "differences and a one-sided criterion (Hageman & Arrindell, 1999).",
+                "EN and NK correct for regression to the mean; HLL also centres the post score "
+                "on the group's post mean, so it classifies change relative to the average "
+                "client's change; HA uses the reliability of the differences and a one-sided "
+                "criterion (Hageman & Arrindell, 1999).",
                 name="reliable-change-methods",
             ),
         ],
