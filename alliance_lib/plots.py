@@ -218,9 +218,13 @@ def rater_plot(
     therapist_col: str = "alliance_therapist",
     label: str | None = None,
     title: str | None = None,
+    limits: tuple[float, float, float] | None = None,
 ):
     """Client against therapist ratings of the same sessions, with the identity line, and the
-    Bland-Altman difference plot beside it; ``label`` names the instrument on the axes."""
+    Bland-Altman difference plot beside it; ``label`` names the instrument on the axes.
+    ``limits`` = (bias, lower, upper) draws given limits of agreement (e.g. the repeated-measures
+    limits of Bland & Altman 2007 from :func:`alliance_lib.rater_agreement`); default: mean
+    difference -/+ 1.96 SD of the pairs (Bland & Altman 1986)."""
     data = sessions.dropna(subset=[client_col, therapist_col])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     ax1.scatter(data[client_col], data[therapist_col], s=6, alpha=0.3, color=PALETTE["client"])
@@ -234,8 +238,9 @@ def rater_plot(
     mean = (data[client_col] + data[therapist_col]) / 2
     diff = data[client_col] - data[therapist_col]
     md, sd = diff.mean(), diff.std(ddof=1)
+    lines = limits if limits is not None else (md, md - 1.96 * sd, md + 1.96 * sd)
     ax2.scatter(mean, diff, s=6, alpha=0.3, color=PALETTE["therapist"])
-    for v, ls in ((md, "-"), (md - 1.96 * sd, "--"), (md + 1.96 * sd, "--")):
+    for v, ls in zip(lines, ("-", "--", "--"), strict=True):
         ax2.axhline(v, color="black", ls=ls, lw=0.8)
     ax2.set_xlabel(f"Mean of the two ratings{what}")
     ax2.set_ylabel("Client − therapist")

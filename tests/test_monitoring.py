@@ -408,19 +408,20 @@ def test_monitoring_section_on_the_demo_study(demo_sections):
     assert 0.5 < v3["expected curve"]["auc"] <= 1
     titles = [t.title for t in s.tables]
     assert titles[0].startswith("Accuracy of Not-on-Track Alerts")
-    vt = s.tables[0].data
-    assert set(vt["Session"]) == {3, 5}
-    assert {"Sensitivity", "Specificity", "PPV", "NPV", "AUC", "AUC CI"} <= set(vt.columns)
+    vt = s.tables[0].data  # accuracy, then predictive values (two tables: each fits the page)
+    assert set(vt["Session"]) == {3, 5} and titles[1].startswith("Predictive Values")
+    assert {"Sensitivity", "Sensitivity 95% CI", "Specificity"} <= set(vt.columns)
+    assert {"PPV", "NPV", "AUC", "AUC 95% CI"} <= set(s.tables[1].data.columns)
     assert len(s.figures) == 1 and s.figures[0].caption
-    assert titles[3] == "Alliance Signals as Early Warnings"
-    at = s.tables[3].data
+    assert titles[4] == "Alliance Signals as Early Warnings"
+    at = s.tables[4].data
     # the WAI-SR has no published cutoff: the study's 10th percentile, and no drop rule
     assert at["Signal"].str.contains("10th percentile").any()
     assert not at["Signal"].str.startswith("Drop").any()
     assert s.numbers["clients_ongoing"] == s.numbers["current"]["clients"] > 0
     assert s.summary and s.methods and s.references
     # no raw ids, no paths in anything the report shows
-    shown = json.dumps(s.numbers) + " ".join(s.sentences) + s.tables[2].data.to_csv()
+    shown = json.dumps(s.numbers) + " ".join(s.sentences) + s.tables[3].data.to_csv()
     assert "CL-" not in shown and "TH-" not in shown and "/work" not in shown
 
 
@@ -428,7 +429,7 @@ def test_monitoring_section_on_the_demo_study(demo_sections):
 def test_not_on_track_list_is_pseudonymous_and_respects_small_cells(demo_sections):
     wave, section = demo_sections[2]
     s = section(wave, n_boot=20)
-    listed = s.tables[2].data
+    listed = s.tables[3].data
     assert s.numbers["current"]["states"]["red"] == len(listed) > 0
     assert listed["Client"].str.match(r"^C-[0-9a-f]{8}$").all()
     per_ther = wave.sessions().drop_duplicates("client_id")["therapist_id"].value_counts()
@@ -438,7 +439,7 @@ def test_not_on_track_list_is_pseudonymous_and_respects_small_cells(demo_section
     import dataclasses
 
     strict = dataclasses.replace(wave, study=dataclasses.replace(wave.study, small_cell=10_000))
-    hidden = section(strict, n_boot=20).tables[2].data
+    hidden = section(strict, n_boot=20).tables[3].data
     assert len(hidden) == len(listed) and hidden["Therapist"].isna().all()
 
 

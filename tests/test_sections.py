@@ -49,8 +49,8 @@ def all_sections(w):
         therapists.icc_section(w),
         therapists.therapist_effects_section(w),
         raters.rater_agreement_section(w),
-        outcome.early_alliance_section(w),
         outcome.early_alliance_outcome_section(w),
+        outcome.early_alliance_section(w),
         outcome.alliance_outcome_section(w),
         outcome.therapist_alliance_outcome_section(w),
         events.ruptures_section(w),
@@ -102,7 +102,9 @@ def test_section_numbers_are_those_of_the_demo_study(sections3):
     assert n["ruptures"]["n_episodes"] == 37
     assert (n["sudden_gains"]["n_gains"], n["sudden_gains"]["n_losses"]) == (45, 1)
     cats = {r["category"]: r["clients"] for r in n["clinical_significance"]["categories"]}
-    assert cats == {"recovered": 102, "improved": 90, "unchanged": 105, "deteriorated": 3}
+    # ended clients only (289 of 300; 11 still in treatment at the cut-off)
+    assert cats == {"recovered": 96, "improved": 86, "unchanged": 104, "deteriorated": 3}
+    assert (n["sample"]["n_ended"], n["sample"]["n_ongoing"]) == (289, 11)
     assert [r["wave"] for r in n["wave_over_wave"]["summary"]] == [1, 2, 3]
     assert n["event_counts"] == {"repair": 31, "rupture": 37, "sudden gain": 45, "sudden loss": 1}
 
@@ -317,3 +319,241 @@ def test_wave_over_wave_refits_every_wave_like_the_current_one():
         fixed.loc[fixed["wave"] == 1, "estimate"], common.trajectory_fit(w1).fixed["estimate"]
     )
     assert summary.loc[1, "nobs"] == common.trajectory_fit(w2).nobs
+
+
+# ------------------------------------------------------------------ methods a reviewer accepts
+@pytest.mark.slow
+def test_reliability_is_at_one_administration_per_client_with_multilevel_omega(wave3):
+    s = scores.reliability_section(wave3)
+    table = pd.DataFrame(s.numbers["table"])
+    client = wave3.scored[wave3.scored["rater"] == "client"]
+    direct = al.reliability(client, "wai-sr", administration="first")
+    got = table[(table["instrument"] == "wai-sr") & (table["rater"] == "client")]
+    assert_allclose(got["alpha"], direct["alpha"], rtol=1e-12)
+    assert_allclose(got["omega_h"], direct["omega_h"], rtol=1e-12, equal_nan=True)
+    total = got.set_index("scale").loc["total"]
+    # one row per client (never the 2,435 pooled administrations), omega_h for the total only
+    assert total["n"] <= client["client_id"].nunique() and total["first_session"] == 1
+    assert total["omega_h"] < total["omega"] and got["omega_h"].isna().sum() == 3
+    assert "Schmid-Leiman" in total["omega_model"]
+    assert "session 1 for" in s.tables[0].note and "omega hierarchical" in s.tables[0].note
+    assert "intake (session 0)" in s.tables[0].note  # the OQ-45.2 is first given at intake
+    ml = pd.DataFrame(s.numbers["multilevel"])
+    direct_ml = al.multilevel_reliability(client, "wai-sr")
+    got_ml = ml[(ml["instrument"] == "wai-sr") & (ml["rater"] == "client")]
+    assert_allclose(got_ml["omega_within"], direct_ml["omega_within"], rtol=1e-10)
+    assert got_ml["n"].iloc[0] > 5 * total["n"]  # every administration
+    assert [t.name for t in s.tables] == ["reliability", "reliability-multilevel"]
+    assert "ω hierarchical" in s.sentences[0] and "ω within" in s.sentences[1]
+
+
+@pytest.mark.slow
+def test_icc_at_time_zero_with_intervals_and_one_definition_everywhere(wave3):
+    s = therapists.icc_section(wave3)
+    n = s.numbers
+    fit = common.trajectory_fit(wave3)
+    assert fit.time_zero == n["time_zero"] == 1.0  # the first alliance session, not intake
+    assert n["client_ci_low"] < n["client"] < n["client_ci_high"]
+    assert n["therapist_ci_low"] <= n["therapist"] < n["therapist_ci_high"]
+    assert n["n_boot"] == 500 and n["seed"] == wave3.study.seed
+    assert s.summary.startswith("At session 1, the first alliance session, 60% of")
+    assert "95% CI" in s.summary and "2.9% between therapists" in s.summary
+    assert s.tables[0].formats["95% CI"] == "ci_prop"
+    assert not n["therapist_imprecise"]  # 20 therapists
+    # wave over wave: the same ICC (same fit, same time zero) for the current wave
+    now = waves.wave_estimates(wave3)[0].set_index("wave").loc[3]
+    assert now["icc_client"] == pytest.approx(n["client"], rel=1e-12)
+    assert now["time_zero"] == 1.0
+    assert (
+        "Intercept (session 1)"
+        in format_table(trajectories.trajectory_section(wave3).tables[0])
+        .to_numpy()
+        .ravel()
+        .tolist()
+    )
+
+
+@pytest.mark.slow
+def test_icc_flags_a_small_pilot_as_imprecise(tmp_path):
+    d = simulate_study(n_clients=36, n_therapists=3, seed=5, therapist_ratings=False)
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: Pilot\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\nanalysis: {time_zero: 2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    s = therapists.icc_section(w)
+    assert s.numbers["therapist_imprecise"] and s.numbers["time_zero"] == 2.0
+    assert "fewer than 15" in s.sentences[1] and "imprecise" in s.tables[0].note
+    assert "fewer than 15: imprecise" in s.tables[0].data["Note"].iloc[1]
+    assert s.summary.startswith("At session 2, the study's time zero")
+
+
+@pytest.mark.slow
+def test_rater_agreement_is_clustered_with_the_independent_pairs_as_sensitivity(wave3):
+    s = raters.rater_agreement_section(wave3)
+    rows = pd.DataFrame(s.numbers)
+    fit = al.rater_agreement(
+        wave3.scored, "wai_sr_total", seed=wave3.study.seed, n_boot=common.RATER_BOOT
+    )
+    main = rows[rows["analysis"] == "clustered"].set_index("statistic")
+    assert_allclose(main.loc["ICC(C,1)", "estimate"], fit.icc.loc["ICC(C,1)", "icc"], rtol=1e-12)
+    assert_allclose(main.loc["loa_high", "estimate"], fit.bland_altman.loa_high, rtol=1e-12)
+    assert fit.bland_altman.method.startswith("repeated measures")
+    sens = rows[rows["analysis"] == "independent pairs (sensitivity)"].set_index("statistic")
+    assert_allclose(
+        sens.loc["ICC(C,1)", "estimate"], fit.icc_independent.loc["ICC(C,1)", "icc"], rtol=1e-12
+    )
+    # clustering widens the interval of the consistency ICC (3,032 sessions of 300 clients)
+    width = main["ci_high"] - main["ci_low"]
+    assert width["ICC(C,1)"] > 1.5 * (sens["ci_high"] - sens["ci_low"])["ICC(C,1)"]
+    assert set(rows["n_boot"]) == {500} and set(rows["comparison"]) == {"Client vs therapist"}
+    assert "Clustered" in s.tables[0].title and "Sensitivity" in s.tables[1].title
+    assert "500 replicates" in s.tables[0].note and "fast" in s.tables[0].note
+    assert "Bland & Altman, 2007" in s.tables[0].note
+    assert "(sensitivity)" in s.sentences[1]
+
+
+@pytest.mark.slow
+def test_rater_agreement_compares_every_perspective_present(tmp_path):
+    import dataclasses
+
+    d = simulate_study(n_clients=30, n_therapists=3, seed=4)
+    d.to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: Raters\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    th = w.scored[w.scored["rater"] == "therapist"].copy()
+    rng = np.random.default_rng(1)
+    th["rater"] = "observer"
+    th["wai_sr_total"] = th["wai_sr_total"] + rng.normal(0, 0.3, len(th))
+    w3 = dataclasses.replace(w, scored=pd.concat([w.scored, th], ignore_index=True))
+    assert common.rater_perspectives(w3) == ["client", "therapist", "observer"]
+    s = raters.rater_agreement_section(w3)
+    pairs = set(pd.DataFrame(s.numbers)["comparison"])
+    assert pairs == {"Client vs therapist", "Client vs observer", "Therapist vs observer"}
+    assert "therapist vs observer" in s.sentences[-1]
+    assert len(s.figures) == 1  # the client-therapist figure
+
+
+@pytest.mark.slow
+def test_ruptures_under_both_presets_with_their_false_alarm_rates(wave3):
+    s = events.ruptures_section(wave3)
+    n = s.numbers
+    a = wave3.study.analysis
+    direct = al.compare_rupture_presets(
+        common.sessions(wave3),
+        "alliance",
+        client="client_id",
+        session="session",
+        presets=("stiles", "gumz"),
+        min_drop=a["rupture_min_drop"],
+        n_simulations=200,
+        seed=wave3.study.seed,
+    )
+    got = pd.DataFrame(n["comparison"]).set_index("preset")
+    want = direct.summary.set_index("preset")
+    assert list(got.index) == ["stiles", "gumz"] == n["presets_compared"]
+    for col in ("n_rupture", "share_rupture", "false_alarm_share", "false_alarm_se"):
+        assert_allclose(got[col], want[col], rtol=1e-12)
+    # the study preset (stiles) is the one the timeline and event rates use: 37 as before
+    assert n["n_episodes"] == got.loc["stiles", "n_episodes"] == 37
+    assert 0 < got.loc["stiles", "false_alarm_share"] < got.loc["gumz", "false_alarm_share"] < 1
+    side = s.tables[0].data
+    assert len(side) == 2 and "Expected by chance" in side.columns
+    assert side["Expected by chance"].str.match(r"^\d+\.\d% \(SE \d\.\d%\)$").all()
+    assert "expected by chance" in s.sentences[2] and "Gumz rule" in s.sentences[2]
+    assert n["crosstab"]["table"]["repaired"]["repaired"] == 31
+    shown = format_table(s.tables[1])
+    assert {"Stiles: clients", "Gumz: clients"} <= set(shown.columns)
+
+
+@pytest.mark.slow
+def test_change_is_for_ended_clients_and_the_sample_says_ended_or_ongoing(wave3):
+    a = wave3.study.analysis
+    status = al.treatment_status(
+        wave3.scored,
+        client="client_id",
+        session="session",
+        date="date",
+        end=None,
+        ongoing_within_days=a["ongoing_within_days"],
+        last_planned_session=16,
+    )
+    ended = set(status.loc[status["status"] == "ended", "client_id"])
+    s = events.clinical_significance_section(wave3)
+    rc, cs = common.clinical_change(wave3)
+    assert set(rc["client_id"]) <= ended and len(ended - set(rc["client_id"])) < 5
+    assert s.numbers["treatment_status"] == {"ended": 289, "ongoing": 11, "unknown": 0}
+    assert s.numbers["clients_analysed"] == "ended"
+    assert "11 clients still in treatment are left out" in s.sentences[1]
+    # the six reliable-change indices, each with the outcome's alpha from these data
+    m = pd.DataFrame(s.numbers["rci_methods"]).set_index("method")
+    assert list(m.index) == list(al.RCI_METHODS) == ["JT", "GLN", "HLL", "EN", "NK", "HA"]
+    r = s.numbers["rci_reliability"]
+    alpha = pd.DataFrame(scores.reliability_section(wave3).numbers["table"])
+    alpha = alpha[(alpha["instrument"] == "oq-45.2") & (alpha["scale"] == "total")]
+    assert r == pytest.approx(alpha["alpha"].iloc[0])
+    for method in ("GLN", "HA"):
+        direct = al.reliable_change(
+            rc, pre="pre", post="post", reliability=r, higher_is_better=False, method=method
+        )
+        assert m.loc[method, "improved"] == (direct["category"] == "improved").sum()
+    assert (m["improved"] + m["unchanged"] + m["deteriorated"] == m["n_clients"]).all()
+    assert "r = .939" in s.tables[1].note and "first administration" in s.tables[1].note
+    sample = data.sample_section(wave3)
+    shown = " ".join(format_table(sample.tables[0]).to_numpy().ravel())
+    assert "dropout" not in (shown + sample.tables[0].note).lower()
+    assert "Still in treatment at the data cut-off" in shown and "Ended early" in shown
+    assert sample.numbers["n_ended_early"] == int(status["ended_early"].fillna(False).sum())
+    assert "11 were still in treatment at the data cut-off" in sample.summary
+
+
+def test_without_dates_or_an_end_column_change_says_it_cannot_tell(tmp_path):
+    d = simulate_study(n_clients=40, n_therapists=4, seed=8, therapist_ratings=False)
+    d.drop(columns="date").to_csv(tmp_path / "w1.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "study: No dates\ndata: {1: w1.csv}\nmissing_codes: [-99, 999]\n"
+        "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
+    )
+    w = al.prepare_wave(al.load_study(tmp_path / "study.yaml"), 1)
+    status, why = common.treatment_status(w)
+    assert status is None and "no session dates" in why
+    s = events.clinical_significance_section(w)
+    assert s.numbers["clients_analysed"] == "all"
+    assert "cannot be told from clients still in treatment" in s.tables[0].note
+    sample = data.sample_section(w)
+    assert sample.numbers["n_ended"] is None
+    assert "not recorded" in sample.summary
+
+
+@pytest.mark.slow
+def test_sudden_gains_are_searched_in_the_selected_cases_only(wave3):
+    s = events.sudden_gains_section(wave3)
+    direct = al.select_sudden_gain_cases(
+        common.sessions(wave3), "outcome", client="client_id", session="session", method="pattern"
+    )
+    chosen = set(direct.loc[direct["selected"], "client_id"])
+    assert s.numbers["n_selected"] == len(chosen) == 254
+    gains, losses, _ = common.gains_and_losses(wave3)
+    assert set(gains["client_id"]) <= chosen and set(losses["client_id"]) <= chosen
+    assert (s.numbers["n_gains"], s.numbers["n_losses"]) == (45, 1)
+    assert "254 of 300 clients" in s.sentences[1]
+    assert "select_cases" in s.tables[0].note
+
+
+def test_the_adjusted_early_alliance_estimate_is_primary(wave3):
+    adjusted = outcome.early_alliance_outcome_section(wave3)
+    plain = outcome.early_alliance_section(wave3)
+    assert "adjusted for intake and early change" in adjusted.title
+    assert "unadjusted" in plain.title.lower() and "comparison" in plain.title
+    assert "reverse causation" in adjusted.sentences[1] and "lesson 03" in adjusted.sentences[1]
+    assert "03-alliance-and-outcome.ipynb" in adjusted.tables[0].note
+    assert "adjusted estimate in the previous section" in plain.sentences[0]
+    assert set(adjusted.numbers["fixed"][1]) >= {"term", "estimate"}
+    template = (ROOT / "alliance_lib" / "templates" / "study_report.ipynb").read_text()
+    assert template.index("early_alliance_outcome_section") < template.index(
+        "early_alliance_section("
+    )

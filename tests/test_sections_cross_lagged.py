@@ -40,7 +40,7 @@ def test_section_reports_the_riclpm_as_primary_with_sensitivity_and_descriptive_
     # the primary line is the fit itself
     direct = fit_cross_lagged(_wave().sessions(), "alliance", "outcome")
     b = direct.effects.loc["alliance -> outcome", "estimate"]
-    assert table.loc[0, "Alliance → next outcome"] == pytest.approx(b, rel=1e-8)
+    assert table.loc[0, "Alliance → outcome"] == pytest.approx(b, rel=1e-8)
     assert sec.numbers["primary"]["effects"]["alliance -> outcome"]["estimate"] == pytest.approx(b)
     # demo study: true within effect -6, attenuated by item measurement error; clearly negative
     assert -6.5 < b < -2.0

@@ -31,9 +31,8 @@ import alliance_lib.change as change
 import alliance_lib.raters as raters
 import alliance_lib.trajectories as traj
 from alliance_lib.registry import Instrument, get_instrument
-from alliance_lib.reliability import reliability
-from alliance_lib.ruptures import rupture_patterns
-from alliance_lib.ruptures import ruptures as find_ruptures
+from alliance_lib.reliability import multilevel_reliability, reliability
+from alliance_lib.ruptures import compare_rupture_presets
 from alliance_lib.tables import instrument_label
 
 __all__ = [
@@ -48,24 +47,37 @@ __all__ = [
     "outcome_label",
     "trajectory_fit",
     "shape_fits",
+    "time_zero_words",
+    "icc_table",
     "therapist_intervals",
     "alliance_outcome_fit",
     "therapist_alliance_outcome_fit",
     "early_alliance_fit",
     "early_alliance_by_session",
     "client_pre_post",
+    "rupture_comparison",
     "rupture_episodes",
     "rupture_pattern_table",
     "sudden_gain_cutoff",
     "gains_and_losses",
+    "sudden_gain_cases",
+    "study_cutoff",
+    "treatment_status",
     "clinical_change",
+    "outcome_reliability",
+    "reliable_change_methods",
     "reliability_table",
+    "multilevel_reliability_table",
     "rater_agreement_fit",
+    "rater_agreement_fits",
+    "rater_perspectives",
 ]
 
 #: The canonical id and session columns every analysis of a prepared wave uses.
 COLUMNS = {"client": "client_id", "session": "session"}
 CI_LEVEL = 0.95
+#: Parametric-bootstrap replicates of the ICC intervals.
+ICC_BOOT = 500
 
 
 def cached(wave, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -128,9 +140,31 @@ def trajectory_fit(wave, method: str = "reml"):
             knot=study.analysis["knot"],
             covariates=list(study.covariates),
             method=method,
+            time_zero=study.analysis["time_zero"],
         )
 
     return cached(wave, ("trajectory", method), fit)
+
+
+def time_zero_words(wave, fit=None) -> str:
+    """Where intercepts and ICCs are stated, in words: ``'session 1, the first alliance
+    session'`` (the default time zero) or ``'session 2, the study's time zero'``."""
+    fit = fit if fit is not None else trajectory_fit(wave)
+    t0 = float(fit.time_zero)
+    where = f"session {t0:g}"
+    if wave.study.analysis["time_zero"] is None:
+        return f"{where}, the first alliance session"
+    return f"{where}, the study's time zero (analysis.time_zero)"
+
+
+def icc_table(wave) -> pd.DataFrame:
+    """The growth model's ICCs at time zero with 95% parametric-bootstrap intervals (500
+    replicates, the study's seed): :meth:`TrajectoryFit.icc_table`."""
+    return cached(
+        wave,
+        ("icc_table",),
+        lambda: trajectory_fit(wave).icc_table(ci=CI_LEVEL, n_boot=ICC_BOOT, seed=wave.study.seed),
+    )
 
 
 def shape_fits(wave) -> dict:
@@ -147,6 +181,7 @@ def shape_fits(wave) -> dict:
                 shape=shape,
                 knot=study.analysis["knot"],
                 method="ml",
+                time_zero=study.analysis["time_zero"],
             )
             for shape in study.analysis["compare_shapes"]
         }
@@ -289,23 +324,45 @@ def early_alliance_by_session(wave, early_session: int) -> tuple[dict, pd.DataFr
 
 
 # ---------------------------------------------------------------- measurement
+def _rated_groups(wave):
+    """(instrument, rater, rows) for every instrument and rater with answered items."""
+    insts = [alliance_instrument(wave)] + (
+        [outcome_instrument(wave)] if outcome_instrument(wave) else []
+    )
+    for inst in insts:
+        for rater, g in wave.scored.groupby("rater", sort=True):
+            if g[list(inst.columns)].notna().any(axis=None):
+                yield inst, rater, g
+
+
 def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
-    """Alpha and omega per instrument, rater and scale, pooled over sessions, with footnotes."""
+    """Alpha and omega per instrument, rater and scale at one administration per client (each
+    client's first administration of the instrument), with footnotes.
+
+    Besides the columns of :func:`alliance_lib.reliability` (``omega_h`` and ``omega_model``:
+    omega hierarchical and total for a multidimensional total, one-factor omega otherwise),
+    ``first_session`` is the session most clients' first administration fell on and
+    ``first_session_share`` the share of clients it holds.
+    """
 
     def compute():
         tables, footnotes = [], []
-        insts = [alliance_instrument(wave)] + (
-            [outcome_instrument(wave)] if outcome_instrument(wave) else []
-        )
-        for inst in insts:
-            for rater, g in wave.scored.groupby("rater", sort=True):
-                if not g[list(inst.columns)].notna().any(axis=None):
-                    continue
-                r = reliability(g, inst)
-                r.insert(0, "rater", rater)
-                r.insert(0, "instrument", inst.id)
-                r["uncertain"] = [", ".join(inst.uncertain_facts(sc)) for sc in r["scale"]]
-                tables.append(r)
+        seen = []
+        for inst, rater, g in _rated_groups(wave):
+            r = reliability(g, inst, **COLUMNS, administration="first")
+            answered = g[list(inst.columns)].notna().any(axis=1)
+            first = g.loc[answered].groupby("client_id")["session"].min()
+            counts = first.value_counts()
+            r.insert(0, "rater", rater)
+            r.insert(0, "instrument", inst.id)
+            r["administration"] = r.attrs.get("administration", "first")
+            r["first_session"] = int(counts.index[0]) if len(counts) else None
+            r["first_session_share"] = float(counts.iloc[0] / counts.sum()) if len(counts) else None
+            r["uncertain"] = [", ".join(inst.uncertain_facts(sc)) for sc in r["scale"]]
+            tables.append(r)
+            if inst.id in seen:
+                continue
+            seen.append(inst.id)
             flags = [
                 f
                 for f in ("cutoff", "reliable_change")
@@ -323,48 +380,120 @@ def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
     return cached(wave, ("reliability",), compute)
 
 
+def multilevel_reliability_table(wave) -> pd.DataFrame:
+    """Within- and between-client omega over every administration (Geldhof, Preacher & Zyphur
+    2014), per instrument, rater and scale (:func:`alliance_lib.multilevel_reliability`)."""
+
+    def compute():
+        parts = []
+        for inst, rater, g in _rated_groups(wave):
+            m = multilevel_reliability(g, inst, client="client_id")
+            m.insert(0, "rater", rater)
+            m.insert(0, "instrument", inst.id)
+            parts.append(m)
+        return pd.concat(parts, ignore_index=True)
+
+    return cached(wave, ("multilevel_reliability",), compute)
+
+
+#: Rater perspectives compared in the report, in this order (others present follow).
+RATER_ORDER = ("client", "therapist", "observer", "interpreter")
+#: Cluster-bootstrap replicates of the rater-agreement intervals (about 5 ms each for 3,000
+#: pairs; 500 keeps the report fast and the percentile limits stable to about .01).
+RATER_BOOT = 500
+
+
+def rater_perspectives(wave) -> list[str]:
+    """Rater perspectives with an alliance total in this wave (client first)."""
+    col = f"{alliance_instrument(wave).prefix}_total"
+    if "rater" not in wave.scored or col not in wave.scored:
+        return []
+    present = set(wave.scored.loc[wave.scored[col].notna(), "rater"].dropna().astype(str))
+    order = [r for r in RATER_ORDER if r in present]
+    return order + sorted(present - set(order))
+
+
+def rater_agreement_fits(wave) -> dict:
+    """Every pair of rater perspectives present: ``{(a, b): RaterAgreement}`` (differences
+    ``a - b``), clustered (clients and sessions as random effects, cluster-bootstrap CIs with
+    :data:`RATER_BOOT` replicates and the study's seed, Bland & Altman 2007 limits)."""
+
+    def compute():
+        col = f"{alliance_instrument(wave).prefix}_total"
+        found = rater_perspectives(wave)
+        out, skipped = {}, {}
+        for i, a in enumerate(found):
+            for b in found[i + 1 :]:
+                try:
+                    out[(a, b)] = raters.rater_agreement(
+                        wave.scored,
+                        col,
+                        **COLUMNS,
+                        rater="rater",
+                        raters=(a, b),
+                        n_boot=RATER_BOOT,
+                        seed=wave.study.seed,
+                    )
+                except raters.RaterAgreementError as exc:  # e.g. too few shared sessions
+                    skipped[(a, b)] = str(exc)
+        return out, skipped
+
+    return cached(wave, ("raters",), compute)[0]
+
+
+def rater_pairs_not_compared(wave) -> dict:
+    """Pairs of perspectives present that could not be compared, with the reason."""
+    rater_agreement_fits(wave)
+    return cached(wave, ("raters",), lambda: ({}, {}))[1]
+
+
 def rater_agreement_fit(wave):
-    """Client against therapist ratings of the same sessions (ICCs, Bland-Altman, slopes)."""
-    return cached(
-        wave,
-        ("raters",),
-        lambda: raters.rater_agreement(
-            wave.scored, f"{alliance_instrument(wave).prefix}_total", **COLUMNS, rater="rater"
-        ),
-    )
+    """Client against therapist ratings of the same sessions (the first pair of
+    :func:`rater_agreement_fits`)."""
+    fits = rater_agreement_fits(wave)
+    if ("client", "therapist") in fits:
+        return fits[("client", "therapist")]
+    return next(iter(fits.values()))
 
 
 # ---------------------------------------------------------------- change events
-def rupture_episodes(wave) -> pd.DataFrame:
-    """Rupture episodes in the client-rated alliance (preset and minimum drop from the study)."""
+#: The rupture rules always reported side by side (Gumz et al. 2012 recommend more than one).
+RUPTURE_PRESETS = ("stiles", "gumz")
+#: Simulated rupture-free data sets for each rule's expected false-alarm rate.
+RUPTURE_SIMULATIONS = 200
+
+
+def rupture_comparison(wave):
+    """The Stiles and Gumz rupture rules (and the study's preset, if another) on the
+    client-rated alliance with the study's minimum drop, each with its false-alarm rate in
+    simulated rupture-free data at this wave's noise level
+    (:func:`alliance_lib.compare_rupture_presets`)."""
     a = wave.study.analysis
+    presets = RUPTURE_PRESETS + tuple(p for p in (a["rupture_preset"],) if p not in RUPTURE_PRESETS)
     return cached(
         wave,
-        ("ruptures",),
-        lambda: find_ruptures(
+        ("rupture_comparison",),
+        lambda: compare_rupture_presets(
             sessions(wave),
             "alliance",
             **COLUMNS,
-            preset=a["rupture_preset"],
+            presets=presets,
             min_drop=a["rupture_min_drop"],
+            n_simulations=RUPTURE_SIMULATIONS,
+            seed=wave.study.seed,
         ),
     )
+
+
+def rupture_episodes(wave) -> pd.DataFrame:
+    """Rupture episodes in the client-rated alliance under the study's preset (and minimum
+    drop), from :func:`rupture_comparison`."""
+    return rupture_comparison(wave).episodes[wave.study.analysis["rupture_preset"]]
 
 
 def rupture_pattern_table(wave) -> pd.DataFrame:
-    """Each client as no rupture, repaired or unrepaired (Larsson et al. 2018)."""
-    a = wave.study.analysis
-    return cached(
-        wave,
-        ("rupture_patterns",),
-        lambda: rupture_patterns(
-            sessions(wave),
-            "alliance",
-            **COLUMNS,
-            preset=a["rupture_preset"],
-            min_drop=a["rupture_min_drop"],
-        ),
-    )
+    """Each client as no rupture, repaired or unrepaired (Larsson et al. 2018), study preset."""
+    return rupture_comparison(wave).patterns[wave.study.analysis["rupture_preset"]]
 
 
 def sudden_gain_cutoff(wave) -> float | None:
@@ -377,35 +506,168 @@ def sudden_gain_cutoff(wave) -> float | None:
 
 
 def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    """Sudden gains, sudden losses and the per-client interval counts (None without a cutoff)."""
+    """Sudden gains and losses among the clients :func:`sudden_gain_cases` selects, and the
+    per-client interval counts of every client (None without a cutoff)."""
     cutoff = sudden_gain_cutoff(wave)
     if cutoff is None or not has_outcome(wave):
         return None
 
     def compute():
         s = sessions(wave)
+        chosen = sudden_gain_cases(wave)
+        s = s[s["client_id"].isin(chosen.loc[chosen["selected"], "client_id"])]
         better = outcome_instrument(wave).direction == "higher_is_better"
         gains = change.sudden_gains(s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better)
         losses = change.sudden_losses(
             s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better
         )
-        return gains, losses, change.count_intervals(s, "outcome", **COLUMNS)
+        return gains, losses, change.count_intervals(sessions(wave), "outcome", **COLUMNS)
 
     return cached(wave, ("gains",), compute)
 
 
+def sudden_gain_cases(wave) -> pd.DataFrame:
+    """Which clients have the outcome data to look for sudden gains: one of the four
+    suddengains patterns (two observed sessions on each side of an interval;
+    :func:`alliance_lib.select_sudden_gain_cases`, ``method="pattern"``)."""
+    return cached(
+        wave,
+        ("sudden_gain_cases",),
+        lambda: change.select_sudden_gain_cases(
+            sessions(wave), "outcome", **COLUMNS, method="pattern"
+        ),
+    )
+
+
+def study_cutoff(wave):
+    """The wave's data cut-off set in the study file (``waves.<N>.cutoff``), else ``None``."""
+    waves = wave.study.raw.get("waves") if isinstance(wave.study.raw, dict) else None
+    if isinstance(waves, dict):
+        entry = waves.get(wave.wave, waves.get(str(wave.wave)))
+        if isinstance(entry, dict) and entry.get("cutoff"):
+            return entry["cutoff"]
+    return None
+
+
+def treatment_status(wave) -> tuple[pd.DataFrame | None, str]:
+    """Each client as ended / ongoing / unknown at the data cut-off
+    (:func:`alliance_lib.treatment_status`) from the session dates (``analysis.
+    ongoing_within_days``) and/or the study's end-of-treatment column, with ``ended_early``
+    against the highest session number in the data (taken as the last planned session); and
+    the rule in words. ``(None, reason)`` when the data have neither a date nor an end column.
+    """
+
+    def compute():
+        a = wave.study.analysis
+        data = wave.scored
+        date = "date" if "date" in data and data["date"].notna().any() else None
+        end = a["end_of_treatment"] if a["end_of_treatment"] in data else None
+        if date is None and end is None:
+            why = "no session dates" + (
+                f" and no end-of-treatment column {a['end_of_treatment']!r}"
+                if a["end_of_treatment"]
+                else " and no end-of-treatment column (analysis.end_of_treatment)"
+            )
+            return None, why
+        last_planned = int(sessions(wave)["session"].max())
+        status = change.treatment_status(
+            data,
+            **COLUMNS,
+            date=date,
+            end=end,
+            cutoff_date=study_cutoff(wave),
+            ongoing_within_days=a["ongoing_within_days"] if date else None,
+            last_planned_session=last_planned,
+        )
+        parts = []
+        if end:
+            parts.append(f"marked in the end-of-treatment column {end!r}")
+        if date and a["ongoing_within_days"] is not None:
+            parts.append(
+                f"last seen more than {a['ongoing_within_days']:g} days before the data cut-off "
+                "(the study setting analysis.ongoing_within_days)"
+            )
+        rule = "a client has ended treatment when " + " or ".join(parts or ["marked"])
+        status.attrs["rule"] = rule
+        status.attrs["last_planned_session"] = last_planned
+        return status, rule
+
+    return cached(wave, ("treatment_status",), compute)
+
+
 def clinical_change(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reliable change (Jacobson & Truax) from intake to the last session attended, and its
-    clinical-significance categories; clients seen after intake only."""
+    """Reliable change (Jacobson & Truax, the instrument's published points) from intake to the
+    last session attended, and its clinical-significance categories, for clients who have
+    *ended* treatment (:func:`treatment_status`; every client, with a caveat, when the data
+    cannot tell ended from ongoing); clients seen after intake only. ``rc.attrs
+    ["treatment_status"]`` counts the clients by status."""
 
     def compute():
         inst = outcome_instrument(wave)
-        rc = change.reliable_change_from_long(sessions(wave), "outcome", **COLUMNS, instrument=inst)
+        status, _ = treatment_status(wave)
+        rc = change.reliable_change_from_long(
+            sessions(wave), "outcome", **COLUMNS, instrument=inst, status=status
+        )
+        counts = rc.attrs.get("treatment_status")
         rc = rc[rc["post_session"] > rc["pre_session"]]
+        rc.attrs["treatment_status"] = counts
         cs = change.clinical_significance(rc, pre="pre", post="post", instrument=inst)
         return rc, cs
 
     return cached(wave, ("clinical",), compute)
+
+
+def outcome_reliability(wave) -> tuple[float, str]:
+    """The outcome total's reliability in this wave's data (Cronbach's alpha at each client's
+    first administration, client-rated) and where it comes from, for the reliable-change
+    methods that need one."""
+    table, _ = reliability_table(wave)
+    inst = outcome_instrument(wave)
+    row = table[
+        (table["instrument"] == inst.id)
+        & (table["scale"] == "total")
+        & (table["rater"] == "client")
+    ].iloc[0]
+    first = row["first_session"]
+    where = "intake" if first == 0 else f"session {first}"
+    return float(row["alpha"]), (
+        f"Cronbach's alpha of the {inst.id.upper()} total at each client's first administration "
+        f"({where}; n = {int(row['n'])})"
+    )
+
+
+def reliable_change_methods(wave) -> pd.DataFrame:
+    """Clients improved / unchanged / deteriorated under every reliable-change index of
+    :data:`alliance_lib.change.RCI_METHODS` (ended clients, intake to last session), each
+    with the outcome's reliability from the data (:func:`outcome_reliability`)."""
+
+    def compute():
+        rc, _ = clinical_change(wave)
+        inst = outcome_instrument(wave)
+        r, _ = outcome_reliability(wave)
+        better = inst.direction == "higher_is_better"
+        rows = []
+        for m in change.RCI_METHODS:
+            out = change.reliable_change(
+                rc, pre="pre", post="post", reliability=r, higher_is_better=better, method=m
+            )
+            cat = out["category"].astype(str).value_counts()
+            n = int(out["category"].notna().sum())
+            rows.append(
+                {
+                    "method": m,
+                    "n_clients": n,
+                    "improved": int(cat.get("improved", 0)),
+                    "unchanged": int(cat.get("unchanged", 0)),
+                    "deteriorated": int(cat.get("deteriorated", 0)),
+                    "share_improved": cat.get("improved", 0) / n if n else None,
+                    "share_deteriorated": cat.get("deteriorated", 0) / n if n else None,
+                    "reliability": r,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    return cached(wave, ("rci_methods",), compute)
 
 
 def whole(value: Any) -> int | None:

@@ -69,6 +69,14 @@ def _ci(lo: float, hi: float, digits: int = 2) -> str:
     return f"[{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
+def _fit_text(cfi: float, rmsea: float) -> str:
+    """``'.926 / .058'``: CFI and RMSEA in one cell (APA: no leading zero), so the table fits."""
+    return " / ".join(
+        "—" if v is None or not math.isfinite(v) else f"{v:.3f}".replace("0.", ".", 1)
+        for v in (cfi, rmsea)
+    )
+
+
 def _digits(x: float) -> int:
     """Decimals that show two significant digits of a small coefficient."""
     if not np.isfinite(x) or x == 0:
@@ -81,14 +89,13 @@ def _row(label: str, fit: CrossLaggedFit) -> dict:
     r = fit.effects.loc["outcome -> alliance"]
     return {
         "Model": label,
-        "Alliance → next outcome": b["estimate"],
+        "Alliance → outcome": b["estimate"],
         "95 % CI": (b["ci_low"], b["ci_high"]),
         "p": b["p"],
-        "Outcome → next alliance": r["estimate"],
+        "Outcome → alliance": r["estimate"],
         "95 % CI ": (r["ci_low"], r["ci_high"]),
-        "Long-run effect": fit.long_run["estimate"],
-        "CFI": fit.fit_indices["cfi"],
-        "RMSEA": fit.fit_indices["rmsea"],
+        "Long run": fit.long_run["estimate"],
+        "CFI / RMSEA": _fit_text(fit.fit_indices["cfi"], fit.fit_indices["rmsea"]),
     }
 
 
@@ -135,8 +142,15 @@ def cross_lagged_section(
     data = data[data["alliance"].notna() | data["outcome"].notna()]
     try:
         primary = fit_cross_lagged(data, "alliance", "outcome", min_clients=min_clients)
-    except (AllianceError, np.linalg.LinAlgError) as exc:
+    except AllianceError as exc:
         return Section.skip(KEY, TITLE, f"a cross-lagged panel model cannot be fitted: {exc}")
+    except np.linalg.LinAlgError:  # e.g. a singular covariance of too few clients per session
+        return Section.skip(
+            KEY,
+            TITLE,
+            "a cross-lagged panel model cannot be fitted: the sessions' covariance matrix is "
+            "singular (too few clients with ratings at each session)",
+        )
     waves = primary.waves
     fits = {"riclpm": primary}
     labels = {
@@ -157,7 +171,7 @@ def cross_lagged_section(
                     data, "alliance", "outcome", waves=waves, test_constraints=False, **kw
                 )
             except (AllianceError, np.linalg.LinAlgError) as exc:
-                failed[name] = str(exc)
+                failed[name] = str(exc) or "singular covariance matrix"
     rows = [_row(labels[k], f) for k, f in fits.items()]
     mlm = None
     if descriptive:
@@ -170,14 +184,13 @@ def cross_lagged_section(
         rows.append(
             {
                 "Model": "Multilevel model (descriptive; biased under dynamics)",
-                "Alliance → next outcome": fx["estimate"],
+                "Alliance → outcome": fx["estimate"],
                 "95 % CI": (fx["ci_low"], fx["ci_high"]),
                 "p": fx["p"],
-                "Outcome → next alliance": np.nan,
+                "Outcome → alliance": np.nan,
                 "95 % CI ": (np.nan, np.nan),
-                "Long-run effect": np.nan,
-                "CFI": np.nan,
-                "RMSEA": np.nan,
+                "Long run": np.nan,
+                "CFI / RMSEA": "—",
             }
         )
     rev = primary.effects.loc["outcome -> alliance"]
@@ -186,22 +199,22 @@ def cross_lagged_section(
         "Within-client alliance and outcome: primary estimate and sensitivity analyses",
         pd.DataFrame(rows),
         formats={
-            "Alliance → next outcome": "num",
+            "Alliance → outcome": "num",
             "95 % CI": "ci",
             "p": "p",
-            "Outcome → next alliance": "num",
+            "Outcome → alliance": "num",
             "95 % CI ": "ci",
-            "Long-run effect": "num",
-            "CFI": "prop",
-            "RMSEA": "prop",
+            "Long run": "num",
+            "CFI / RMSEA": "text",
         },
-        digits={"Outcome → next alliance": dr, "95 % CI ": dr, "CFI": 3, "RMSEA": 3},
+        digits={"Outcome → alliance": dr, "95 % CI ": dr},
         note=(
             f"Sessions {waves[0]}-{waves[-1]} as waves; {primary.n_clients} clients; full-"
-            "information maximum likelihood (FIML) under missing at random. Alliance → next "
-            "outcome: outcome points per alliance point above the client's own level at the "
-            "previous session. Outcome → next alliance: alliance points per outcome point. "
-            "Lagged effects held equal over sessions. Long-run effect: b / (1 − autoregression). "
+            "information maximum likelihood (FIML) under missing at random. Alliance → "
+            "outcome: outcome points at the next session per alliance point above the client's own "
+            "level at the previous session. Outcome → alliance: alliance points at the next "
+            "session per outcome point. Lagged effects held equal over sessions. Long run: the "
+            "long-run effect of the alliance on the outcome, b / (1 − autoregression). "
             "The multilevel model (person-mean-centred alliance, prior outcome, client random "
             "intercept) is shown for comparison only: with inertia and reverse effects it is "
             "biased (Falkenström et al., 2022)."

@@ -177,6 +177,11 @@ def missingness_section(wave) -> Section:
     )
 
 
+def _n_pct(n: int, of: int) -> str:
+    """``'289 (96%)'``."""
+    return f"{format_int(n)} ({format_pct(n / of)})" if of else format_int(n)
+
+
 def sample_section(wave) -> Section:
     """Clients, therapists, sessions attended and caseloads."""
     s = c.sessions(wave)
@@ -191,6 +196,47 @@ def sample_section(wave) -> Section:
         "max_session": max_session,
         "share_ended_before_max_session": float((per_client < max_session).mean()),
     }
+    status, rule = c.treatment_status(wave)
+    if status is not None:
+        st = status["status"].astype(str)
+        n_ended, n_on, n_unk = (int((st == k).sum()) for k in ("ended", "ongoing", "unknown"))
+        early = status["ended_early"]
+        n_early = int(early.fillna(False).astype(bool).sum())
+        numbers.update(
+            n_ended=n_ended,
+            n_ongoing=n_on,
+            n_status_unknown=n_unk,
+            n_ended_early=n_early,
+            share_ended_early=n_early / n_ended if n_ended else None,
+            last_planned_session=max_session,
+            status_rule=rule,
+        )
+        status_rows = [
+            ("Ended treatment by the data cut-off", _n_pct(n_ended, numbers["n_clients"])),
+            (
+                f"Ended early (before session {max_session}, the highest session number in the "
+                "data, taken as the last planned session)",
+                _n_pct(n_early, n_ended) + " of those who ended",
+            ),
+            ("Still in treatment at the data cut-off", _n_pct(n_on, numbers["n_clients"])),
+        ] + ([("Status unknown", _n_pct(n_unk, numbers["n_clients"]))] if n_unk else [])
+        status_note = (
+            f"Ended or still in treatment: {rule}. A client still in treatment has not ended "
+            "early, however few sessions so far."
+        )
+    else:
+        numbers.update(status_rule=None, n_ended=None, n_ongoing=None, n_ended_early=None)
+        status_rows = [
+            (
+                f"Last session before session {max_session} (ended early or still in "
+                "treatment: not known)",
+                format_pct(numbers["share_ended_before_max_session"]),
+            )
+        ]
+        status_note = (
+            f"The data have {rule}, so a last session before the highest session number can "
+            "mean an early ending, a planned shorter treatment or a client still in treatment."
+        )
     rows = [
         ("Clients", format_int(numbers["n_clients"])),
         ("Therapists", format_int(numbers["n_therapists"])),
@@ -200,10 +246,7 @@ def sample_section(wave) -> Section:
             f"{format_number(per_client.median(), 1)} ({format_number(per_client.mean(), 1)})",
         ),
         ("Highest session number", format_int(max_session)),
-        (
-            f"Clients whose last session came before session {max_session}",
-            format_pct(numbers["share_ended_before_max_session"]),
-        ),
+        *status_rows,
     ]
     who = f"{format_int(numbers['n_clients'])} clients"
     if wave.has_therapists:
@@ -221,11 +264,23 @@ def sample_section(wave) -> Section:
         who += f" seen by {format_int(numbers['n_therapists'])} therapists"
     else:
         rows = [r for r in rows if r[0] != "Therapists"]
+    if status is not None:
+        tail = (
+            f"{format_int(numbers['n_ended'])} had ended treatment "
+            f"({format_int(numbers['n_ended_early'])} before session {max_session}) and "
+            f"{format_int(numbers['n_ongoing'])} "
+            f"{'was' if numbers['n_ongoing'] == 1 else 'were'} still in treatment at the data "
+            "cut-off."
+        )
+    else:
+        tail = (
+            f"{format_pct(numbers['share_ended_before_max_session'])} had their last session "
+            f"before session {max_session} (whether they ended or are still coming is not "
+            "recorded)."
+        )
     summary = (
         f"{who} had {format_int(numbers['n_sessions'])} sessions recorded (median last session "
-        f"{format_number(per_client.median(), 1)}); "
-        f"{format_pct(numbers['share_ended_before_max_session'])} had their last session before "
-        f"session {max_session}."
+        f"{format_number(per_client.median(), 1)}); " + tail
     )
     return Section(
         key="sample",
@@ -236,9 +291,7 @@ def sample_section(wave) -> Section:
                 "Sample and Attendance",
                 pd.DataFrame(rows, columns=["Characteristic", "Value"]),
                 formats={"Value": "text"},
-                note="Session 0 is the intake assessment. A last session before the highest "
-                "session number can mean dropout, a planned shorter treatment or a client still "
-                "in treatment at the data cut-off.",
+                note="Session 0 is the intake assessment. " + status_note,
                 name="sample",
             )
         ],

@@ -21,7 +21,7 @@ from alliance_lib.results import to_jsonable
 from alliance_lib.ruptures import change_event_timeline
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
-from alliance_lib.tables import format_int, format_number, format_pct
+from alliance_lib.tables import format_int, format_number, format_pct, format_prop
 
 __all__ = [
     "ruptures_section",
@@ -35,17 +35,29 @@ REFERENCES = {
     "stiles": "Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. A., Agnew-"
     "Davies, R., Rees, A., & Barkham, M. (2004). Patterns of alliance development and the "
     "rupture-repair hypothesis. Journal of Counseling Psychology, 51(1), 81–92.",
+    "gumz": "Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). Crisis-repair sequences: "
+    "Considerations on the assessment and classification of ruptures in the therapeutic "
+    "alliance. BMC Medical Research Methodology, 12, 10.",
     "larsson": "Larsson, M. H., Falkenström, F., Andersson, G., & Holmqvist, R. (2018). Alliance "
     "ruptures and repairs in psychotherapy in primary care. Psychotherapy Research, 28(1), "
     "123–136.",
     "tang": "Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical sessions in "
     "cognitive-behavioral therapy for depression. Journal of Consulting and Clinical Psychology, "
     "67(6), 894–904.",
+    "hsu": "Hsu, L. M. (1995). Regression toward the mean associated with measurement error and "
+    "the identification of improvement and deterioration in psychotherapy. Journal of Consulting "
+    "and Clinical Psychology, 63(1), 141–144.",
+    "hageman": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
+    "significant change: Increment of precision and the distinction between individual and "
+    "group level of analysis. Behaviour Research and Therapy, 37(12), 1169–1193.",
+    "wiedemann": "Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R "
+    "package to identify sudden gains in longitudinal data. PLoS ONE, 15(3), e0230276.",
     "jacobson": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
     "approach to defining meaningful change in psychotherapy research. Journal of Consulting and "
     "Clinical Psychology, 59(1), 12–19.",
 }
 
+PRESET_NAMES = {"stiles": "Stiles", "strauss": "Strauss", "gumz": "Gumz"}
 PRESETS = {
     "stiles": "Stiles et al. (2004): 2 SD below the client's own level",
     "strauss": "Strauss et al. (2006): 1 SD below the client's own level",
@@ -56,13 +68,18 @@ CATEGORIES = ["recovered", "improved", "unchanged", "deteriorated"]
 
 
 def ruptures_section(wave) -> Section:
-    """Rupture episodes in the client-rated alliance and each client's pattern."""
+    """Rupture episodes in the client-rated alliance under the Stiles (2004) and Gumz (2012)
+    rules side by side, each with its expected false-alarm rate at this wave's noise level, and
+    each client's pattern (the study's preset first)."""
     a = wave.study.analysis
+    cmp = c.rupture_comparison(wave)
     episodes = c.rupture_episodes(wave)
     patterns = c.rupture_pattern_table(wave)
     counts = patterns["pattern"].value_counts().rename_axis("pattern").reset_index(name="clients")
     counts["share"] = counts["clients"] / counts["clients"].sum()
     n = len(episodes)
+    summ = cmp.summary.set_index("preset")
+    null = {k: dict(v) for k, v in cmp.null.items()}
     numbers = {
         "preset": a["rupture_preset"],
         "min_drop": a["rupture_min_drop"],
@@ -70,8 +87,21 @@ def ruptures_section(wave) -> Section:
         "share_repaired": float(episodes["repaired"].mean()) if n else None,
         "median_depth_sd": float(episodes["depth_sd"].median()) if n else None,
         "patterns": to_jsonable(counts),
+        "presets_compared": list(summ.index),
+        "comparison": to_jsonable(cmp.summary),
+        "crosstab": {
+            "rows": cmp.crosstab.index.name,
+            "columns": cmp.crosstab.columns.name,
+            "table": {
+                str(k): {str(kk): int(vv) for kk, vv in v.items()}
+                for k, v in cmp.crosstab.T.to_dict().items()
+            },
+        },
+        "false_alarm_model": to_jsonable(null),
+        "n_simulations": c.RUPTURE_SIMULATIONS,
     }
     n_clients = int(episodes["client_id"].nunique()) if n else 0
+    own = summ.loc[a["rupture_preset"]]
     summary = (
         f"{format_int(n)} alliance rupture{'s' * (n != 1)} occurred in {format_int(n_clients)} "
         f"client{'s' * (n_clients != 1)}; {format_pct(numbers['share_repaired'])} were repaired "
@@ -79,36 +109,114 @@ def ruptures_section(wave) -> Section:
         if n
         else "No alliance rupture met the criterion."
     )
+    rule_words = []
+    for name, r in summ.iterrows():
+        short = PRESET_NAMES.get(name, name)
+        rule_words.append(
+            f"the {short} rule flagged {format_pct(r['share_rupture'])} of clients against "
+            f"{format_pct(r['false_alarm_share'])} expected by chance in rupture-free data"
+        )
+    compare_sentence = (
+        "Side by side, " + "; ".join(rule_words) + ". A rate near its chance level says the "
+        "rule mostly flags session-to-session noise at this wave's reliability."
+    )
+    side = pd.DataFrame(
+        {
+            "Rule": [PRESETS.get(p, p) for p in summ.index],
+            "Clients": summ["n_clients"].to_numpy(),
+            "With a rupture": summ["n_rupture"].to_numpy(),
+            "% with a rupture": summ["share_rupture"].to_numpy(),
+            "Episodes": summ["n_episodes"].to_numpy(),
+            "Repaired": summ["n_repaired"].to_numpy(),
+            "Expected by chance": [
+                f"{format_pct(v, 1)} (SE {format_pct(se, 1)})"
+                for v, se in zip(summ["false_alarm_share"], summ["false_alarm_se"], strict=True)
+            ],
+            "Excess over chance": summ["excess_share"].to_numpy(),
+        }
+    )
+    wide = {"Pattern": []}
+    order = ["no rupture", "repaired", "unrepaired", "insufficient data"]
+    wide["Pattern"] = [p.capitalize() for p in order]
+    for name in summ.index:
+        pat = cmp.patterns[name]["pattern"].value_counts().reindex(order, fill_value=0)
+        label = PRESET_NAMES.get(name, name)
+        wide[f"{label}: clients"] = pat.to_numpy()
+        wide[f"{label}: %"] = (pat / pat.sum()).to_numpy()
+    noise = next(iter(cmp.null.values()))
     preset = PRESETS.get(a["rupture_preset"], a["rupture_preset"])
+    side_note = (
+        f"Both rules with a minimum drop of {format_number(a['rupture_min_drop'])} item-mean "
+        "points; clients = with enough ratings to set their own level. Expected by chance: "
+        f"share of clients flagged in {c.RUPTURE_SIMULATIONS} simulated data sets without "
+        "ruptures, with this wave's client means and session-to-session noise (within-client SD "
+        f"{format_number(noise.get('within_sd'), 2)}, between-client SD "
+        f"{format_number(noise.get('between_sd'), 2)}; seed {wave.study.seed}). Excess over "
+        "chance: % with a rupture minus the expected false alarms, in percentage points."
+    )
     return Section(
         key="ruptures",
         title="Ruptures and repairs",
         numbers=numbers,
         tables=[
             Table(
-                "Clients by Rupture Pattern",
-                pd.DataFrame(
-                    {
-                        "Pattern": counts["pattern"].str.capitalize(),
-                        "Clients": counts["clients"],
-                        "%": counts["share"],
-                    }
-                ),
-                formats={"Clients": "int", "%": "pct"},
-                note=f"Rupture criterion: {preset}, and a drop of at least "
-                f"{format_number(a['rupture_min_drop'])} item-mean points; repaired = back to the "
-                "client's level within three sessions. Insufficient data = too few ratings to set "
-                "the client's own level.",
+                "Rupture Rules Side by Side, With Their Expected False-Alarm Rates",
+                side,
+                formats={
+                    "Rule": "text",
+                    "Clients": "int",
+                    "With a rupture": "int",
+                    "% with a rupture": "pct",
+                    "Episodes": "int",
+                    "Repaired": "int",
+                    "Expected by chance": "text",
+                    "Excess over chance": "pct",
+                },
+                note=side_note,
+                name="rupture-rules",
+            ),
+            Table(
+                "Clients by Rupture Pattern Under Each Rule",
+                pd.DataFrame(wide),
+                formats={
+                    k: ("int" if k.endswith("clients") else "pct") for k in wide if k != "Pattern"
+                }
+                | {"Pattern": "text"},
+                note="Repaired = back to the client's level within three sessions. Insufficient "
+                "data = too few ratings to set the client's own level. Every client flagged by "
+                "the Stiles rule is also flagged by the Gumz rule"
+                if _nested(cmp)
+                else "Repaired = back to the client's level within three sessions. Insufficient "
+                "data = too few ratings to set the client's own level.",
                 name="rupture-patterns",
-            )
+            ),
         ],
-        sentences=[summary],
+        sentences=[
+            summary,
+            f"The study's rule is {preset}; at this wave's noise level it would flag "
+            f"{format_pct(own['false_alarm_share'])} of clients in data without any rupture.",
+            compare_sentence,
+        ],
         summary=summary,
-        methods=f"Alliance ruptures were sessions falling below the client's own level ({preset}, "
-        f"minimum drop {format_number(a['rupture_min_drop'])} points), classified as repaired when "
-        "the alliance returned within three sessions (Stiles et al., 2004; Larsson et al., 2018).",
-        references=[REFERENCES["stiles"], REFERENCES["larsson"]],
+        methods=f"Alliance ruptures were sessions falling below the client's own level, under "
+        "two published rules side by side (Stiles et al., 2004: 2 SD of the client's own "
+        "scores; Gumz et al., 2012: 1 SD of the larger of the within- and between-client SD), "
+        f"each with a minimum drop of {format_number(a['rupture_min_drop'])} points and "
+        f"its expected false-alarm rate in {c.RUPTURE_SIMULATIONS} simulated rupture-free data "
+        "sets at the data's noise level; an episode was repaired when the alliance returned "
+        "within three sessions (Larsson et al., 2018). The study's rule "
+        f"({a['rupture_preset']}) feeds the event timeline and event rates.",
+        references=[REFERENCES["stiles"], REFERENCES["gumz"], REFERENCES["larsson"]],
     )
+
+
+def _nested(cmp) -> bool:
+    """Whether every client the first rule flags is flagged by the last (crosstab zeros)."""
+    ct = cmp.crosstab
+    flagged = [x for x in ("repaired", "unrepaired") if x in ct.index]
+    if "no rupture" not in ct.columns or not flagged:
+        return False
+    return bool((ct.loc[flagged, "no rupture"] == 0).all())
 
 
 def sudden_gains_section(wave) -> Section:
@@ -127,8 +235,16 @@ def sudden_gains_section(wave) -> Section:
     gains, losses, intervals = found
     cutoff = c.sudden_gain_cutoff(wave)
     n_clients = c.sessions(wave)["client_id"].nunique()
+    cases = c.sudden_gain_cases(wave)
+    n_selected = int(cases["selected"].sum())
     numbers = {
         "cutoff": cutoff,
+        "case_selection": "pattern",
+        "n_clients": int(n_clients),
+        "n_selected": n_selected,
+        "share_selected_with_gain": gains["client_id"].nunique() / n_selected
+        if n_selected
+        else None,
         "n_gains": len(gains),
         "n_losses": len(losses),
         "clients_with_gain": int(gains["client_id"].nunique()),
@@ -139,6 +255,10 @@ def sudden_gains_section(wave) -> Section:
     }
     out = c.outcome_instrument(wave).id.upper()
     rows = [
+        (
+            "Clients selected (data to test an interval)",
+            f"{format_int(n_selected)} of {format_int(n_clients)}",
+        ),
         ("Cutoff (points)", format_number(cutoff, 1)),
         ("Sudden gains", format_int(numbers["n_gains"])),
         ("Sudden losses", format_int(numbers["n_losses"])),
@@ -170,18 +290,28 @@ def sudden_gains_section(wave) -> Section:
                 f"Sudden Gains and Losses in {out}",
                 pd.DataFrame(rows, columns=["Statistic", "Value"]),
                 formats={"Value": "text"},
-                note=f"A gain is a session-to-session improvement of at least {cutoff:g} points, "
-                "at least 25% of the pre-gain score, and larger than the variability of the three "
-                "sessions around it (Tang & DeRubeis, 1999; as in the R package suddengains).",
+                note=f'Clients selected as suddengains\' select_cases(method = "pattern"): '
+                "an interval with two observed sessions on each side (x N x x, x N x . x, "
+                "x . N x x or x . N x . x); gains were looked for in those clients only. A gain "
+                f"is a session-to-session improvement of at least {cutoff:g} points, at least "
+                "25% of the pre-gain score, and larger than the variability of the three "
+                "sessions around it (Tang & DeRubeis, 1999; as in the R package suddengains). "
+                "Percentages of clients are of all clients.",
                 name="sudden-gains",
             )
         ],
-        sentences=[summary],
+        sentences=[
+            summary,
+            f"{format_int(n_selected)} of {format_int(n_clients)} clients had the outcome "
+            "ratings needed to test at least one session-to-session interval (suddengains' "
+            "pattern selection) and were searched.",
+        ],
         summary=summary,
         methods=f"Sudden gains and losses were identified with the Tang and DeRubeis (1999) "
         f"criteria (cutoff {cutoff:g} points, 25% of the pre-gain score, and the three-session "
-        "variability test).",
-        references=[REFERENCES["tang"]],
+        "variability test) in the clients whose data contain a testable interval, selected as "
+        "suddengains' select_cases(method = 'pattern') (Wiedemann et al., 2020).",
+        references=[REFERENCES["tang"], REFERENCES["wiedemann"]],
     )
 
 
@@ -224,13 +354,48 @@ def event_timeline_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Se
     )
 
 
+RCI_NAMES = {
+    "JT": "Jacobson-Truax (JT)",
+    "GLN": "Gulliksen-Lord-Novick (GLN)",
+    "HLL": "Hsu-Linn-Lord (HLL)",
+    "EN": "Edwards-Nunnally (EN)",
+    "NK": "Nunnally-Kotsch (NK)",
+    "HA": "Hageman-Arrindell (HA)",
+}
+
+
+def _status_words(wave, counts) -> tuple[str, str]:
+    """(caveat or basis sentence, short clause) on which clients enter the change analysis."""
+    status, rule = c.treatment_status(wave)
+    if status is None:
+        caveat = (
+            f"This wave has {rule}, so clients who ended treatment cannot be told from clients "
+            "still in treatment: every client's last session so far is used, and for clients "
+            "still coming it is not an end-of-treatment score (set analysis.end_of_treatment or "
+            "add session dates)."
+        )
+        return caveat, "all clients (ended and ongoing cannot be told apart)"
+    n_on = int((counts or {}).get("ongoing", 0))
+    n_unk = int((counts or {}).get("unknown", 0))
+    basis = (
+        f"Only clients who have ended treatment are counted: {rule}. {format_int(n_on)} "
+        f"client{'s' * (n_on != 1)} still in treatment"
+        + (f" and {format_int(n_unk)} of unknown status" if n_unk else "")
+        + " are left out, because their latest session is not an end-of-treatment score."
+    )
+    return basis, "clients who ended treatment"
+
+
 def clinical_significance_section(wave) -> Section:
-    """Reliable and clinically significant change from intake to the last session attended."""
+    """Reliable and clinically significant change from intake to the last session attended,
+    for clients who have ended treatment, and the six reliable-change indices side by side."""
     title = "Reliable and clinically significant change"
     if not c.has_outcome(wave):
         return Section.skip("clinical_significance", title, NO_OUTCOME)
     inst = c.outcome_instrument(wave)
     rc, cs = c.clinical_change(wave)
+    counts = rc.attrs.get("treatment_status")
+    basis, who = _status_words(wave, counts)
     cats = (
         cs["category"]
         .value_counts()
@@ -248,10 +413,10 @@ def clinical_significance_section(wave) -> Section:
     ]
     share = dict(zip(cats["category"], cats["share"], strict=True))
     summary = (
-        f"From intake to the last session, {format_pct(share['recovered'])} of clients recovered, "
-        f"{format_pct(share['improved'])} improved reliably without recovering and "
-        f"{format_pct(share['deteriorated'])} deteriorated reliably ({format_int(len(cs))} "
-        "clients)."
+        f"Of the {format_int(len(cs))} {who}, from intake to the last session "
+        f"{format_pct(share['recovered'])} recovered, {format_pct(share['improved'])} improved "
+        f"reliably without recovering and {format_pct(share['deteriorated'])} deteriorated "
+        "reliably."
     )
     fig = plots.jacobson_truax_plot(
         cs,
@@ -262,15 +427,36 @@ def clinical_significance_section(wave) -> Section:
         label=c.outcome_label(wave),
     )
     note = (
-        f"Reliable change: at least {format_number(rc_points, 1)} points (the instrument's "
-        f"published reliable-change index); clinical cutoff {cutoff.get('value')}. Recovered = "
-        "reliably improved and crossed into the functional range; improved = reliably improved "
-        "only; deteriorated = reliably worse."
+        f"{basis} Reliable change: at least {format_number(rc_points, 1)} points (the "
+        f"instrument's published reliable-change index); clinical cutoff {cutoff.get('value')}. "
+        "Recovered = reliably improved and crossed into the functional range; improved = "
+        "reliably improved only; deteriorated = reliably worse."
     )
     if uncertain:
         note += (
             f" Norm facts marked uncertain in the instrument definition: {', '.join(uncertain)}."
         )
+    methods_t = c.reliable_change_methods(wave)
+    r, r_source = c.outcome_reliability(wave)
+    m_shown = pd.DataFrame(
+        {
+            "Method": methods_t["method"].map(RCI_NAMES),
+            "Clients": methods_t["n_clients"],
+            "Improved": methods_t["improved"],
+            "Unchanged": methods_t["unchanged"],
+            "Deteriorated": methods_t["deteriorated"],
+            "% improved": methods_t["share_improved"],
+            "% deteriorated": methods_t["share_deteriorated"],
+        }
+    )
+    jt = methods_t.set_index("method").loc["JT"]
+    spread = (methods_t["share_improved"].min(), methods_t["share_improved"].max())
+    methods_sentence = (
+        f"With the reliability estimated from these data (r = {format_prop(r, 3)}), the six "
+        f"reliable-change indices call {format_pct(spread[0])} to {format_pct(spread[1])} of "
+        f"the clients reliably improved (Jacobson-Truax: {format_pct(jt['share_improved'])})."
+    )
+    status_counts = {k: int(v) for k, v in (counts or {}).items()}
     return Section(
         key="clinical_significance",
         title=title,
@@ -280,6 +466,12 @@ def clinical_significance_section(wave) -> Section:
             "n_clients": len(cs),
             "categories": to_jsonable(cats),
             "uncertain_norms": uncertain,
+            "clients_analysed": "ended" if c.treatment_status(wave)[0] is not None else "all",
+            "treatment_status": status_counts,
+            "status_rule": c.treatment_status(wave)[1],
+            "rci_methods": to_jsonable(methods_t),
+            "rci_reliability": r,
+            "rci_reliability_source": r_source,
         },
         tables=[
             Table(
@@ -294,23 +486,48 @@ def clinical_significance_section(wave) -> Section:
                 formats={"Clients": "int", "%": "pct"},
                 note=note,
                 name="clinical-significance",
-            )
+            ),
+            Table(
+                "Reliable Change Under Six Reliable-Change Indices",
+                m_shown,
+                formats={
+                    "Method": "text",
+                    "Clients": "int",
+                    "Improved": "int",
+                    "Unchanged": "int",
+                    "Deteriorated": "int",
+                    "% improved": "pct",
+                    "% deteriorated": "pct",
+                },
+                note=f"The same clients as the change categories ({who}), intake to the last "
+                f"session. Every index uses r = {format_prop(r, 3)}, {r_source}, and the SD of "
+                "the intake scores of these clients (as the R package clinicalsignificance); "
+                "JT here is computed from them, not from the published points above. GLN, HLL, "
+                "EN and NK correct for regression to the mean; HLL also centres the post score "
+                "on the group's post mean, so it classifies change relative to the average "
+                "client's change; HA uses the reliability of the differences and a one-sided "
+                "criterion (Hageman & Arrindell, 1999).",
+                name="reliable-change-methods",
+            ),
         ],
         figures=[
             Figure(
                 fig,
                 f"{c.outcome_label(wave)} at intake against the last session, one point per "
-                "client coloured by change category: the solid line is no change, the dashed "
-                "lines the reliable-change band, the orange lines the clinical cutoff.",
+                f"client ({who}) coloured by change category: the solid line is no change, the "
+                "dashed lines the reliable-change band, the orange lines the clinical cutoff.",
                 name="jacobson_truax",
             )
         ],
-        sentences=[summary],
+        sentences=[summary, basis, methods_sentence],
         summary=summary,
         methods="Reliable and clinically significant change from intake to the last session "
-        "attended followed Jacobson and Truax (1991) with the instrument's published "
-        "reliable-change points and cutoff.",
-        references=[REFERENCES["jacobson"]],
+        f"attended, for {who}, followed Jacobson and Truax (1991) with the instrument's "
+        "published reliable-change points and cutoff; five further reliable-change indices "
+        "(Gulliksen-Lord-Novick, Hsu-Linn-Lord, Edwards-Nunnally, Nunnally-Kotsch, "
+        "Hageman-Arrindell; Hsu, 1995; Hageman & Arrindell, 1999) are shown for comparison, "
+        "with the reliability estimated from the data.",
+        references=[REFERENCES["jacobson"], REFERENCES["hsu"], REFERENCES["hageman"]],
     )
 
 
@@ -363,7 +580,9 @@ def event_rates_section(wave) -> Section:
                     **{v: "pct" for v in names.values()},
                 },
                 note=f"Pseudonymous therapist IDs; therapists with fewer than {threshold} clients "
-                f"are not shown ({n_sup} suppressed). Reliably improved includes recovered.",
+                f"are not shown ({n_sup} suppressed). Reliably improved includes recovered and is "
+                "the share of the therapist's clients who ended treatment (clients still in "
+                "treatment have no end-of-treatment score).",
                 name="event-rates",
             )
         ],

@@ -33,7 +33,7 @@ _FAILURE_WORDS = {
 }
 _PREDICTOR_WORDS = {
     "expected curve": "Expected curve (red)",
-    "failure probability": "Failure probability (p >= .5)",
+    "failure probability": "Failure probability (p ≥ .5)",
     "rational rule": "Rational rule (change vs RCI)",
     "intake only": "Intake-only model",
 }
@@ -207,7 +207,9 @@ def monitoring_section(
         name="monitoring-expected-curves",
     )
 
-    # --- validation table ------------------------------------------------------------------
+    # --- validation tables ------------------------------------------------------------------
+    # two tables so that each fits the page (and a printed page): who is flagged and how well
+    # (sensitivity, specificity), then what a flag means for the client (PPV, NPV) and the AUC
     rows = []
     for t in sessions:
         tab = val.at(t, failure)
@@ -223,36 +225,48 @@ def monitoring_section(
                     "Failures": r["n_failures"],
                     "Alerted": r["alert_rate"],
                     "Sensitivity": r["sensitivity"],
-                    "Sensitivity CI": _ci(r, "sensitivity"),
+                    "Sensitivity 95% CI": _ci(r, "sensitivity"),
                     "Specificity": r["specificity"],
-                    "Specificity CI": _ci(r, "specificity"),
+                    "Specificity 95% CI": _ci(r, "specificity"),
                     "PPV": r["ppv"],
                     "NPV": r["npv"],
                     "AUC": r["auc"],
-                    "AUC CI": _ci(r, "auc"),
+                    "AUC 95% CI": _ci(r, "auc"),
                 }
             )
     vt = pd.DataFrame(rows)
     formats = {c: "prop" for c in ("Alerted", "Sensitivity", "Specificity", "PPV", "NPV", "AUC")}
     formats.update({"Session": "int", "Clients": "int", "Failures": "int", "Predictor": "text"})
-    formats.update({c: "ci" for c in ("Sensitivity CI", "Specificity CI", "AUC CI")})
+    formats.update({c: "ci_prop" for c in vt if c.endswith("95% CI")})
     cv_words = (
         "leave-one-therapist-out" if val.settings["cv"] == "therapist" else "10-fold by client"
     )
+    failure_words = _FAILURE_WORDS[failure]
+    common_note = (
+        f"Estimated out of sample ({cv_words}): the expected curves were fitted without the "
+        "held-out clients. Failure: "
+        f"{failure_words} between intake and the last session (RCI = {val.settings['rci']:g}). "
+        f"CIs: 95 % percentile intervals from {n_boot} bootstrap samples of therapists."
+    )
+    accuracy_cols = ["Session", "Predictor", "Clients", "Failures", "Alerted", "Sensitivity"]
+    accuracy_cols += ["Sensitivity 95% CI", "Specificity", "Specificity 95% CI"]
     validation_table = Table(
-        f"Accuracy of Not-on-Track Alerts for Predicting {_FAILURE_WORDS[failure].title()}",
-        vt,
-        formats=formats,
-        digits={"Sensitivity CI": 2, "Specificity CI": 2, "AUC CI": 2},
-        note=(
-            f"Estimated out of sample ({cv_words}): the expected curves were fitted without the "
-            "held-out clients. Clients: seen at that session with a later session. Failure: "
-            f"{_FAILURE_WORDS[failure]} between intake and the last session "
-            f"(RCI = {val.settings['rci']:g}). CIs: 95 % percentile intervals from "
-            f"{n_boot} bootstrap samples of therapists. PPV, NPV: positive and negative "
-            "predictive values; AUC: area under the ROC curve of the continuous score."
-        ),
+        f"Accuracy of Not-on-Track Alerts for Predicting {failure_words.title()}",
+        vt[accuracy_cols],
+        formats={k: v for k, v in formats.items() if k in accuracy_cols},
+        note="Clients: seen at that session with a later session; Failures: of those, with "
+        f"{failure_words}; Alerted: share flagged at that session. " + common_note,
         name="monitoring-validation",
+    )
+    predictive_cols = ["Session", "Predictor", "PPV", "NPV", "AUC", "AUC 95% CI"]
+    predictive_table = Table(
+        f"Predictive Values of Not-on-Track Alerts for {failure_words.title()}",
+        vt[predictive_cols],
+        formats={k: v for k, v in formats.items() if k in predictive_cols},
+        note="PPV, NPV: positive and negative predictive values (the share of flagged clients "
+        f"with {failure_words}, and of unflagged clients without); AUC: area under the ROC "
+        "curve of the continuous score. Clients as in the accuracy table. " + common_note,
+        name="monitoring-predictive-values",
     )
     b = val.burden
     b = b[b["failure"].isna() | (b["failure"] == failure)].reset_index(drop=True)
@@ -405,7 +419,7 @@ def monitoring_section(
         key=KEY,
         title=TITLE,
         numbers=_jsonable(numbers),
-        tables=[validation_table, burden_table, list_table]
+        tables=[validation_table, predictive_table, burden_table, list_table]
         + ([alliance_table] if alliance_table is not None else []),
         figures=[figure],
         sentences=sentences,

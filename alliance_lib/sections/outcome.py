@@ -55,6 +55,8 @@ AO_TERMS = {
 }
 
 NO_OUTCOME = "no outcome measure in this study"
+#: The teaching lesson on alliance and outcome (reverse causation, within/between clients).
+LESSON_03 = "teaching lesson 03 (notebooks/teaching/03-alliance-and-outcome.ipynb)"
 
 
 def _label(term: str) -> str:
@@ -74,7 +76,7 @@ def _p(p: float) -> str:
 def early_alliance_section(wave) -> Section:
     """The alliance at the early session (and two sessions later) against the change in the
     outcome from intake to the last session attended (simple regression per session)."""
-    title = "Early alliance and outcome"
+    title = "Early alliance and change, unadjusted (for comparison)"
     if not c.has_outcome(wave):
         return Section.skip("early_alliance", title, NO_OUTCOME)
     early = int(wave.study.analysis["early_alliance_session"])
@@ -95,10 +97,14 @@ def early_alliance_section(wave) -> Section:
     )
     first = res.iloc[0]
     sentence = (
-        f"Clients with a better alliance at session {early} changed more by their last session: "
-        f"r = {format_prop(first['r'])}, b = {format_number(first['slope'])} {out} points per "
-        f"alliance point, 95% CI {format_ci((first['slope_ci_low'], first['slope_ci_high']))}, "
-        f"p {_p(first['p'])} ({int(first['n_clients'])} clients)."
+        f"Unadjusted, clients with a better alliance at session {early} changed more by their "
+        f"last session: r = {format_prop(first['r'])}, b = {format_number(first['slope'])} "
+        f"{out} points per alliance point, 95% CI "
+        f"{format_ci((first['slope_ci_low'], first['slope_ci_high']))}, p {_p(first['p'])} "
+        f"({int(first['n_clients'])} clients). This simple regression does not control the "
+        "intake score or the improvement before the alliance was rated, so early improvement "
+        "can produce it on its own (teaching lesson 03); the adjusted estimate in the previous "
+        "section is the one to read."
     )
     return Section(
         key="early_alliance",
@@ -129,8 +135,9 @@ def early_alliance_section(wave) -> Section:
                 },
                 note=f"Simple regression of the change in {out} (last session − intake; negative "
                 "= fewer symptoms on a distress measure) on the alliance at the session; clients "
-                "whose last outcome came after that session. Unadjusted: see the next section for "
-                "the estimate adjusted for early change.",
+                "whose last outcome came after that session. Unadjusted, shown for comparison with "
+                "earlier reports: the estimate adjusted for intake and early change is the "
+                "primary one (previous section).",
                 name="early-alliance",
             )
         ],
@@ -150,7 +157,7 @@ def early_alliance_section(wave) -> Section:
 def early_alliance_outcome_section(wave) -> Section:
     """The later outcome on the early alliance, controlling the intake outcome and the symptom
     change up to the early session (:func:`alliance_lib.early_alliance_outcome`)."""
-    title = "Early alliance and later outcome, adjusted for early change"
+    title = "Early alliance and later outcome (adjusted for intake and early change)"
     if not c.has_outcome(wave):
         return Section.skip("early_alliance_outcome", title, NO_OUTCOME)
     early = int(wave.study.analysis["early_alliance_session"])
@@ -178,7 +185,9 @@ def early_alliance_outcome_section(wave) -> Section:
                 ),
                 note=f"Ordinary least squares, one row per client with an alliance at session "
                 f"{early}, an intake outcome, an outcome by session {early} and a later outcome "
-                f"(n = {format_int(fit.nobs)}). {fit.caveat}",
+                f"(n = {format_int(fit.nobs)}). {fit.caveat} See "
+                f"{LESSON_03} for a simulation in which the unadjusted design finds an "
+                "association without any alliance effect.",
                 name="early-alliance-adjusted",
             )
         ],

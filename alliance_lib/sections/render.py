@@ -81,6 +81,7 @@ STYLE = """
   vertical-align: top; border: none; }
 .alliance-report td.num, .alliance-report th.num { text-align: right !important;
   font-variant-numeric: tabular-nums; white-space: nowrap; }
+.alliance-report thead th.num { white-space: normal; }  /* long headers wrap, numbers never */
 .alliance-report td.txt, .alliance-report th.txt { text-align: left !important; }
 .alliance-report tbody tr:nth-child(odd), .alliance-report tbody tr:nth-child(even),
 .alliance-report tbody tr:hover { background: transparent !important; }
@@ -100,8 +101,10 @@ STYLE = """
   .alliance-report { max-width: none; font-size: 9.5pt; }
   .alliance-report table { width: 100% !important; font-size: 7pt !important; }
   .alliance-report td.num, .alliance-report th.num { white-space: normal; }
+  /* words wrap between words only (a header split as "Sessio / n" loses its word in the PDF
+     text); a word longer than its column may still break, without widening the table */
   .alliance-report th, .alliance-report td { padding: 1pt 3pt !important;
-    overflow-wrap: anywhere; }
+    overflow-wrap: break-word; word-break: normal; hyphens: manual; }
   .alliance-report figure, .alliance-report table { break-inside: avoid; }
   .alliance-report h2 { break-after: avoid; }
   .alliance-report nav ol { columns: 1; }

@@ -6,8 +6,9 @@ Examples
 >>> from alliance_lib.waves import prepare_wave
 >>> from pathlib import Path
 >>> w = prepare_wave(load_study(Path(__file__).parents[2] / "data" / "demo" / "study.yaml"), 1)
->>> sorted(icc_section(w).numbers)
-['client', 'therapist', 'total_variance']
+>>> n = icc_section(w).numbers
+>>> n["time_zero"], n["n_boot"], n["client_ci_low"] < n["client"] < n["client_ci_high"]
+(1.0, 500, True)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from alliance_lib.tables import format_pct
 __all__ = ["icc_section", "therapist_effects_section"]
 
 REFERENCES = {
+    "goldstein": "Goldstein, H. (2011). Multilevel statistical models (4th ed.). Wiley.",
     "baldwin_imel": "Baldwin, S. A., & Imel, Z. E. (2013). Therapist effects: Findings and "
     "methods. In M. J. Lambert (Ed.), Bergin and Garfield's handbook of psychotherapy and "
     "behavior change (6th ed., pp. 258–297). Wiley.",
@@ -30,43 +32,100 @@ REFERENCES = {
 
 
 def icc_section(wave) -> Section:
-    """Intraclass correlations of the growth model at the first session."""
+    """Intraclass correlations of the growth model at time zero (the study's ``time_zero``,
+    default the first alliance session) with 95% parametric-bootstrap intervals, and the caveat
+    when fewer than 15 therapists make the therapist share imprecise."""
     fit = c.trajectory_fit(wave)
-    at = {fit.random_terms[1]: 1.0} if len(fit.random_terms) > 1 else None
-    icc = fit.icc(at=at)
-    rows = [("Client", icc["client"])]
-    if icc.get("therapist") is not None:
-        rows.append(("Therapist", icc["therapist"]))
+    tab = c.icc_table(wave)
+    at = c.time_zero_words(wave, fit)
+    t0 = float(fit.time_zero)
+    client = tab.loc["client"]
+    has_t = "therapist" in tab.index
+    ther = tab.loc["therapist"] if has_t else None
+    imprecise = bool(has_t and ther["imprecise"])
+
+    def pct_ci(r, digits=0):
+        return f"{format_pct(r['ci_low'], digits)}–{format_pct(r['ci_high'], digits)}"
+
     summary = (
-        f"At session 1, {format_pct(icc['client'])} of the alliance's variance lay between "
-        "clients"
+        f"At {at}, {format_pct(client['icc'])} of the alliance's variance lay between clients "
+        f"(95% CI {pct_ci(client)})"
         + (
-            f" and {format_pct(icc['therapist'], 1)} between therapists"
-            if icc.get("therapist") is not None
+            f" and {format_pct(ther['icc'], 1)} between therapists (95% CI {pct_ci(ther, 1)})"
+            if has_t
             else ""
         )
         + "."
     )
+    sentences = [summary]
+    if imprecise:
+        sentences.append(
+            f"With {int(ther['n_groups'])} therapists (fewer than 15) the therapist share is "
+            "imprecise: read it as a description of these therapists, not an estimate for "
+            "therapists in general."
+        )
+    labels = {"client": "Client", "therapist": "Therapist"}
+    groups = {"client": "clients", "therapist": "therapists"}
+    shown = pd.DataFrame(
+        {
+            "Level": [labels[x] for x in tab.index],
+            "ICC": tab["icc"].to_numpy(),
+            "95% CI": list(zip(tab["ci_low"], tab["ci_high"], strict=True)),
+            "Note": [
+                f"{int(n)} {groups[x]}" + ("; fewer than 15: imprecise" if imp else "")
+                for x, n, imp in zip(tab.index, tab["n_groups"], tab["imprecise"], strict=True)
+            ],
+        }
+    )
+    n_boot = int(tab.attrs.get("n_boot", c.ICC_BOOT))
+    numbers = fit.icc()  # the keys results.json always had: client, therapist, total_variance
+    numbers = {
+        **numbers,
+        "time_zero": t0,
+        "ci_level": c.CI_LEVEL,
+        "n_boot": n_boot,
+        "seed": int(wave.study.seed),
+        "method": tab.attrs.get("method", "parametric bootstrap, percentile interval"),
+        "table": to_jsonable(tab.reset_index()),
+        "therapist_imprecise": imprecise,
+    }
+    for level in tab.index:
+        numbers[f"{level}_ci_low"] = float(tab.loc[level, "ci_low"])
+        numbers[f"{level}_ci_high"] = float(tab.loc[level, "ci_high"])
+    note = (
+        f"Share of the total variance at {at} (time zero: the random intercept, slope and their "
+        "covariance evaluated there) that lies at each level, from the growth model. 95% CIs: "
+        f"percentile intervals of a parametric bootstrap ({n_boot} samples simulated from the "
+        f"fitted model and refitted; seed {int(wave.study.seed)})."
+    )
+    if imprecise:
+        note += " " + (ther["note"] or "Fewer than 15 therapists: the share is imprecise.")
     return Section(
         key="icc",
         title="Client and therapist shares of the alliance",
-        numbers=icc,
+        numbers=numbers,
         tables=[
             Table(
-                "Intraclass Correlations of the Alliance at Session 1",
-                pd.DataFrame(rows, columns=["Level", "ICC"]),
-                formats={"ICC": "prop"},
-                digits={"ICC": 3},
-                note="Share of the total variance at session 1 (random intercept, slope and their "
-                "covariance evaluated there) that lies at each level, from the growth model.",
+                f"Intraclass Correlations of the Alliance at Session {t0:g}",
+                shown,
+                formats={"ICC": "prop", "95% CI": "ci_prop", "Note": "text"},
+                digits={"ICC": 3, "95% CI": 3},
+                note=note,
                 name="icc",
             )
         ],
-        sentences=[summary],
+        sentences=sentences,
         summary=summary,
-        references=[REFERENCES["baldwin_imel"]],
-        methods="Intraclass correlations were computed from the growth model's variance "
-        "components at session 1 (Baldwin & Imel, 2013).",
+        references=[REFERENCES["baldwin_imel"], REFERENCES["goldstein"]],
+        methods=f"Intraclass correlations were computed from the growth model's variance "
+        f"components at {at} (Baldwin & Imel, 2013), with 95% percentile intervals from a "
+        f"parametric bootstrap of {n_boot} samples (Goldstein, 2011)"
+        + (
+            "; with fewer than 15 therapists the therapist share was reported as imprecise"
+            if imprecise
+            else ""
+        )
+        + ".",
     )
 
 

@@ -47,8 +47,15 @@ _TERMS = {
 }
 
 
-def term_label(term: str) -> str:
-    """A model term as readers know it."""
+def term_label(term: str, time_zero: float | None = None) -> str:
+    """A model term as readers know it; the intercept names its session (``time_zero``, where
+    the time terms are 0; default 0).
+
+    >>> term_label("Intercept", 1.0)
+    'Intercept (session 1)'
+    """
+    if term == "Intercept" and time_zero is not None:
+        return f"Intercept (session {float(time_zero):g})"
     if term in _TERMS:
         return _TERMS[term]
     return term.replace("session", "Session").replace("_", " ").replace(":", " × ")
@@ -108,7 +115,7 @@ def random_table(random: pd.DataFrame, title: str, *, note: str = "", name: str 
     )
 
 
-def _trend_sentence(fit, label: str) -> str:
+def _trend_sentence(wave, fit, label: str) -> str:
     fixed = fit.fixed
     if "session" in fixed.index:
         r = fixed.loc["session"]
@@ -116,7 +123,7 @@ def _trend_sentence(fit, label: str) -> str:
         return (
             f"The {label} {direction} by {format_number(abs(r['estimate']), 3)} points per "
             f"session, 95% CI {format_ci((r['ci_low'], r['ci_high']), 3)}, p {_p(r['p'])}, from "
-            f"{format_number(fixed.loc['Intercept', 'estimate'])} at intake "
+            f"{format_number(fixed.loc['Intercept', 'estimate'])} at {c.time_zero_words(wave, fit)} "
             f"({format_int(fit.n_clients)} clients, {format_int(fit.nobs)} ratings)."
         )
     terms = ", ".join(term_label(t) for t in fixed.index if t != "Intercept")
@@ -145,7 +152,7 @@ def trajectory_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Sectio
         seed=seed,
         ylabel=c.alliance_label(wave),
     )
-    summary = _trend_sentence(fit, label)
+    summary = _trend_sentence(wave, fit, label)
     return Section(
         key="trajectory",
         title="Alliance trajectories",
@@ -154,8 +161,11 @@ def trajectory_section(wave, *, n_clients: int = 40, seed: int = 2026) -> Sectio
             fixed_table(
                 fit.fixed,
                 "Growth Model of the Client-Rated Alliance: Fixed Effects",
+                labels=lambda t: term_label(t, fit.time_zero),
                 note=f"Model: {fit.formula()}, REML, {format_int(fit.nobs)} ratings of {fit.n_clients} "
-                "clients. df by the Satterthwaite approximation. Converged: "
+                f"clients; time is centred at {c.time_zero_words(wave, fit)} (time zero: the "
+                "intercept, the ICCs and the curves are stated there). df by the Satterthwaite "
+                "approximation. Converged: "
                 f"{'yes' if fit.converged else 'no'}; singular: {'yes' if fit.singular else 'no'}."
                 + (
                     f" Covariates (each with a time interaction): {', '.join(covariates)}."

@@ -45,6 +45,7 @@ def wave_estimates(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "rows_quarantined": len(wk.quarantine),
                     "n_clients": fk.n_clients,
                     "nobs": fk.nobs,
+                    "time_zero": float(fk.time_zero),
                     "icc_client": icc["client"],
                     "icc_therapist": icc.get("therapist"),
                     "converged": fk.converged,
@@ -65,7 +66,8 @@ def wave_over_wave_section(wave) -> Section:
     by_term = fixed.assign(
         cell=[(lo, hi) for lo, hi in zip(fixed["ci_low"], fixed["ci_high"], strict=True)]
     )
-    wide = {"Term": [term_label(t) for t in dict.fromkeys(fixed["term"])]}
+    t0 = c.trajectory_fit(wave).time_zero
+    wide = {"Term": [term_label(t, t0) for t in dict.fromkeys(fixed["term"])]}
     for k in waves:
         part = by_term[by_term["wave"] == k].set_index("term")
         wide[f"Wave {k}"] = [
@@ -90,7 +92,7 @@ def wave_over_wave_section(wave) -> Section:
     elif len(waves) == 1:
         sentences.append("This is the first wave; there is no earlier wave to compare with.")
     fig = plots.wave_plot(
-        fixed.assign(term=fixed["term"].map(term_label)),
+        fixed.assign(term=fixed["term"].map(lambda t: term_label(t, t0))),
         title="Alliance growth-model estimates wave over wave",
     )
     return Section(
@@ -123,7 +125,9 @@ def wave_over_wave_section(wave) -> Section:
                 },
                 digits={"ICC client": 3, "ICC therapist": 3},
                 note="Each wave file holds the cumulative data up to its date; every wave is "
-                "analysed exactly as the current one. ICCs at the time origin.",
+                "analysed exactly as the current one. ICCs at "
+                f"{c.time_zero_words(wave)} (time zero), the definition of the ICC section "
+                "(client and therapist shares of the variance there).",
                 name="waves-summary",
             ),
             Table(
