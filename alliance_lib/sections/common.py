@@ -30,6 +30,7 @@ import alliance_lib.alliance_outcome as ao
 import alliance_lib.change as change
 import alliance_lib.raters as raters
 import alliance_lib.trajectories as traj
+from alliance_lib.errors import DataError, DefinitionError
 from alliance_lib.registry import Instrument, get_instrument
 from alliance_lib.reliability import multilevel_reliability, reliability
 from alliance_lib.ruptures import compare_rupture_presets
@@ -42,6 +43,7 @@ __all__ = [
     "alliance_instrument",
     "outcome_instrument",
     "has_outcome",
+    "has_alliance",
     "therapist_column",
     "alliance_label",
     "outcome_label",
@@ -95,7 +97,18 @@ def sessions(wave) -> pd.DataFrame:
 
 def alliance_instrument(wave) -> Instrument:
     study = wave.study
+    if not study.instruments.get("alliance"):
+        raise DataError(
+            "the study names no alliance instrument (an outcome-only study)",
+            file=study.path.name,
+            hint="add 'instruments: {alliance: <id>}' to the study YAML for the alliance sections",
+        )
     return get_instrument(study.instruments["alliance"], folder=study.instrument_folder)
+
+
+def has_alliance(wave) -> bool:
+    """The study names an alliance instrument (an outcome-only study does not)."""
+    return bool(wave.study.instruments.get("alliance"))
 
 
 def outcome_instrument(wave) -> Instrument | None:
@@ -330,6 +343,8 @@ def _rated_groups(wave):
         [outcome_instrument(wave)] if outcome_instrument(wave) else []
     )
     for inst in insts:
+        if not set(inst.columns) <= set(wave.scored.columns):
+            continue  # a pre-scored total (instruments: {outcome: {id, total}}): no items
         for rater, g in wave.scored.groupby("rater", sort=True):
             if g[list(inst.columns)].notna().any(axis=None):
                 yield inst, rater, g
@@ -621,19 +636,36 @@ def outcome_reliability(wave) -> tuple[float, str]:
     """The outcome total's reliability in this wave's data (Cronbach's alpha at each client's
     first administration, client-rated) and where it comes from, for the reliable-change
     methods that need one."""
-    table, _ = reliability_table(wave)
     inst = outcome_instrument(wave)
-    row = table[
+    try:
+        table, _ = reliability_table(wave)
+    except ValueError:  # no instrument with item data (nothing to concatenate)
+        table = pd.DataFrame(columns=["instrument", "scale", "rater"])
+    rows = table[
         (table["instrument"] == inst.id)
         & (table["scale"] == "total")
         & (table["rater"] == "client")
-    ].iloc[0]
+    ]
+    if rows.empty:
+        return np.nan, f"no item-level {inst.id.upper()} data (a pre-scored total)"
+    row = rows.iloc[0]
     first = row["first_session"]
     where = "intake" if first == 0 else f"session {first}"
     return float(row["alpha"]), (
         f"Cronbach's alpha of the {inst.id.upper()} total at each client's first administration "
         f"({where}; n = {int(row['n'])})"
     )
+
+
+#: The counts of :func:`reliable_change_methods` (missing where a method cannot be computed).
+NUMBER_KEYS = (
+    "n_clients",
+    "improved",
+    "unchanged",
+    "deteriorated",
+    "share_improved",
+    "share_deteriorated",
+)
 
 
 def reliable_change_methods(wave) -> pd.DataFrame:
@@ -648,23 +680,28 @@ def reliable_change_methods(wave) -> pd.DataFrame:
         better = inst.direction == "higher_is_better"
         rows = []
         for m in change.RCI_METHODS:
-            out = change.reliable_change(
-                rc, pre="pre", post="post", reliability=r, higher_is_better=better, method=m
-            )
+            row = {"method": m, "reliability": r, "note": ""}
+            try:
+                if not 0 <= r < 1:
+                    raise DataError(f"the reliability from these data ({r:.3f}) is not in [0, 1)")
+                out = change.reliable_change(
+                    rc, pre="pre", post="post", reliability=r, higher_is_better=better, method=m
+                )
+            except (DataError, DefinitionError) as exc:  # e.g. HA's change-score reliability < 0
+                row.update(dict.fromkeys(NUMBER_KEYS), note=str(exc).split("\n")[0])
+                rows.append(row)
+                continue
             cat = out["category"].astype(str).value_counts()
             n = int(out["category"].notna().sum())
-            rows.append(
-                {
-                    "method": m,
-                    "n_clients": n,
-                    "improved": int(cat.get("improved", 0)),
-                    "unchanged": int(cat.get("unchanged", 0)),
-                    "deteriorated": int(cat.get("deteriorated", 0)),
-                    "share_improved": cat.get("improved", 0) / n if n else None,
-                    "share_deteriorated": cat.get("deteriorated", 0) / n if n else None,
-                    "reliability": r,
-                }
+            row.update(
+                n_clients=n,
+                improved=int(cat.get("improved", 0)),
+                unchanged=int(cat.get("unchanged", 0)),
+                deteriorated=int(cat.get("deteriorated", 0)),
+                share_improved=cat.get("improved", 0) / n if n else None,
+                share_deteriorated=cat.get("deteriorated", 0) / n if n else None,
             )
+            rows.append(row)
         return pd.DataFrame(rows)
 
     return cached(wave, ("rci_methods",), compute)

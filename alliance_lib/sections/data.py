@@ -142,6 +142,8 @@ def missingness_section(wave) -> Section:
     )
     for inst in insts:
         cols = list(inst.columns)
+        if not set(cols) <= set(wave.scored.columns):
+            continue  # a pre-scored total: no item responses to count
         given = wave.scored[cols].notna().any(axis=1)
         share = wave.scored.loc[given, cols].isna().mean(axis=1)
         per = share.groupby(wave.scored.loc[given, "session"]).mean()
@@ -307,7 +309,7 @@ def study_numbers(wave) -> dict:
         "name": wave.study.name,
         "slug": wave.study.slug,
         "wave": wave.wave,
-        "alliance_instrument": c.alliance_instrument(wave).id,
+        "alliance_instrument": c.alliance_instrument(wave).id if c.has_alliance(wave) else None,
         "outcome_instrument": out.id if out else None,
         "data_file": wave.source.name,
     }
@@ -326,8 +328,9 @@ def report_meta(wave) -> list[str]:
     from alliance_lib._version import __version__
     from alliance_lib.tables import instrument_label
 
-    a, o = c.alliance_instrument(wave), c.outcome_instrument(wave)
-    measures = f"Alliance: {a.name}, {instrument_label(a)}."
+    a = c.alliance_instrument(wave) if c.has_alliance(wave) else None
+    o = c.outcome_instrument(wave)
+    measures = f"Alliance: {a.name}, {instrument_label(a)}." if a else "Alliance: none."
     measures += f" Outcome: {o.name}, {instrument_label(o)}." if o else " Outcome: none."
     return [
         measures,

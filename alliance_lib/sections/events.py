@@ -449,13 +449,35 @@ def clinical_significance_section(wave) -> Section:
             "% deteriorated": methods_t["share_deteriorated"],
         }
     )
-    jt = methods_t.set_index("method").loc["JT"]
-    spread = (methods_t["share_improved"].min(), methods_t["share_improved"].max())
-    methods_sentence = (
-        f"With the reliability estimated from these data (r = {format_prop(r, 3)}), the six "
-        f"reliable-change indices call {format_pct(spread[0])} to {format_pct(spread[1])} of "
-        f"the clients reliably improved (Jacobson-Truax: {format_pct(jt['share_improved'])})."
-    )
+    usable = methods_t.dropna(subset=["share_improved"])
+    failed = methods_t[methods_t["share_improved"].isna()]
+    if usable.empty:
+        methods_sentence = (
+            "The six reliable-change indices could not be compared: "
+            f"{failed['note'].iloc[0] if len(failed) else r_source}."
+        )
+    else:
+        spread = (usable["share_improved"].min(), usable["share_improved"].max())
+        jt = methods_t.set_index("method").loc["JT"]
+        methods_sentence = (
+            f"With the reliability estimated from these data (r = {format_prop(r, 3)}), the "
+            f"{len(usable)} reliable-change indices that apply call {format_pct(spread[0])} to "
+            f"{format_pct(spread[1])} of the clients reliably improved"
+            + (
+                f" (Jacobson-Truax: {format_pct(jt['share_improved'])})."
+                if pd.notna(jt["share_improved"])
+                else "."
+            )
+        )
+        if len(failed):
+            methods_sentence += (
+                " Not computable here: "
+                + "; ".join(
+                    f"{RCI_NAMES.get(m, m)} ({n})"
+                    for m, n in zip(failed["method"], failed["note"], strict=True)
+                )
+                + "."
+            )
     status_counts = {k: int(v) for k, v in (counts or {}).items()}
     return Section(
         key="clinical_significance",
@@ -489,7 +511,7 @@ def clinical_significance_section(wave) -> Section:
             ),
             Table(
                 "Reliable Change Under Six Reliable-Change Indices",
-                m_shown,
+                m_shown[methods_t["share_improved"].notna().to_numpy()],
                 formats={
                     "Method": "text",
                     "Clients": "int",

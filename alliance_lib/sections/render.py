@@ -26,6 +26,9 @@ import platform
 from collections.abc import Iterable
 from importlib import metadata
 
+import numpy as np
+
+from alliance_lib.errors import AllianceError
 from alliance_lib.sections.base import Figure, Section, Table
 from alliance_lib.tables import table_html
 
@@ -128,6 +131,31 @@ def figure_png(figure, dpi: int = 150) -> bytes:
     buf = io.BytesIO()
     figure.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
+
+
+def run(section, wave, **options) -> Section:
+    """Call one section function; when its analysis cannot be done with this wave's data (a
+    library error, or a value the method cannot use, such as too few clients), the section does
+    not apply and the reason is listed at the end of the report, instead of stopping the report.
+
+    Examples
+    --------
+    >>> def sudden_gains_section(wave):
+    ...     raise ValueError("need at least 2 clients with 4 or more sessions")
+    >>> s = run(sudden_gains_section, None)
+    >>> s.key, s.applies, s.not_applicable
+    ('sudden_gains', False, 'could not be computed for this wave: need at least 2 clients with 4 or more sessions')
+    """
+    try:
+        return section(wave, **options)
+    except (AllianceError, ValueError, np.linalg.LinAlgError) as exc:
+        key = section.__name__.removesuffix("_section")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Section.skip(
+            key,
+            key.replace("_", " ").capitalize(),
+            f"could not be computed for this wave: {reason}",
+        )
 
 
 def record(results, sections: Iterable[Section]) -> None:
