@@ -1,5 +1,6 @@
 """`alliance explore`: argument handling, the notebook copy, and Voila serving it on 127.0.0.1."""
 
+import contextlib
 import hashlib
 import json
 import re
@@ -165,3 +166,100 @@ def test_voila_serves_the_app_on_localhost_without_raw_ids():
         app.stop()
     assert proc.poll() is not None, "voila still running"
     assert not work.exists(), "the temporary copy was not removed"
+
+
+# ------------------------------------------------------------------ in a real browser
+@contextlib.contextmanager
+def _chromium_page(url, port):
+    """Headless Chromium on a DevTools port, showing ``url``; yields call(method, **params)."""
+    import json as _json
+    import shutil
+    import tempfile
+    import urllib.request
+
+    from websockets.sync.client import connect
+
+    profile = tempfile.mkdtemp(prefix="explore-chromium-")
+    proc = subprocess.Popen(
+        [shutil.which("chromium") or shutil.which("chromium-browser"), "--headless",
+         "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
+         f"--user-data-dir={profile}", "--window-size=1300,2400", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2) as r:
+                    tabs = _json.load(r)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        page = [t for t in tabs if t["type"] == "page"][0]["webSocketDebuggerUrl"]
+        with connect(page, max_size=None) as ws:
+            counter = [0]
+
+            def call(method, **params):
+                counter[0] += 1
+                ws.send(_json.dumps({"id": counter[0], "method": method, "params": params}))
+                while True:
+                    msg = _json.loads(ws.recv(timeout=60))
+                    if msg.get("id") == counter[0]:
+                        return msg.get("result", {})
+
+            call("Page.navigate", url=url)
+            yield call
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _text(call):
+    r = call("Runtime.evaluate", expression="document.body.innerText", returnByValue=True)
+    return r.get("result", {}).get("value") or ""
+
+
+def _wait_for(call, pattern, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, _text(call))
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{pattern!r} not on the page within {timeout} s: {_text(call)[-500:]}")
+
+
+@pytest.mark.slow
+def test_widgets_render_and_react_in_a_browser():
+    pytest.importorskip("voila", reason="voila is not installed (the lab extra)")
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("headless Chromium not found (install the Debian package 'chromium')")
+    with explore.ExploreServer(DEMO, 3) as app:
+        app.wait_listening()
+        with _chromium_page(app.url, explore.free_port()) as call:
+            first = _wait_for(call, r"Client (C-[0-9a-f]+), sessions by state", 90).group(1)
+            text = _text(call)
+            assert "Loading widget" not in text and not RAW_ID.search(text)
+            n_img = call("Runtime.evaluate", expression="document.images.length",
+                         returnByValue=True)["result"]["value"]  # fmt: skip
+            assert n_img >= 2  # the trajectory figure and the expected-response figure
+            # choose another client in the Client dropdown: the monitoring panel follows
+            pick = (
+                "(() => { const s = [...document.querySelectorAll('select')].find("
+                "e => [...e.options].some(o => o.text.startsWith('C-')));"
+                "s.selectedIndex = 1; s.dispatchEvent(new Event('change', {bubbles: true}));"
+                "return s.options[1].text; })()"
+            )
+            second = call("Runtime.evaluate", expression=pick, returnByValue=True)["result"]
+            second = second["value"]
+            assert second != first
+            _wait_for(call, rf"Client {second}, sessions by state", 60)
