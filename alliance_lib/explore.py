@@ -127,6 +127,15 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
+def _port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def voila_command(notebook: str | Path, *, port: int, token: str) -> list[str]:
     """The Voilà command line: this Python's voila, 127.0.0.1 only, one port, a token, no browser.
 
@@ -202,6 +211,13 @@ class ExploreServer:
         except BaseException:
             self._remove_dir()
             raise
+        if port is not None and not _port_is_free(int(port)):
+            self._remove_dir()
+            raise AllianceError(
+                f"port {port} on {HOST} is in use",
+                value=port,
+                hint="choose another with --port, or leave it out to use a free one",
+            )
         self.port = int(port) if port is not None else free_port()
         self.token = secrets.token_urlsafe(24)
         self.url = f"http://{HOST}:{self.port}/?token={self.token}"

@@ -263,3 +263,51 @@ def test_widgets_render_and_react_in_a_browser():
             second = second["value"]
             assert second != first
             _wait_for(call, rf"Client {second}, sessions by state", 60)
+
+
+def test_a_port_in_use_is_refused_before_voila_starts():
+    pytest.importorskip("voila", reason="voila is not installed (the lab extra)")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(AllianceError, match=f"port {port} on 127.0.0.1 is in use"):
+            explore.ExploreServer(DEMO, 3, port=port)
+
+
+def test_serve_prints_the_address_opens_the_browser_if_asked_and_stops(monkeypatch, capsys):
+    events = []
+
+    class FakeProcess:
+        def wait(self):
+            events.append("wait")
+            raise KeyboardInterrupt  # the user presses Ctrl-C
+
+    class FakeServer:
+        def __init__(self, study_yaml, wave, *, port, notebook):
+            events.append(("init", wave, port))
+            self.url, self.process = "http://127.0.0.1:1234/?token=t", FakeProcess()
+
+        def start(self):
+            events.append("start")
+
+        def wait_listening(self):
+            events.append("listening")
+
+        def stop(self):
+            events.append("stop")
+
+    import webbrowser
+
+    monkeypatch.setattr(explore, "ExploreServer", FakeServer)
+    monkeypatch.setattr(webbrowser, "open", lambda url: events.append(("browser", url)))
+    assert explore.serve(DEMO, 2, port=1234, open_browser=False) == 0
+    assert events == [("init", 2, 1234), "start", "listening", "wait", "stop"]
+    assert "Demo alliance study: explore app at http://127.0.0.1:1234/?token=t" in (
+        capsys.readouterr().out
+    )
+    events.clear()
+    assert explore.serve(DEMO, port=None) == 0
+    assert ("browser", "http://127.0.0.1:1234/?token=t") in events and events[-1] == "stop"
