@@ -136,12 +136,16 @@ def _port_is_free(port: int, host: str = HOST) -> bool:
         return True
 
 
-def voila_command(notebook: str | Path, *, port: int, token: str) -> list[str]:
+def voila_command(notebook: str | Path, *, port: int) -> list[str]:
     """The Voilà command line: this Python's voila, 127.0.0.1 only, one port, a token, no browser.
+
+    The token itself is not on the command line (other users of the machine can list it): Voilà
+    reads it from the ``JUPYTER_TOKEN`` environment variable, which :meth:`ExploreServer.start`
+    sets.
 
     Examples
     --------
-    >>> cmd = voila_command("x/explore.ipynb", port=8871, token="t")
+    >>> cmd = voila_command("x/explore.ipynb", port=8871)
     >>> cmd[1:4], "--Voila.ip=127.0.0.1" in cmd, "--no-browser" in cmd
     (['-m', 'voila', 'x/explore.ipynb'], True, True)
     """
@@ -153,7 +157,7 @@ def voila_command(notebook: str | Path, *, port: int, token: str) -> list[str]:
         f"--port={int(port)}",
         f"--Voila.ip={HOST}",
         "--Voila.port_retries=0",  # the port asked for or an error, never another one
-        f"--Voila.token={token}",
+        "--Voila.auto_token=True",  # require a token: JUPYTER_TOKEN from the environment
         "--no-browser",  # serve() opens the address itself, once the server listens
         "--VoilaConfiguration.show_tracebacks=False",  # a traceback could show data values
     ]
@@ -225,10 +229,13 @@ class ExploreServer:
 
     def start(self) -> ExploreServer:
         """Start Voilà in the background (its own process group; output to ``voila.log``)."""
+        import os
+
         log = open(self.work_dir / "voila.log", "wb")  # noqa: SIM115 (closed by the process)
         self.process = subprocess.Popen(
-            voila_command(self.notebook, port=self.port, token=self.token),
+            voila_command(self.notebook, port=self.port),
             cwd=self.work_dir,
+            env={**os.environ, "JUPYTER_TOKEN": self.token},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -88,11 +88,11 @@ def test_explore_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_voila_command_serves_localhost_only():
-    cmd = explore.voila_command(Path("w/explore.ipynb"), port=8765, token="abc")
+    cmd = explore.voila_command(Path("w/explore.ipynb"), port=8765)
     assert cmd[:4] == [sys.executable, "-m", "voila", str(Path("w/explore.ipynb"))]
     assert "--Voila.ip=127.0.0.1" in cmd and "--port=8765" in cmd and "--no-browser" in cmd
-    assert "--Voila.token=abc" in cmd and "--Voila.port_retries=0" in cmd
-    assert not any("0.0.0.0" in part for part in cmd)
+    assert "--Voila.auto_token=True" in cmd and "--Voila.port_retries=0" in cmd
+    assert not any("0.0.0.0" in part or part.startswith("--Voila.token") for part in cmd)
 
 
 # ------------------------------------------------------------------ the notebook copy
