@@ -10,6 +10,7 @@ import time
 import urllib.error
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from alliance_lib import explore
@@ -263,6 +264,29 @@ def test_widgets_render_and_react_in_a_browser():
             second = second["value"]
             assert second != first
             _wait_for(call, rf"Client {second}, sessions by state", 60)
+            # type a raw ID into "Find ID": hashed in the kernel, selected, never shown
+            import alliance_lib as al
+            from alliance_lib.waves import read_wave
+
+            study = al.load_study(DEMO)
+            raw = str(read_wave(study, 3)["client_id"].iloc[-1])
+            with pytest.warns(UserWarning, match="pseudonym key"):  # the demo's key is tracked
+                key = study.salt
+            expected = al.privacy.pseudonymise(pd.Series([raw]), salt=key).iloc[0]
+            typed = (
+                "(() => { const i = document.querySelector('input[type=password]');"
+                f"i.value = {raw!r}; i.dispatchEvent(new Event('change', {{bubbles: true}}));"
+                "return true; })()"
+            )
+            call("Runtime.evaluate", expression=typed, returnByValue=True)
+            _wait_for(call, rf"Found: shown as {expected}", 60)
+            _wait_for(call, rf"Client {expected}, sessions by state", 60)
+            box = "document.querySelector('input[type=password]').value"
+            assert (
+                call("Runtime.evaluate", expression=box, returnByValue=True)["result"]["value"]
+                == ""
+            )  # the kernel cleared it
+            assert raw not in _text(call) and not RAW_ID.search(_text(call))
 
 
 def test_a_port_in_use_is_refused_before_voila_starts():
