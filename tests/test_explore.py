@@ -247,7 +247,14 @@ def test_widgets_render_and_react_in_a_browser():
     with explore.ExploreServer(DEMO, 3) as app:
         app.wait_listening()
         with _chromium_page(app.url, explore.free_port()) as call:
-            first = _wait_for(call, r"Client (C-[0-9a-f]+), sessions by state", 90).group(1)
+            ready = r"Client (C-[0-9a-f]+), sessions by state"
+            try:
+                first = _wait_for(call, ready, 60).group(1)
+            except AssertionError:
+                # on a loaded machine the page's kernel connection can miss the start; a user
+                # would reload, and so does the test (once: a second miss fails)
+                call("Page.reload", ignoreCache=True)
+                first = _wait_for(call, ready, 90).group(1)
             text = _text(call)
             assert "Loading widget" not in text and not RAW_ID.search(text)
             n_img = call("Runtime.evaluate", expression="document.images.length",
