@@ -326,6 +326,7 @@ def serve(
         study = load_study(study_yaml)
         prepare_wave(study, study.waves[-1] if wave is None else int(wave))
     app = ExploreServer(study_yaml, wave, port=port, notebook=notebook)
+    previous = _stop_on_signals()
     try:
         app.start()
         app.wait_listening()
@@ -339,3 +340,32 @@ def serve(
         return 0
     finally:
         app.stop()
+        _restore_signals(previous)
+
+
+def _stop_on_signals() -> dict:
+    """Ctrl-C, SIGTERM and a closed terminal (SIGHUP) all end :func:`serve` through its
+    ``finally``, so Voilà (in its own session, out of reach of the terminal's signals) never
+    outlives the command, even where the shell started it with SIGINT ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -342,3 +342,26 @@ def test_serve_prints_the_address_opens_the_browser_if_asked_and_stops(monkeypat
     events.clear()
     assert explore.serve(DEMO, port=None) == 0
     assert ("browser", "http://127.0.0.1:1234/?token=t") in events and events[-1] == "stop"
+
+
+@pytest.mark.slow
+def test_the_command_stops_voila_when_it_is_terminated():
+    pytest.importorskip("voila", reason="voila is not installed (the lab extra)")
+    import signal
+    import socket
+
+    port = explore.free_port()
+    cmd = [sys.executable, "-m", "alliance_lib.cli", "explore", str(DEMO), "--port", str(port),
+           "--no-browser"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the server listens
+        assert f"explore app at http://127.0.0.1:{port}/?token=" in line, line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "voila outlived the command"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
