@@ -8,6 +8,7 @@ alliance instruments [--folder DIR]                 list the known instruments
 alliance simulate -o OUT.csv [--n-clients N]        simulate a study (or --demo-study DIR)
 alliance key STUDY.yaml [--create]                  where the pseudonym key comes from
 alliance init DATA... [-o study.yaml]               draft a study YAML from the files' headers
+alliance explore STUDY.yaml [--wave N] [--port P]   browse clients and measures (Voila, localhost)
 """
 
 from __future__ import annotations
@@ -179,6 +180,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from alliance_lib.explore import serve
+
+    return serve(args.study_yaml, args.wave, port=args.port, open_browser=not args.no_browser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alliance_lib._version import __version__
 
@@ -254,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="the study's name")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_init)
+    p = sub.add_parser("explore", help="browse a study's clients and measures in a local Voila app")
+    p.add_argument("study_yaml", type=Path)
+    p.add_argument("--wave", type=int, default=None, help="wave number (default: latest)")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the address, open no browser")
+    p.set_defaults(func=_cmd_explore)
     return parser
 
 

@@ -1026,3 +1026,152 @@ def change_histogram_plot(
     ax.set_xlabel(xlabel or "Observed change, intake to last session")
     ax.legend(frameon=False)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome monitoring (notebooks/explore.ipynb): one client against their expected response.
+
+__all__ += ["expected_response_plot", "ALERT_STYLE"]
+
+#: Alert states drawn in Okabe-Ito colours *and* distinct marker shapes, so they are told apart
+#: under colour-vision deficiencies and in greyscale print: (label, face colour, marker).
+ALERT_STYLE = {
+    "white": ("white: below the clinical cutoff", "white", "o"),
+    "green": ("green: on track", OKABE_ITO[2], "o"),
+    "yellow": ("yellow: worse than the median", OKABE_ITO[1], "D"),
+    "red": ("red: beyond the red boundary", OKABE_ITO[3], "^"),
+}
+
+
+def expected_response_plot(
+    alerts: pd.DataFrame,
+    reference,
+    *,
+    session: str = "session",
+    sessions=None,
+    red: float = 0.90,
+    yellow: float = 0.50,
+    cutoff: float | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+):
+    """One client's outcome against the expected response of clients with the same intake score.
+
+    Parameters
+    ----------
+    alerts : DataFrame
+        The client's rows of :func:`alliance_lib.monitoring.not_on_track` (one client): columns
+        ``session`` (named by ``session``), ``intake``, ``observed`` and ``state``.
+    reference : alliance_lib.monitoring.ExpectedResponse
+        The fitted reference the alerts came from (:func:`~alliance_lib.monitoring.expected_response`).
+    sessions : sequence of int, optional
+        Sessions of the bands (default: from the first session after intake to the later of the
+        client's last session and the reference's last observed session, at most 20).
+    red, yellow : float
+        Predictive quantiles (worse direction) of the red boundary and the median line; use the
+        thresholds the alerts were computed with.
+    cutoff : float, optional
+        Clinical cutoff, drawn as a dotted line (``white`` states lie on its healthy side).
+
+    Returns
+    -------
+    Figure
+        The expected curve (``yellow`` quantile, the median), the ``red`` boundary (dashed) and
+        the band between the lower mirror quantile ``1 - red`` and ``red`` (shaded), conditioned
+        on the client's intake score; the client's line from intake on, each session marked by
+        its alert state (colour and shape, see :data:`ALERT_STYLE`).
+
+    Notes
+    -----
+    A session is red when the observed score lies beyond the ``red`` predictive quantile at that
+    session, yellow beyond the ``yellow`` one, so each marker sits in the zone its colour names
+    (Lambert 2015; Lutz et al. 2019). The bands are those of a new client of a new therapist.
+
+    References
+    ----------
+    Lambert, M. J. (2015). Progress feedback and the OQ-system. *Psychotherapy, 52*(4), 381-390.
+    Okabe, M., & Ito, K. (2008). *Color universal design (CUD): how to make figures and
+    presentations that are friendly to colorblind people*. J*Fly.
+
+    Examples
+    --------
+    >>> import alliance_lib as al
+    >>> df = al.simulate_study(n_therapists=6, n_clients=120, seed=2, output="scores")
+    >>> ref = al.expected_response(df, "outcome")
+    >>> nt = al.not_on_track(df, "outcome", reference=ref, cutoff=64)
+    >>> one = nt[nt["client_id"] == nt["client_id"].iloc[0]]
+    >>> fig = expected_response_plot(one, ref, cutoff=64)
+    >>> fig.axes[0].get_xlabel()
+    'Session'
+    """
+    if alerts.empty:
+        from alliance_lib.errors import DataError
+
+        raise DataError("alerts has no rows: pick a client with an intake and a later score")
+    intake = alerts["intake"].to_numpy(dtype=float)
+    if np.unique(intake).size != 1:
+        from alliance_lib.errors import DataError
+
+        raise DataError(
+            f"alerts must hold one client (found {np.unique(intake).size} intake scores)",
+            column="intake",
+            hint="select one client's rows of not_on_track() first",
+        )
+    intake = float(intake[0])
+    mine = alerts.sort_values(session)
+    start = int(reference.intake_session)
+    if sessions is None:
+        last = max(float(mine[session].max()), float(reference.session_range[1]))
+        sessions = np.arange(start + 1, int(min(last, start + 20)) + 1)
+    sessions = np.asarray(sessions, dtype=float)
+    lo = reference.quantile(intake, sessions, 1 - red)
+    mid = reference.quantile(intake, sessions, yellow)
+    hi = reference.quantile(intake, sessions, red)
+
+    fig, ax = _fig()
+    ax.fill_between(
+        sessions,
+        lo,
+        hi,
+        color=PALETTE["band"],
+        alpha=0.3,
+        lw=0,
+        label=f"{100 * (2 * red - 1):.0f}% of comparable clients",
+    )
+    ax.plot(sessions, mid, color=PALETTE["mean"], lw=2, label="expected (median)")
+    ax.plot(
+        sessions,
+        hi,
+        color=OKABE_ITO[3],
+        lw=1.5,
+        ls="--",
+        label=f"red boundary ({100 * red:.0f}th percentile)",
+    )
+    if cutoff is not None:
+        ax.axhline(cutoff, color="0.4", lw=0.9, ls=":", label="clinical cutoff")
+    x = np.concatenate([[start], mine[session].to_numpy(dtype=float)])
+    y = np.concatenate([[intake], mine["observed"].to_numpy(dtype=float)])
+    ax.plot(x, y, color=PALETTE["client"], lw=2.2, zorder=3, label="this client")
+    ax.scatter(
+        [start], [intake], s=60, color=PALETTE["client"], marker="s", zorder=4, label="intake"
+    )
+    for state, (label, face, marker) in ALERT_STYLE.items():
+        g = mine[mine["state"] == state]
+        if len(g):
+            ax.scatter(
+                g[session],
+                g["observed"],
+                s=80,
+                marker=marker,
+                color=face,
+                edgecolor="black",
+                linewidth=0.9,
+                zorder=5,
+                label=label,
+            )
+    ax.set_xlabel("Session")
+    ax.set_ylabel(ylabel or reference.outcome)
+    ax.set_title(title or f"Expected response for an intake score of {intake:g}")
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    sns.despine(fig)
+    return fig

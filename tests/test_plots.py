@@ -194,3 +194,50 @@ def test_change_histogram_plot_lines_at_truth_and_threshold():
     )
     xs = [line.get_xdata()[0] for line in fig.axes[0].lines]
     assert xs == [-26.4, -16.6]
+
+
+@pytest.fixture(scope="module")
+def monitored():
+    df = al.simulate_study(n_therapists=8, n_clients=160, seed=5, output="scores")
+    ref = al.expected_response(df, "outcome")
+    return ref, al.not_on_track(df, "outcome", reference=ref, cutoff=64)
+
+
+def test_expected_response_plot_bands_and_states(monitored):
+    ref, nt = monitored
+    # a client who has both a red and a non-red session, so several states are drawn
+    has = nt.groupby("client_id")["state"].agg(lambda s: {"red", "green"} <= set(s))
+    one = nt[nt["client_id"] == has[has].index[0]]
+    fig = plots.expected_response_plot(one, ref, cutoff=64)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    intake = float(one["intake"].iloc[0])
+    red = lines["red boundary (90th percentile)"]
+    x = red.get_xdata()
+    np.testing.assert_allclose(red.get_ydata(), ref.quantile(intake, x, 0.9))
+    np.testing.assert_allclose(lines["expected (median)"].get_ydata(), ref.quantile(intake, x, 0.5))
+    # the client's line starts at the intake score at session 0
+    client = lines["this client"]
+    assert client.get_xdata()[0] == 0 and client.get_ydata()[0] == intake
+    # every state's markers sit at that state's sessions, and red ones lie above the boundary
+    drawn = {c.get_label(): c.get_offsets() for c in ax.collections if c.get_label()}
+    for state, (label, _, _) in plots.ALERT_STYLE.items():
+        rows = one[one["state"] == state]
+        if rows.empty:
+            assert label not in drawn
+            continue
+        np.testing.assert_allclose(drawn[label][:, 0], rows["session"])
+        np.testing.assert_allclose(drawn[label][:, 1], rows["observed"])
+    reds = one[one["state"] == "red"]
+    assert (reds["observed"] > ref.quantile(intake, reds["session"], 0.9)).all()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "clinical cutoff" in legend and "80% of comparable clients" in legend
+
+
+def test_expected_response_plot_needs_one_client(monitored):
+    ref, nt = monitored
+    with pytest.raises(al.errors.DataError, match="one client"):
+        plots.expected_response_plot(nt, ref)
+    with pytest.raises(al.errors.DataError, match="no rows"):
+        plots.expected_response_plot(nt.iloc[:0], ref)
