@@ -555,5 +555,5 @@ def test_the_adjusted_early_alliance_estimate_is_primary(wave3):
     assert set(adjusted.numbers["fixed"][1]) >= {"term", "estimate"}
     template = (ROOT / "alliance_lib" / "templates" / "study_report.ipynb").read_text()
     assert template.index("early_alliance_outcome_section") < template.index(
-        "early_alliance_section("
+        "early_alliance_section,"
     )
