@@ -295,7 +295,9 @@ def fit_growth_from_sums(sums: GrowthSums, method: str = "reml") -> DistributedF
     >>> s = growth_sums_frame(df.assign(rater="client"), "alliance", therapist="therapist_id")
     >>> f = fit_growth_from_sums(s)
     >>> mem = al.fit_trajectory(df, "alliance", therapist="therapist_id")
-    >>> bool(abs(f.efit.beta - mem._efit.beta).max() < 1e-10)
+    >>> bool(abs(f.efit.deviance / mem._efit.deviance - 1) < 1e-10)
+    True
+    >>> bool(abs(f.efit.beta - mem._efit.beta).max() < 1e-6)  # the optimiser's resolution
     True
     """
     if method not in ("reml", "ml"):
