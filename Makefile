@@ -40,7 +40,8 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra notebooks --extra dev \
-	  --extra lab --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --extra lab --extra distributed --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 \
 	  --no-header --annotation-style line -o $(LOCK)
 
 # The suite against the newest releases of every dependency, in a separate venv.

@@ -1322,7 +1322,9 @@ def _read_parquet(path: Path, file: str, columns: Sequence[str] | None) -> pd.Da
             )
     keep = [c for c in names if columns is None or c in set(columns) or c == "row"]
     try:
-        raw = dataset.to_table(columns=keep).to_pandas()
+        # one chunk per column: a dataset of many files gives chunked Arrow columns, and
+        # factorising a chunked string column (ids) is far slower than a combined one
+        raw = dataset.to_table(columns=keep).combine_chunks().to_pandas()
     except Exception as err:
         raise ReadError(
             f"cannot be read as a Parquet file ({type(err).__name__}: {err})",

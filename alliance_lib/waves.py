@@ -347,6 +347,12 @@ def _validate_groups(
     return out, extra
 
 
+#: pandas 3 (or the option on): a frame made from another never writes into it
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or bool(
+    getattr(getattr(pd.options, "mode", None), "copy_on_write", False) is True
+)
+
+
 def prepare_wave(study: Study, wave: int) -> WaveData:
     """Read, merge, validate, score and pseudonymise one wave of a study (either form).
 
@@ -421,7 +427,8 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         scored = pd.concat(parts).sort_index(kind="stable")
     if extra_bad.any():
         scored = scored[~extra_bad.reindex(scored.index).to_numpy()]
-    scored = scored.copy()
+    if not _COPY_ON_WRITE or any(scored is g.clean for g in groups):
+        scored = scored.copy()  # (with copy-on-write a scored frame is already its own)
     for prefix, values in totals.items():
         scored[f"{prefix}_total"] = values.reindex(scored.index).to_numpy()
     analysed_keys = scored.index

@@ -397,3 +397,60 @@ def test_bounded_component_held_at_zero_is_converged():
     assert fit.singular and fit.converged and fit.theta[0] == 0.0
     _, g = model.value_and_grad(fit.theta_scaled)
     assert g[0] >= 0  # held at 0 by its multiplier, excluded from the test
+
+
+def _sums_model(rows, y, X, client, therapist=None):
+    """The client-sums twin of a row model (the cross products a group-by sum gives)."""
+    v = np.column_stack([(X - rows.x_center) / rows.x_scale, y - rows.y_center, X / rows.z_scale])
+    nc = int(client.max()) + 1
+    kq = v.shape[1]
+    cross = np.empty((kq, kq, nc))
+    for a in range(kq):
+        for b in range(kq):
+            cross[a, b] = np.bincount(client, weights=v[:, a] * v[:, b], minlength=nc)
+    ther = None
+    if therapist is not None:
+        ther = np.zeros(nc, dtype=int)
+        ther[client] = therapist
+    return NestedLMM.from_client_sums(
+        cross,
+        p=X.shape[1],
+        x_center=rows.x_center,
+        x_scale=rows.x_scale,
+        y_center=rows.y_center,
+        z_scale=rows.z_scale,
+        client_labels=np.arange(nc),
+        therapist_codes=ther,
+    )
+
+
+@pytest.mark.parametrize("n_clients", [300, 9000])  # 9000: the pilot runs on a client subset
+def test_from_client_sums_is_the_same_model(n_clients):
+    rng = np.random.default_rng(16)
+    nt = max(n_clients // 30, 3)
+    ther_of = rng.integers(0, nt, n_clients)
+    m = rng.integers(2, 12, n_clients)
+    client = np.repeat(np.arange(n_clients), m)
+    t = np.concatenate([np.arange(k) for k in m]).astype(float)
+    y = (
+        3
+        + 0.1 * t
+        + rng.normal(0, 0.5, n_clients)[client]
+        + rng.normal(0, 0.05, n_clients)[client] * t
+        + rng.normal(0, 0.3, nt)[ther_of[client]]
+        + rng.normal(0, 0.6, t.size)
+    )
+    X = np.column_stack([np.ones_like(t), t])
+    rows = NestedLMM(y, X, X, client, ther_of[client])
+    sums = _sums_model(rows, y, X, client, ther_of[client])
+    for theta in ([1.0, 0.1, 0.2, 0.5], [0.3, -0.05, 0.01, 0.0]):
+        assert sums.deviance(theta) == pytest.approx(rows.deviance(theta), rel=1e-12)
+    f_rows, f_sums = rows.fit(), sums.fit()
+    assert f_sums.deviance == pytest.approx(f_rows.deviance, rel=1e-12)
+    np.testing.assert_allclose(f_sums.beta, f_rows.beta, rtol=1e-8)
+    np.testing.assert_allclose(f_sums.theta, f_rows.theta, atol=1e-6)
+    at = sums.evaluate(f_rows.theta)
+    np.testing.assert_allclose(at.beta, f_rows.beta, rtol=1e-10)
+    np.testing.assert_allclose(at.vcov, f_rows.vcov, rtol=1e-10)
+    with pytest.raises(EngineError, match="need rows"):
+        sums.fitted(f_sums)

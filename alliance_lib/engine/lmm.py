@@ -381,13 +381,174 @@ class NestedLMM:
         self.lower = lower
         self.n_evals = 0
 
+    # ------------------------------------------------------------------ from client sums
+    @classmethod
+    def from_client_sums(
+        cls,
+        cross,
+        *,
+        p: int,
+        x_center,
+        x_scale,
+        y_center: float,
+        z_scale,
+        client_labels,
+        therapist_codes=None,
+        therapist_labels=None,
+        reml: bool = True,
+    ) -> NestedLMM:
+        """The model from per-client sums of cross products (no rows needed).
+
+        Parameters
+        ----------
+        cross : array (k + q, k + q, n_clients)
+            For each client, ``sum_t v_t v_t'`` over its rows of ``v = [Xs, y - y_center, Zs]``
+            with ``Xs = (X - x_center) / x_scale`` (first column the intercept, all ones),
+            ``Zs = Z / z_scale`` and ``k = p + 1``: what a group-by sum of the row products
+            gives (Dask, Spark or SQL; see :mod:`alliance_lib.distributed`).
+        p : int
+            Fixed effects (columns of X, intercept first).
+        x_center, x_scale, y_center, z_scale
+            The centring and scaling used for ``v`` (any values; the row constructor uses the
+            means and standard deviations of the data).
+        client_labels : array (n_clients,)
+        therapist_codes : int array (n_clients,), optional
+            Each client's therapist (``0 .. n_therapists - 1``), for the three-level model.
+        therapist_labels : array, optional
+        reml : bool
+
+        Returns
+        -------
+        NestedLMM
+            Fits like the row constructor on the same data (the same profiled deviance up to
+            rounding); :meth:`fitted` and :meth:`residuals` need rows and are not available.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(1)
+        >>> client = np.repeat(np.arange(30), 5)
+        >>> t = np.tile(np.arange(5.0), 30)
+        >>> y = 2 + 0.5 * t + rng.normal(0, 1, 30)[client] + rng.normal(0, 0.5, 150)
+        >>> X = np.column_stack([np.ones(150), t])
+        >>> rows = NestedLMM(y, X, X, client)
+        >>> v = np.column_stack([(X - rows.x_center) / rows.x_scale, y - rows.y_center,
+        ...                      X / rows.z_scale])
+        >>> cross = np.stack([np.bincount(client, weights=v[:, a] * v[:, b])
+        ...                   for a in range(5) for b in range(5)]).reshape(5, 5, 30)
+        >>> sums = NestedLMM.from_client_sums(cross, p=2, x_center=rows.x_center,
+        ...     x_scale=rows.x_scale, y_center=rows.y_center, z_scale=rows.z_scale,
+        ...     client_labels=np.arange(30))
+        >>> bool(abs(sums.fit().beta[1] - rows.fit().beta[1]) < 1e-10)
+        True
+        """
+        cross = np.asarray(cross, dtype=float)
+        k = p + 1
+        q = cross.shape[0] - k
+        if q < 1 or cross.shape[1] != cross.shape[0] or cross.ndim != 3:
+            raise EngineError(f"cross must be (p + 1 + q, p + 1 + q, n_clients); got {cross.shape}")
+        self = cls.__new__(cls)
+        nobs = cross[0, 0]
+        n = int(round(float(nobs.sum())))
+        if n <= p:
+            raise EngineError(f"{n} rows cannot estimate {p} fixed effects")
+        self.n, self.p, self.q, self.reml = n, p, q, bool(reml)
+        n_clients = cross.shape[2]
+        self.client_levels = np.asarray(client_labels)
+        self.n_clients = n_clients
+        self.row_block = None
+        self.client_nobs = np.rint(nobs).astype(np.intp)
+        self.x_center = np.asarray(x_center, dtype=float)
+        self.x_scale = np.asarray(x_scale, dtype=float)
+        self.y_center = float(y_center)
+        self.z_scale = np.asarray(z_scale, dtype=float)
+        self.has_intercept = True
+        T = np.diag(1.0 / self.x_scale)
+        T[0, 1:] = -self.x_center[1:] / self.x_scale[1:]
+        self._T = T
+        self._reml_const = 2.0 * float(np.log(self.x_scale).sum())
+        self.WtW = cross[:k, :k].sum(axis=-1)
+        self.ZtZ = np.ascontiguousarray(cross[k:, k:])
+        self.ZtW = np.ascontiguousarray(cross[k:, :k])
+        self._y = self._X = self._Z = None
+        self._cross = cross
+        if therapist_codes is not None:
+            tc = np.asarray(therapist_codes, dtype=np.intp)
+            nt = int(tc.max()) + 1 if therapist_labels is None else len(therapist_labels)
+            self.block_ther = tc
+            self.row_ther = None
+            self.therapist_levels = (
+                np.arange(nt) if therapist_labels is None else np.asarray(therapist_labels)
+            )
+            self.n_therapists = nt
+            self.z1 = np.ascontiguousarray(cross[k:, 0])  # Z_i' 1 (Xs[:, 0] is all ones)
+            self.tW = np.column_stack(
+                [np.bincount(tc, weights=cross[0, j], minlength=nt) for j in range(k)]
+            )
+            self.ther_nobs = np.bincount(tc, weights=nobs, minlength=nt)
+        else:
+            self.n_therapists = 0
+            self.therapist_levels = None
+        rows, cols = np.triu_indices(q)
+        self._lrow, self._lcol = cols, rows
+        self.n_theta_client = rows.size
+        self.n_theta = self.n_theta_client + (1 if therapist_codes is not None else 0)
+        lower = np.where(self._lrow == self._lcol, 0.0, -np.inf)
+        if therapist_codes is not None:
+            lower = np.append(lower, 0.0)
+        self.lower = lower
+        self.n_evals = 0
+        return self
+
+    def _client_subset(self, keep: np.ndarray) -> NestedLMM:
+        """The sums model of the clients ``keep`` (boolean), re-centred and re-scaled on them as
+        the row constructor would (an affine change of ``v``)."""
+        p, k, q = self.p, self.p + 1, self.q
+        cross = self._cross[:, :, keep]
+        tot = cross.sum(axis=-1)
+        n = tot[0, 0]
+        mean = tot[0] / n  # means of v (Xs[:, 0] = 1)
+        xc = self.x_center.copy()
+        xs = self.x_scale.copy()
+        xc[1:] = mean[1:p] * self.x_scale[1:] + self.x_center[1:]
+        xs[1:] = self.x_scale[1:] * np.sqrt(np.diag(tot)[1:p] / n - mean[1:p] ** 2)
+        yc = self.y_center + mean[p]
+        zs = self.z_scale * np.sqrt(np.diag(tot)[k:] / n)
+        A = np.eye(k + q)
+        A[np.arange(1, p), np.arange(1, p)] = self.x_scale[1:] / xs[1:]
+        A[0, 1:p] = (self.x_center[1:] - xc[1:]) / xs[1:]
+        A[0, p] = self.y_center - yc
+        A[np.arange(k, k + q), np.arange(k, k + q)] = self.z_scale / zs
+        new = np.einsum("ba,bcm,cd->adm", A, cross, A)
+        ther = None
+        if self.n_therapists:
+            used, ther = np.unique(self.block_ther[keep], return_inverse=True)
+        return NestedLMM.from_client_sums(
+            new,
+            p=p,
+            x_center=xc,
+            x_scale=xs,
+            y_center=yc,
+            z_scale=zs,
+            client_labels=self.client_levels[keep],
+            therapist_codes=ther,
+            reml=self.reml,
+        )
+
     # ------------------------------------------------------------------ core algebra
     def _tsum(self, v: np.ndarray) -> np.ndarray:
         """Sum per-client values (..., n_clients) within therapists -> (..., n_therapists)."""
         nt, tc = self.n_therapists, self.block_ther
         if v.ndim == 1:
             return np.bincount(tc, weights=v, minlength=nt)
-        return np.array([np.bincount(tc, weights=row, minlength=nt) for row in v])
+        # one bincount over all rows (row r in bins r * nt ..): each bin adds the same values in
+        # the same order as a bincount per row, so the sums are bit-identical, without the loop
+        r = v.shape[0]
+        codes = self.__dict__.get("_tsum_codes")
+        if codes is None or codes.shape[0] < r:
+            codes = tc[None, :] + nt * np.arange(r, dtype=np.intp)[:, None]
+            self._tsum_codes = codes
+        flat = np.bincount(codes[:r].ravel(), weights=v.ravel(), minlength=r * nt)
+        return flat.reshape(r, nt)
 
     def _lambda(self, theta: np.ndarray) -> np.ndarray:
         lam = np.zeros((self.q, self.q))
@@ -628,6 +789,14 @@ class NestedLMM:
         stride = self.n_clients // n_pilot
         if stride < 2:
             return None
+        if self._y is None:  # built from client sums: every stride-th client in label order
+            try:
+                pilot = self._client_subset(np.arange(self.n_clients) % stride == 0)
+                theta = pilot._fit(None, 200, polish=False)
+            except (EngineError, np.linalg.LinAlgError):
+                return None
+            self.n_evals_pilot = pilot.n_evals
+            return theta
         keep = self.row_block % stride == 0
         ther = self.row_ther[keep] if self.n_therapists else None
         try:
@@ -979,6 +1148,8 @@ class NestedLMM:
 
     def fitted(self, fit: EngineFit, modes: dict | None = None) -> np.ndarray:
         """Conditional fitted values X beta + Z b (+ therapist effect), in original row order."""
+        if self._X is None:
+            raise EngineError("fitted values need rows: this model was built from client sums")
         modes = self.conditional_modes(fit) if modes is None else modes
         fv = self._X @ fit.beta + np.einsum("nq,nq->n", self._Z, modes["client"][self.row_block])
         if self.n_therapists:
