@@ -49,6 +49,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -455,16 +456,11 @@ def prepare_dataset(
     codes = tuple(missing_codes)
     extra = tuple(columns or ())
 
-    def run(part):
-        scored, counts = score_partition(part, insts, missing_codes=codes, keep=extra)
-        if salt is not None:
-            from alliance_lib.privacy import pseudonymise
-
-            scored["client_id"] = pseudonymise(scored["client_id"], salt=salt, prefix="C")
-            if "therapist_id" in scored:
-                scored["therapist_id"] = pseudonymise(scored["therapist_id"], salt=salt, prefix="T")
-        return scored, counts
-
+    # a module-level function bound with partial: pickled by reference, not by cloudpickle
+    # (pickling a closure by value raced with other threads on a local cluster)
+    run = functools.partial(
+        _score_and_pseudonymise, insts=insts, codes=codes, extra=extra, salt=salt
+    )
     done = [dask.delayed(run, nout=2)(p) for p in parts]
     meta = run(ddf._meta)[0]
     scored = dd.from_delayed([d[0] for d in done], meta=meta, verify_meta=False)
@@ -478,6 +474,19 @@ def prepare_dataset(
         .reset_index()
     )
     return scored, total
+
+
+def _score_and_pseudonymise(part, *, insts, codes, extra, salt):
+    """One partition: validated and scored rows (pseudonymised when a key is given) and its
+    validation counts."""
+    scored, counts = score_partition(part, insts, missing_codes=codes, keep=extra)
+    if salt is not None:
+        from alliance_lib.privacy import pseudonymise
+
+        scored["client_id"] = pseudonymise(scored["client_id"], salt=salt, prefix="C")
+        if "therapist_id" in scored:
+            scored["therapist_id"] = pseudonymise(scored["therapist_id"], salt=salt, prefix="T")
+    return scored, counts
 
 
 def growth_sums(
