@@ -211,8 +211,10 @@ def alliance_outcome_section(wave) -> Section:
     w = fit.fixed.loc["alliance_within"]
     b = fit.fixed.loc["alliance_between"]
     summary = (
-        f"Within clients, a session whose alliance was one point above the client's own trend "
-        f"was followed by a {out} score {_differs(w['estimate'])} at the next session, 95% CI {format_ci((w['ci_low'], w['ci_high']))}, p {_p(w['p'])}."
+        f"In the descriptive multilevel model (biased when both series carry over from session "
+        f"to session; the cross-lagged panel model below is the primary estimate), a session whose "
+        f"alliance was one point above the client's own trend was followed by a {out} score "
+        f"{_differs(w['estimate'])} at the next session, 95% CI {format_ci((w['ci_low'], w['ci_high']))}, p {_p(w['p'])}."
     )
     return Section(
         key="alliance_outcome",
