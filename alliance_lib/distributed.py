@@ -420,6 +420,7 @@ def prepare_dataset(
     salt: str | None = None,
     columns: Sequence[str] | None = None,
     persist: bool = True,
+    pseudonym_length: int = 16,
 ):
     """Validate and score a partitioned Parquet dataset on Dask.
 
@@ -432,6 +433,10 @@ def prepare_dataset(
     salt : str, optional
         The study key: client and therapist ids are replaced by their pseudonyms in each
         partition (:func:`alliance_lib.privacy.pseudonymise`), so no raw id leaves a worker.
+    pseudonym_length : int
+        Hex digits of the pseudonyms (default 16: expected collisions below 0.01 up to 600
+        million ids). One length for every partition, since a partition does not see the others'
+        ids; collisions are checked within each partition only.
     columns : sequence of str, optional
         Extra columns to read (e.g. covariates); the ids and item columns are always read.
     persist : bool
@@ -459,7 +464,12 @@ def prepare_dataset(
     # a module-level function bound with partial: pickled by reference, not by cloudpickle
     # (pickling a closure by value raced with other threads on a local cluster)
     run = functools.partial(
-        _score_and_pseudonymise, insts=insts, codes=codes, extra=extra, salt=salt
+        _score_and_pseudonymise,
+        insts=insts,
+        codes=codes,
+        extra=extra,
+        salt=salt,
+        length=int(pseudonym_length),
     )
     done = [dask.delayed(run, nout=2)(p) for p in parts]
     meta = run(ddf._meta)[0]
@@ -476,16 +486,16 @@ def prepare_dataset(
     return scored, total
 
 
-def _score_and_pseudonymise(part, *, insts, codes, extra, salt):
+def _score_and_pseudonymise(part, *, insts, codes, extra, salt, length=16):
     """One partition: validated and scored rows (pseudonymised when a key is given) and its
     validation counts."""
     scored, counts = score_partition(part, insts, missing_codes=codes, keep=extra)
     if salt is not None:
         from alliance_lib.privacy import pseudonymise
 
-        scored["client_id"] = pseudonymise(scored["client_id"], salt=salt, prefix="C")
-        if "therapist_id" in scored:
-            scored["therapist_id"] = pseudonymise(scored["therapist_id"], salt=salt, prefix="T")
+        for col, prefix in (("client_id", "C"), ("therapist_id", "T")):
+            if col in scored:
+                scored[col] = pseudonymise(scored[col], salt=salt, prefix=prefix, length=length)
     return scored, counts
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "PrivacyWarning",
     "create_key_file",
     "default_key_file",
+    "collision_free_length",
+    "pseudonym_length",
     "pseudonymise",
     "resolve_key",
     "suppress_small_cells",
@@ -243,7 +245,62 @@ def resolve_key(study, *, create: bool = True, env: dict | None = None) -> Pseud
     return PseudonymKey(result.key, result.source, result.created, tuple(notes))
 
 
-def pseudonymise(ids: pd.Series, *, salt: str, prefix: str = "C", length: int = 8) -> pd.Series:
+#: Hex digits of a pseudonym: the shortest of these that keeps collisions unlikely (see
+#: :func:`pseudonym_length`); every length is a prefix of the next, under the same key.
+PSEUDONYM_LENGTHS = (8, 12, 16, 24, 32, 64)
+#: Expected number of colliding pairs a default length may carry (birthday bound).
+MAX_EXPECTED_COLLISIONS = 0.01
+
+
+def pseudonym_length(
+    n_ids: int, *, max_expected_collisions: float = MAX_EXPECTED_COLLISIONS
+) -> int:
+    """Hex digits a pseudonym needs for ``n_ids`` identifiers.
+
+    The shortest length in :data:`PSEUDONYM_LENGTHS` whose expected number of colliding pairs,
+    ``n (n - 1) / 2 / 16**length`` (the birthday bound), is at most ``max_expected_collisions``:
+    8 digits up to 9,268 IDs, 12 up to 2.37 million, 16 up to 607 million.
+
+    Parameters
+    ----------
+    n_ids : int
+        Number of distinct identifiers to pseudonymise.
+    max_expected_collisions : float
+        Tolerated expected number of colliding pairs (default 0.01).
+
+    Returns
+    -------
+    int
+        Hex digits to keep.
+
+    Notes
+    -----
+    A shorter pseudonym is the first digits of a longer one of the same ID under the same key
+    (both are prefixes of one HMAC), so a study that outgrows 8 digits between waves keeps its
+    earlier pseudonyms as prefixes of the new ones. Fix the length for the life of a study with
+    ``privacy.pseudonym_length`` in the study YAML.
+
+    References
+    ----------
+    Menezes, A. J., van Oorschot, P. C., & Vanstone, S. A. (1996). *Handbook of applied
+    cryptography* (section 2.1.5, the birthday problem). CRC Press.
+
+    Examples
+    --------
+    >>> pseudonym_length(300), pseudonym_length(100_000), pseudonym_length(20_000_000)
+    (8, 12, 16)
+    """
+    n = float(max(int(n_ids), 0))
+    pairs = n * (n - 1.0) / 2.0
+    for length in PSEUDONYM_LENGTHS:
+        if pairs / 16.0**length <= max_expected_collisions:
+            return length
+    return PSEUDONYM_LENGTHS[-1]
+
+
+def pseudonymise(
+    ids: pd.Series, *, salt: str, prefix: str = "C", length: int | None = None
+) -> pd.Series:
     """Replace identifiers by stable keyed-hash pseudonyms.
 
     Parameters
@@ -254,18 +311,22 @@ def pseudonymise(ids: pd.Series, *, salt: str, prefix: str = "C", length: int = 
         The study's secret key. The same salt gives the same pseudonyms in every wave.
     prefix : str
         Prefix of the pseudonym, e.g. ``"C"`` for clients and ``"T"`` for therapists.
-    length : int
-        Hex digits kept (8 digits: collisions are checked and raise).
+    length : int, optional
+        Hex digits kept (4 to 64). By default the shortest length of
+        :data:`PSEUDONYM_LENGTHS` that suits the number of distinct IDs
+        (:func:`pseudonym_length`), one step longer when the IDs still collide. A given length
+        that collides raises :class:`~alliance_lib.errors.DefinitionError`.
 
     Returns
     -------
     Series
-        Pseudonyms such as ``"C-3fa94c1e"``, aligned with ``ids``.
+        Pseudonyms such as ``"C-3fa94c1e"``, aligned with ``ids`` (object dtype, missing as None).
 
     Notes
     -----
-    HMAC-SHA-256 (RFC 2104) of the UTF-8 ID keyed by the salt. Only unique IDs are hashed, so the
-    cost grows with the number of clients, not rows.
+    HMAC-SHA-256 (RFC 2104) of the UTF-8 ID keyed by the salt, truncated to ``length`` hex
+    digits. Only distinct IDs are hashed (the rows take them by their factor codes), so the cost
+    grows with the number of clients, not rows. A shorter pseudonym is a prefix of a longer one.
 
     References
     ----------
@@ -276,19 +337,80 @@ def pseudonymise(ids: pd.Series, *, salt: str, prefix: str = "C", length: int = 
     --------
     >>> s = pd.Series(["CL-0001", "CL-0002", "CL-0001"])
     >>> p = pseudonymise(s, salt="k")
-    >>> p.iloc[0] == p.iloc[2], p.iloc[0] != p.iloc[1], p.iloc[0][:2]
-    (True, True, 'C-')
+    >>> p.iloc[0] == p.iloc[2], p.iloc[0] != p.iloc[1], p.iloc[0][:2], len(p.iloc[0])
+    (True, True, 'C-', 10)
+    >>> pseudonymise(s, salt="k", length=16).iloc[0].startswith(p.iloc[0])
+    True
     """
-    values = ids.astype("string")
-    uniques = pd.unique(values.dropna())
+    codes, uniques = pd.factorize(ids.astype("string"), sort=False)
+    digests = _digests(uniques, salt)
+    if length is not None and not 4 <= int(length) <= 64:
+        raise DefinitionError(
+            f"a pseudonym length must be 4 to 64 hex digits, not {length!r}",
+            column="privacy.pseudonym_length",
+            value=length,
+        )
+    k = _free_length(digests, length)
+    table = np.array([f"{prefix}-{h[:k]}" for h in digests] + [None], dtype=object)
+    return pd.Series(table[codes], index=ids.index, dtype=object)
+
+
+def _digests(uniques, salt: str) -> list[str]:
+    """HMAC-SHA-256 hex digests of distinct IDs (as text) under the key ``salt``."""
     key = salt.encode("utf-8")
-    mapping = {
-        u: f"{prefix}-" + hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()[:length]
-        for u in uniques
-    }
-    if len(set(mapping.values())) != len(mapping):
-        raise ValueError("pseudonym collision: increase `length`")
-    return values.map(mapping).astype(object).where(values.notna(), None)
+    return [hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest() for u in uniques]
+
+
+def _free_length(digests: list[str], length: int | None = None, *, at_least: int = 0) -> int:
+    """``length`` when the digests do not collide in it (else DefinitionError); without a
+    length, the first of :data:`PSEUDONYM_LENGTHS` from :func:`pseudonym_length` (and at least
+    ``at_least``) in which they do not collide."""
+    if length is not None:
+        candidates = [int(length)]
+    else:
+        shortest = max(pseudonym_length(len(digests)), at_least)
+        candidates = [k for k in PSEUDONYM_LENGTHS if k >= shortest] or [PSEUDONYM_LENGTHS[-1]]
+    for k in candidates:
+        if len({d[:k] for d in digests}) == len(digests):
+            return k
+    raise DefinitionError(
+        f"{len(digests):,} IDs collide in {candidates[-1]} hex digits under this key",
+        column="privacy.pseudonym_length",
+        value=candidates[-1],
+        hint="set a longer privacy.pseudonym_length in the study YAML (up to 64)",
+    )
+
+
+def collision_free_length(kinds, salt: str) -> int:
+    """One pseudonym length for several kinds of ID (clients, therapists, raters) of one wave.
+
+    The shortest of :data:`PSEUDONYM_LENGTHS` that suits the most numerous kind
+    (:func:`pseudonym_length`) and in which no kind collides under the key.
+
+    Parameters
+    ----------
+    kinds : iterable of array-like
+        The IDs of each kind (duplicates and missing values allowed).
+    salt : str
+        The study's secret key.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> collision_free_length([["a", "b", "a"], ["T1"]], salt="secret-key")
+    8
+    """
+    digests = []
+    for ids in kinds:
+        u = pd.unique(pd.Series(ids, dtype=object).dropna().astype(str))
+        digests.append(_digests([x for x in u if x != ""], salt))
+    length = pseudonym_length(max((len(d) for d in digests), default=0))
+    for d in digests:
+        length = _free_length(d, at_least=length)
+    return length
 
 
 def suppress_small_cells(

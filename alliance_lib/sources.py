@@ -349,7 +349,12 @@ def read_source(
         )
         notes += [n for n in df.attrs.get("warnings", []) if "typed differently" not in n]
         for group in df.attrs.get("near_duplicate_ids", []):  # IDs in notes: pseudonyms only
-            shown = pseudonymise(pd.Series(group, dtype=object), salt=study.salt, prefix="C")
+            shown = pseudonymise(
+                pd.Series(group, dtype=object),
+                salt=study.salt,
+                prefix="C",
+                length=study.pseudonym_length,
+            )
             notes.append(
                 f"{src.name}: client IDs that are probably one client typed differently: "
                 f"{', '.join(shown)} (kept apart; correct them in the export if they are one)"

@@ -26,8 +26,9 @@ merged and checked by :mod:`alliance_lib.sources` (DESIGN.md, "Study YAML: sourc
 Optional keys: ``slug`` (folder name of the reports; default from ``study``), ``therapist_alliance``
 (``true``: every wave must hold therapist-rated alliance rows, ``rater = therapist``; a wave
 without any stops before a report starts), ``covariates`` (client- or
-therapist-level columns for the trajectory model), ``privacy: {key_file, salt, small_cell}`` (the
-pseudonym key: see :func:`alliance_lib.privacy.resolve_key`), ``seed``,
+therapist-level columns for the trajectory model), ``privacy: {key_file, salt, small_cell,
+pseudonym_length}`` (the pseudonym key: see :func:`alliance_lib.privacy.resolve_key`; the
+length: :func:`alliance_lib.privacy.pseudonym_length`), ``seed``,
 ``instrument_folder`` (a folder of user instrument definitions, relative to the YAML).
 """
 
@@ -188,6 +189,9 @@ class Study:
     cutoffs: dict[int, _dt.date] = field(default_factory=dict)
     #: instrument role -> pre-scored total column (``instruments: {outcome: {id:, total:}}``)
     totals: dict[str, str] = field(default_factory=dict)
+    #: hex digits of the pseudonyms (``privacy.pseudonym_length``); None: chosen per wave from the
+    #: number of IDs (:func:`alliance_lib.privacy.pseudonym_length`)
+    pseudonym_length: int | None = None
 
     @functools.cached_property
     def pseudonym_key(self):
@@ -793,12 +797,12 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         )
     privacy = raw.get("privacy") or {}
     _expect(isinstance(privacy, dict), path, "privacy", "expected {key_file: ..., small_cell: ...}")
-    bad_privacy = sorted(set(privacy) - {"salt", "key_file", "small_cell"})
+    bad_privacy = sorted(set(privacy) - {"salt", "key_file", "small_cell", "pseudonym_length"})
     _expect(
         not bad_privacy,
         path,
         f"privacy.{bad_privacy[0] if bad_privacy else ''}",
-        "unknown privacy option; known: salt, key_file, small_cell",
+        "unknown privacy option; known: salt, key_file, small_cell, pseudonym_length",
     )
     # the pseudonym key never derives from the study (see alliance_lib.privacy.resolve_key)
     salt = privacy.get("salt")
@@ -826,6 +830,19 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         path,
         "privacy.small_cell",
         "expected a whole number >= 1",
+    )
+    pseudonym_length = privacy.get("pseudonym_length")
+    _expect(
+        pseudonym_length is None
+        or (
+            isinstance(pseudonym_length, int)
+            and not isinstance(pseudonym_length, bool)
+            and 8 <= pseudonym_length <= 64
+        ),
+        path,
+        "privacy.pseudonym_length",
+        "expected a whole number of hex digits from 8 to 64 (or leave it out: chosen from the "
+        "number of IDs)",
     )
     seed = raw.get("seed", 2026)
     _expect(
@@ -867,6 +884,7 @@ def load_study(path: str | Path, *, check_files: bool = True) -> Study:
         sources=sources,
         cutoffs=cutoffs,
         totals=totals,
+        pseudonym_length=pseudonym_length,
     )
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from alliance_lib.errors import DataError
 from alliance_lib.io import apply_user_missing, parquet_columns, read_table
-from alliance_lib.privacy import pseudonymise
+from alliance_lib.privacy import collision_free_length, pseudonymise
 from alliance_lib.registry import get_instrument
 from alliance_lib.scoring import score
 from alliance_lib.sources import WaveIntake, read_wave_sources, source_counts
@@ -69,6 +69,9 @@ class WaveData:
         with CIs (:func:`~alliance_lib.raters.rater_agreement`).
     files : list of Path
         Every input file of the wave.
+    pseudonym_length : int
+        Hex digits of the wave's pseudonyms (``privacy.pseudonym_length``, else the shortest that
+        suits the number of IDs: :func:`alliance_lib.privacy.collision_free_length`).
     """
 
     study: Study
@@ -86,6 +89,7 @@ class WaveData:
     inter_rater: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: tuple = ()
     notes: tuple = ()
+    pseudonym_length: int = 8
 
     @property
     def has_therapists(self) -> bool:
@@ -442,13 +446,20 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     q_reason = q_reason.sort_index(kind="stable")
     q_rows = df.loc[q_reason.index]
 
-    inter = _inter_rater(scored, insts, study) if "rater_id" in scored.columns else _empty_icc()
+    n_id = study.pseudonym_length or _wave_pseudonym_length(df, intake.rejected, study.salt)
+    inter = (
+        _inter_rater(scored, insts, study, n_id) if "rater_id" in scored.columns else _empty_icc()
+    )
     scored = _combine(scored, intake.combine, list(insts.values()))
-    scored["client_id"] = pseudonymise(scored["client_id"], salt=study.salt, prefix="C")
+    scored["client_id"] = pseudonymise(
+        scored["client_id"], salt=study.salt, prefix="C", length=n_id
+    )
     if "therapist_id" in scored:
-        scored["therapist_id"] = pseudonymise(scored["therapist_id"], salt=study.salt, prefix="T")
+        scored["therapist_id"] = pseudonymise(
+            scored["therapist_id"], salt=study.salt, prefix="T", length=n_id
+        )
     if "rater_id" in scored:
-        scored["rater_id"] = _pseudonymise_raters(scored["rater_id"], study.salt)
+        scored["rater_id"] = _pseudonymise_raters(scored["rater_id"], study.salt, n_id)
     scored["session"] = scored["session"].astype(int)
     scored = scored.reset_index(drop=True)
 
@@ -458,10 +469,10 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         {
             "source": origin["source"].to_numpy(),
             "row": origin["row"].to_numpy(),
-            "client_id": _pseudo(q_rows.get("client_id"), study.salt, "C"),
+            "client_id": _pseudo(q_rows.get("client_id"), study.salt, "C", n_id),
             "session": q_rows["session"].astype(object).to_numpy() if "session" in q_rows else None,
             "rater": q_rows["rater"].to_numpy() if "rater" in q_rows else None,
-            "reason": _pseudonymise_text(q_reason, id_rows, study.salt).to_numpy(),
+            "reason": _pseudonymise_text(q_reason, id_rows, study.salt, n_id).to_numpy(),
         }
     )
     if not one_file:
@@ -475,10 +486,12 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
             {
                 "source": rejected["source"].to_numpy(),
                 "row": rejected["row"].to_numpy(),
-                "client_id": _pseudo(rejected["client_id"], study.salt, "C"),
+                "client_id": _pseudo(rejected["client_id"], study.salt, "C", n_id),
                 "session": rejected["session"].to_numpy(),
                 "rater": rejected["rater"].to_numpy(),
-                "reason": _pseudonymise_text(rejected["reason"], rejected, study.salt).to_numpy(),
+                "reason": _pseudonymise_text(
+                    rejected["reason"], rejected, study.salt, n_id
+                ).to_numpy(),
                 "origin": (rejected["source"] + ":" + rejected["row"].astype(str)).to_numpy(),
             }
         )
@@ -531,6 +544,7 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         inter_rater=inter,
         files=tuple(study.wave_files(wave)),
         notes=tuple(notes),
+        pseudonym_length=n_id,
     )
 
 
@@ -562,16 +576,27 @@ def _join_reasons(a: pd.Series, b: pd.Series) -> pd.Series:
     return joined.reindex(a.index.union(b.index), fill_value="")
 
 
-def _pseudo(ids, salt: str, prefix: str):
+def _wave_pseudonym_length(df: pd.DataFrame, rejected: pd.DataFrame, salt: str) -> int:
+    """Hex digits of a wave's pseudonyms: one length for every kind of ID read in the wave
+    (:func:`alliance_lib.privacy.collision_free_length`)."""
+    kinds = []
+    for col in ("client_id", "therapist_id", "rater_id"):
+        parts = [t[col] for t in (df, rejected) if col in t.columns]
+        if parts:
+            kinds.append(pd.concat(parts, ignore_index=True))
+    return collision_free_length(kinds, salt)
+
+
+def _pseudo(ids, salt: str, prefix: str, length: int):
     if ids is None:
         return None
     ids = pd.Series(ids)
-    return pseudonymise(ids, salt=salt, prefix=prefix).to_numpy()
+    return pseudonymise(ids, salt=salt, prefix=prefix, length=length).to_numpy()
 
 
-def _pseudonymise_raters(ids: pd.Series, salt: str) -> pd.Series:
+def _pseudonymise_raters(ids: pd.Series, salt: str, length: int) -> pd.Series:
     blank = ids.isna() | ids.astype(str).eq("")
-    out = pseudonymise(ids.where(~blank, "-"), salt=salt, prefix="R")
+    out = pseudonymise(ids.where(~blank, "-"), salt=salt, prefix="R", length=length)
     return out.where(~blank, "")
 
 
@@ -691,7 +716,7 @@ def _empty_icc() -> pd.DataFrame:
     )
 
 
-def _inter_rater(scored: pd.DataFrame, insts: dict, study: Study) -> pd.DataFrame:
+def _inter_rater(scored: pd.DataFrame, insts: dict, study: Study, length: int) -> pd.DataFrame:
     """ICC(A,1) and ICC(C,1) between every two raters of one role on the alliance total."""
     from alliance_lib.raters import RaterAgreementError, rater_agreement
 
@@ -708,7 +733,7 @@ def _inter_rater(scored: pd.DataFrame, insts: dict, study: Study) -> pd.DataFram
                     res = rater_agreement(g, col, rater="rater_id", raters=(a, b))
                 except RaterAgreementError:
                     continue
-                names = _pseudonymise_raters(pd.Series([a, b]), study.salt).tolist()
+                names = _pseudonymise_raters(pd.Series([a, b]), study.salt, length).tolist()
                 for kind, r in res.icc.iterrows():
                     rows.append(
                         {
@@ -768,7 +793,7 @@ def _combine(scored: pd.DataFrame, combine: dict, instruments: list) -> pd.DataF
     return out.sort_index(kind="stable")
 
 
-def _pseudonymise_text(text: pd.Series, rows: pd.DataFrame, salt: str) -> pd.Series:
+def _pseudonymise_text(text: pd.Series, rows: pd.DataFrame, salt: str, length: int) -> pd.Series:
     """Replace raw client/therapist IDs quoted in reasons by their pseudonyms."""
     out = text.astype(str)
     for col, prefix in (("client_id", "C"), ("therapist_id", "T")):
@@ -778,7 +803,8 @@ def _pseudonymise_text(text: pd.Series, rows: pd.DataFrame, salt: str) -> pd.Ser
         raw = raw[raw.str.len() > 0]
         if raw.empty:
             continue
-        mapping = dict(zip(raw, pseudonymise(raw, salt=salt, prefix=prefix), strict=True))
+        shown = pseudonymise(raw, salt=salt, prefix=prefix, length=length)
+        mapping = dict(zip(raw, shown, strict=True))
         pattern = "|".join(re.escape(r) for r in sorted(mapping, key=len, reverse=True))
         out = out.str.replace(
             f"(?<![\\w-])(?:{pattern})(?![\\w-])",

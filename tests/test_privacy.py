@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_lib.privacy import pseudonymise, suppress_small_cells
+from alliance_lib import privacy
+from alliance_lib.errors import DefinitionError
+from alliance_lib.privacy import (
+    collision_free_length,
+    pseudonym_length,
+    pseudonymise,
+    suppress_small_cells,
+)
 
 
 def test_pseudonym_is_hmac_sha256_of_the_id():
@@ -30,6 +37,49 @@ def test_leading_zeros_matter_and_missing_stays_missing():
     assert p.iloc[0] != p.iloc[1]
     assert p.iloc[2] is None
     assert p.iloc[0].startswith("T-")
+
+
+def test_length_grows_with_the_number_of_ids_by_the_birthday_bound():
+    # expected colliding pairs n(n-1)/2 / 16**L <= 0.01: 8 digits to 9,268 ids, 12 to ~2.4M
+    assert pseudonym_length(9_268) == 8 and pseudonym_length(9_269) == 12
+    assert pseudonym_length(100_000) == 12 and pseudonym_length(2_372_656) == 12
+    assert pseudonym_length(2_372_658) == 16 and pseudonym_length(20_000_000) == 16
+    assert pseudonym_length(0) == 8
+    for n in (9_268, 2_372_656, 600_000_000):
+        length = pseudonym_length(n)
+        assert n * (n - 1) / 2 / 16.0**length <= 0.01
+
+
+def test_a_longer_pseudonym_starts_with_the_shorter_one():
+    ids = pd.Series([f"P{i:05d}" for i in range(20_000)])
+    short = pseudonymise(ids.iloc[:50], salt="secret-key")
+    long = pseudonymise(ids, salt="secret-key")  # 20,000 ids: 12 digits by default
+    assert short.str.len().eq(10).all() and long.str.len().eq(14).all()
+    assert (long.iloc[:50].str[:10] == short).all()
+    assert long.is_unique
+
+
+def test_a_given_length_that_collides_is_an_error_naming_the_study_option():
+    ids = pd.Series([f"P{i}" for i in range(3_000)])  # ~69 expected collisions in 4 digits
+    with pytest.raises(DefinitionError, match="collide in 4 hex digits") as err:
+        pseudonymise(ids, salt="secret-key", length=4)
+    assert err.value.column == "privacy.pseudonym_length"
+    with pytest.raises(DefinitionError, match="4 to 64"):
+        pseudonymise(ids, salt="secret-key", length=80)
+
+
+def test_a_collision_at_the_default_length_takes_the_next_length():
+    same8 = ["0123abcd" + "0" * 56, "0123abcd" + "1" * 56, "ffffffff" + "2" * 56]
+    assert privacy._free_length(same8) == 12
+    assert privacy._free_length(same8, at_least=16) == 16
+    with pytest.raises(DefinitionError):
+        privacy._free_length(same8, 8)
+
+
+def test_one_length_for_all_kinds_of_a_wave():
+    clients = [f"C{i}" for i in range(10_000)] * 2
+    assert collision_free_length([clients, ["T1", "T2"]], salt="secret-key") == 12
+    assert collision_free_length([["a", None, ""], []], salt="secret-key") == 8
 
 
 def test_suppression():

@@ -216,3 +216,29 @@ def test_mapped_id_columns_are_text_in_one_file(tmp_path):
         tmp_path, "data: {1: w2.sav}\ncolumns: {client: pid}\ninstruments: {alliance: wai-sr}\n"
     )
     assert set(read_wave(al.load_study(path), 1)["client_id"]) == {"101"}
+
+
+def test_pseudonym_length_from_the_study_and_the_default_prefix(tmp_path):
+    import shutil
+
+    from alliance_lib.study import load_study
+    from alliance_lib.waves import prepare_wave
+
+    demo = Path(__file__).parents[1] / "data" / "demo"
+    shutil.copytree(demo, tmp_path / "demo")
+    path = tmp_path / "demo" / "study.yaml"
+    default = prepare_wave(load_study(path), 1)
+    assert default.pseudonym_length == 8
+    assert default.scored["client_id"].str.len().eq(10).all()
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw.setdefault("privacy", {})["pseudonym_length"] = 16
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    longer = prepare_wave(load_study(path), 1)
+    assert longer.pseudonym_length == 16
+    assert longer.scored["client_id"].str.len().eq(18).all()
+    # the same clients, the 8-digit pseudonyms being the first digits of the 16-digit ones
+    assert (longer.scored["client_id"].str[:10] == default.scored["client_id"]).all()
+    if "therapist_id" in longer.scored:
+        assert (longer.scored["therapist_id"].str[:10] == default.scored["therapist_id"]).all()

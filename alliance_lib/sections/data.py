@@ -83,10 +83,19 @@ def data_quality_section(wave) -> Section:
         "key_source": key.source,
         "key_warnings": list(key.warnings),
         "small_cell": int(wave.study.small_cell),
+        "pseudonym_length": int(wave.pseudonym_length),
     }
+    n_hex = int(wave.pseudonym_length)
+    length_words = (
+        "set by privacy.pseudonym_length"
+        if wave.study.pseudonym_length
+        else "the shortest that keeps collisions unlikely for this many IDs"
+    )
     privacy_sentence = (
-        f"Client and therapist IDs are shown only as keyed pseudonyms (HMAC-SHA-256; key: "
-        f"{key.source}); therapist displays suppress therapists with fewer than "
+        f"Client and therapist IDs are shown only as keyed pseudonyms (HMAC-SHA-256, {n_hex} hex "
+        f"digits: {length_words}"
+        + ("; an 8-digit pseudonym of an earlier wave is the first 8 digits" if n_hex > 8 else "")
+        + f"; key: {key.source}); therapist displays suppress therapists with fewer than "
         f"{wave.study.small_cell} clients." + "".join(f" Warning: {note}." for note in key.warnings)
     )
     why = "; ".join(readable) if len(reasons) else ""
