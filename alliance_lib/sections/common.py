@@ -345,7 +345,10 @@ def _rated_groups(wave):
     for inst in insts:
         if not set(inst.columns) <= set(wave.scored.columns):
             continue  # a pre-scored total (instruments: {outcome: {id, total}}): no items
-        for rater, g in wave.scored.groupby("rater", sort=True):
+        keep = [c for c in ("client_id", "therapist_id", "session", "rater") if c in wave.scored]
+        # only the columns the analyses use are grouped (a group copies every column it holds)
+        rows = wave.scored[keep + [c for c in inst.columns if c not in keep]]
+        for rater, g in rows.groupby("rater", sort=True):
             if g[list(inst.columns)].notna().any(axis=None):
                 yield inst, rater, g
 

@@ -56,8 +56,9 @@ def score_descriptives_section(wave) -> Section:
     distribution of the alliance and outcome totals by session."""
     parts = []
     for inst in _instruments(wave):
-        for rater, g in wave.scored.groupby("rater", sort=True):
-            cols = [col for col in inst.score_columns if col in g]
+        cols = [col for col in inst.score_columns if col in wave.scored]
+        # only the scale columns are grouped (a group of the whole frame copies every column)
+        for rater, g in wave.scored[["rater", *cols]].groupby("rater", sort=True):
             d = g[cols].describe().T[["count", "mean", "std", "min", "max"]]
             if d["count"].sum() == 0:
                 continue
