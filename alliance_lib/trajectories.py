@@ -35,6 +35,10 @@ __all__ = [
 
 SHAPES = ("linear", "quadratic", "log", "piecewise")
 MIN_THERAPISTS = 15
+#: From this many clients ``icc(interval="auto")`` gives delta-method intervals: the ICCs'
+#: sampling distribution is then close to normal on the logit scale, the delta and bootstrap
+#: intervals agree (``tests/test_trajectories.py``), and 500 bootstrap refits would take minutes.
+ICC_DELTA_MIN_CLIENTS = 5000
 """Fewer therapists than this make the therapist variance (and ICC) too imprecise to interpret."""
 
 
@@ -230,6 +234,7 @@ class MixedFit:
         ci: float | None = None,
         n_boot: int = 500,
         seed: int = 0,
+        interval: str = "bootstrap",
     ) -> dict:
         """Intraclass correlations: the share of outcome variance at each level, at time zero.
 
@@ -244,13 +249,21 @@ class MixedFit:
             (:meth:`icc_bootstrap`).
         n_boot, seed : int
             Bootstrap replicates and the seed of their random numbers (used with ``ci``).
+        interval : {"bootstrap", "delta", "auto"}
+            ``"bootstrap"``: percentile intervals of a parametric bootstrap
+            (:meth:`icc_bootstrap`). ``"delta"``: Wald intervals on the logit scale from the
+            observed information of the profiled (RE)ML criterion (:meth:`icc_delta`; needs
+            every variance away from zero, else the bootstrap is used). ``"auto"``: the delta
+            method from :data:`ICC_DELTA_MIN_CLIENTS` clients on (where the two agree and 500
+            refits would take minutes), the bootstrap below.
 
         Returns
         -------
         dict
             ``client``, ``therapist`` (when a therapist level is modelled) and
             ``total_variance``; with ``ci`` also ``client_ci_low``, ``client_ci_high``,
-            ``therapist_ci_low``, ``therapist_ci_high`` and ``n_boot``.
+            ``therapist_ci_low``, ``therapist_ci_high``, ``n_boot`` (0 for the delta method) and
+            ``interval`` (the method used).
 
         Notes
         -----
@@ -273,8 +286,20 @@ class MixedFit:
         if self.therapist is not None:
             out["therapist"] = t
         out["total_variance"] = total
+        if interval not in ("bootstrap", "delta", "auto"):
+            raise ValueError(f"interval must be 'bootstrap', 'delta' or 'auto', not {interval!r}")
+        if ci is not None and interval != "bootstrap":
+            wald = None
+            if interval == "delta" or self.n_clients >= ICC_DELTA_MIN_CLIENTS:
+                wald = self.icc_delta(at, ci=ci)
+            if wald is not None:
+                out.update(wald)
+                out["n_boot"] = 0
+                out["interval"] = "delta"
+                return out
         if ci is not None:
             boot = self.icc_bootstrap(at, n_boot=n_boot, seed=seed)
+            out["interval"] = "bootstrap"
             lo, hi = (1.0 - ci) / 2.0, 1.0 - (1.0 - ci) / 2.0
             for level in ("client", "therapist") if self.therapist is not None else ("client",):
                 vals = boot[level].to_numpy()
@@ -282,6 +307,84 @@ class MixedFit:
                 out[f"{level}_ci_low"] = float(np.quantile(vals, lo)) if vals.size else np.nan
                 out[f"{level}_ci_high"] = float(np.quantile(vals, hi)) if vals.size else np.nan
             out["n_boot"] = int(len(boot))
+        return out
+
+    def icc_delta(self, at: Mapping[str, float] | None = None, *, ci: float = 0.95) -> dict | None:
+        """Wald intervals of the ICCs on the logit scale from the observed information.
+
+        The ICCs depend on the relative covariance factor theta only (sigma^2 cancels), so
+        ``Var(theta_hat) = 2 H^-1`` with ``H`` the Hessian of the profiled deviance
+        (-2 log-likelihood, REML or ML as fitted; central differences of its analytic gradient)
+        and ``Var(logit ICC) = g' Var(theta_hat) g`` with ``g`` the gradient of ``logit ICC``
+        in theta (delta method). The interval is transformed back, so it stays inside (0, 1).
+
+        Returns
+        -------
+        dict or None
+            ``client_ci_low``, ``client_ci_high`` (and the therapist's) and ``client_se``
+            (``therapist_se``), the standard errors of the ICCs; None when a variance
+            component lies at zero (the interval's normal approximation fails at a boundary:
+            use :meth:`icc_bootstrap`).
+
+        References
+        ----------
+        Pinheiro, J. C., & Bates, D. M. (2000). *Mixed-effects models in S and S-PLUS*
+        (section 2.4.3, approximate distributions of the variance components). Springer.
+        Searle, S. R., Casella, G., & McCulloch, C. E. (1992). *Variance components* (section
+        6.3). Wiley.
+
+        Examples
+        --------
+        >>> from alliance_lib.simulate import simulate_study
+        >>> d = simulate_study(n_clients=300, n_therapists=20, seed=3, output="scores")
+        >>> fit = fit_trajectory(d, "alliance", therapist="therapist_id")
+        >>> r = fit.icc_delta(ci=0.95)
+        >>> bool(r["client_ci_low"] < fit.icc()["client"] < r["client_ci_high"])
+        True
+        """
+        from alliance_lib.optim import free_components
+
+        m = self._model
+        th_s = np.asarray(self._efit.theta_scaled, dtype=float)
+        _, g = m.value_and_grad(th_s)
+        free = free_components(th_s, g, m.lower)
+        if free.size < m.n_theta or not np.all(np.isfinite(g)):
+            return None
+        with np.errstate(all="ignore"):
+            H = m._hessian_from_grad(th_s, free)
+        try:
+            cov = 2.0 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            return None
+        z = self._icc_z(at)
+        has_t = self.therapist is not None
+
+        def logit_iccs(ts):
+            theta = m.to_original(ts)
+            lam = m._lambda(theta)
+            tau_c = float(z @ lam @ lam.T @ z)
+            tau_t = float(theta[-1] ** 2) if has_t else 0.0
+            total = tau_c + tau_t + 1.0
+            p = np.array([tau_c / total, tau_t / total])
+            return np.log(p) - np.log1p(-p), p
+
+        lp, p = logit_iccs(th_s)
+        h = 1e-6 * np.maximum(np.abs(th_s), 0.1)
+        jac = np.empty((2, th_s.size))
+        for k in range(th_s.size):
+            e = np.zeros_like(th_s)
+            e[k] = h[k]
+            jac[:, k] = (logit_iccs(th_s + e)[0] - logit_iccs(th_s - e)[0]) / (2.0 * h[k])
+        crit = float(stats.norm.ppf(0.5 + ci / 2.0))
+        out = {}
+        for i, level in enumerate(("client", "therapist") if has_t else ("client",)):
+            var = float(jac[i] @ cov @ jac[i])
+            if not (var >= 0 and np.isfinite(lp[i])):
+                return None
+            se = math.sqrt(var)
+            out[f"{level}_ci_low"] = float(1.0 / (1.0 + math.exp(-(lp[i] - crit * se))))
+            out[f"{level}_ci_high"] = float(1.0 / (1.0 + math.exp(-(lp[i] + crit * se))))
+            out[f"{level}_se"] = float(se * p[i] * (1.0 - p[i]))
         return out
 
     def icc_bootstrap(
@@ -330,8 +433,11 @@ class MixedFit:
             out = out.drop(columns="therapist")
         return out
 
-    def icc_table(self, *, ci: float = 0.95, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
-        """The ICCs with parametric-bootstrap intervals, one row per level, ready to report.
+    def icc_table(
+        self, *, ci: float = 0.95, n_boot: int = 500, seed: int = 0, interval: str = "bootstrap"
+    ) -> pd.DataFrame:
+        """The ICCs with their intervals (parametric bootstrap or, with ``interval="delta"`` or
+        ``"auto"``, see :meth:`icc`), one row per level, ready to report.
 
         Returns
         -------
@@ -341,7 +447,7 @@ class MixedFit:
             than :data:`MIN_THERAPISTS`), ``note``. ``attrs`` hold ``ci``, ``n_boot``, ``seed``,
             ``method`` and ``time_zero``.
         """
-        res = self.icc(ci=ci, n_boot=n_boot, seed=seed)
+        res = self.icc(ci=ci, n_boot=n_boot, seed=seed, interval=interval)
         levels = ["client"] + (["therapist"] if self.therapist is not None else [])
         rows = []
         for level in levels:
@@ -363,7 +469,12 @@ class MixedFit:
             ci=ci,
             n_boot=res["n_boot"],
             seed=seed,
-            method="parametric bootstrap, percentile interval",
+            method=(
+                "parametric bootstrap, percentile interval"
+                if res["interval"] == "bootstrap"
+                else "delta method on the logit scale (observed information)"
+            ),
+            interval=res["interval"],
             time_zero=getattr(self, "time_zero", 0.0),
         )
         return table

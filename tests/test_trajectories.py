@@ -20,6 +20,7 @@ from scipy import stats
 
 from alliance_lib.errors import MissingColumnsError
 from alliance_lib.trajectories import (
+    ICC_DELTA_MIN_CLIENTS,
     ModelError,
     compare_trajectories,
     fit_mixed,
@@ -517,6 +518,69 @@ def test_icc_interval_coverage_by_simulation():
         covered.append(res["client_ci_low"] <= 0.4 <= res["client_ci_high"])
     coverage = float(np.mean(covered))
     assert 0.75 <= coverage <= 1.0, coverage
+
+
+def test_icc_delta_interval_and_the_auto_rule():
+    fit = get_fit("three_reml")
+    res = fit.icc(ci=0.9, interval="delta")
+    assert res["interval"] == "delta" and res["n_boot"] == 0
+    for level in ("client", "therapist"):
+        assert 0 < res[f"{level}_ci_low"] < res[level] < res[f"{level}_ci_high"] < 1
+        assert res[f"{level}_se"] > 0
+    # on the logit scale the interval is symmetric around the estimate
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    c = res["client"]
+    assert logit(c) - logit(res["client_ci_low"]) == pytest.approx(
+        logit(res["client_ci_high"]) - logit(c), rel=1e-9
+    )
+    # a wider level gives a wider interval, by the normal quantiles
+    wide = fit.icc(ci=0.99, interval="delta")
+    ratio = (logit(wide["client_ci_high"]) - logit(c)) / (logit(res["client_ci_high"]) - logit(c))
+    assert ratio == pytest.approx(stats.norm.ppf(0.995) / stats.norm.ppf(0.95), rel=1e-9)
+    # "auto" keeps the bootstrap below ICC_DELTA_MIN_CLIENTS clients
+    assert fit.n_clients < ICC_DELTA_MIN_CLIENTS
+    auto = fit.icc(ci=0.9, n_boot=30, seed=3, interval="auto")
+    assert auto["interval"] == "bootstrap" and auto == fit.icc(ci=0.9, n_boot=30, seed=3)
+    table = fit.icc_table(ci=0.9, interval="delta")
+    assert table.attrs["interval"] == "delta" and table.attrs["method"].startswith("delta")
+    with pytest.raises(ValueError, match="interval"):
+        fit.icc(ci=0.9, interval="wald")
+
+
+def test_icc_delta_falls_back_to_the_bootstrap_at_a_zero_variance():
+    rng = np.random.default_rng(5)
+    client = np.repeat(np.arange(80), 4)
+    df = pd.DataFrame(
+        {
+            "client_id": client.astype(str),
+            "session": np.tile(np.arange(1.0, 5.0), 80),
+            "wai": rng.normal(4, 1, client.size),
+        }
+    )
+    # every client's mean equal: the client variance estimate is 0 (a boundary fit)
+    df["wai"] += 4 - df.groupby("client_id")["wai"].transform("mean")
+    fit = fit_trajectory(df, "wai", random_slope=False)
+    assert fit.icc()["client"] < 1e-6
+    assert fit.icc_delta(ci=0.95) is None
+    res = fit.icc(ci=0.95, n_boot=20, seed=1, interval="delta")
+    assert res["interval"] == "bootstrap" and res["n_boot"] == 20
+
+
+@pytest.mark.slow
+def test_icc_delta_interval_agrees_with_the_parametric_bootstrap_in_a_large_study():
+    from alliance_lib.simulate import simulate_study
+
+    d = simulate_study(n_clients=ICC_DELTA_MIN_CLIENTS, n_therapists=200, seed=2, output="scores")
+    fit = fit_trajectory(d, "alliance", therapist="therapist_id")
+    delta = fit.icc(ci=0.95, interval="auto")
+    assert delta["interval"] == "delta"
+    boot = fit.icc(ci=0.95, n_boot=200, seed=1)
+    for level in ("client", "therapist"):
+        width = boot[f"{level}_ci_high"] - boot[f"{level}_ci_low"]
+        # the bootstrap's own Monte Carlo error of a 2.5 % quantile at 200 replicates is about
+        # 10 % of the interval's width: accept endpoints within 20 % of it
+        for end in ("ci_low", "ci_high"):
+            assert abs(delta[f"{level}_{end}"] - boot[f"{level}_{end}"]) < 0.2 * width, level
 
 
 def test_study_analysis_option_time_zero(tmp_path):

@@ -176,7 +176,9 @@ def icc_table(wave) -> pd.DataFrame:
     return cached(
         wave,
         ("icc_table",),
-        lambda: trajectory_fit(wave).icc_table(ci=CI_LEVEL, n_boot=ICC_BOOT, seed=wave.study.seed),
+        lambda: trajectory_fit(wave).icc_table(
+            ci=CI_LEVEL, n_boot=ICC_BOOT, seed=wave.study.seed, interval="auto"
+        ),
     )
 
 

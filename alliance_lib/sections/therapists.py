@@ -19,12 +19,15 @@ from alliance_lib import plots, privacy
 from alliance_lib.results import to_jsonable
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
-from alliance_lib.tables import format_pct
+from alliance_lib.tables import format_int, format_pct
+from alliance_lib.trajectories import ICC_DELTA_MIN_CLIENTS
 
 __all__ = ["icc_section", "therapist_effects_section"]
 
 REFERENCES = {
     "goldstein": "Goldstein, H. (2011). Multilevel statistical models (4th ed.). Wiley.",
+    "pinheiro_bates": "Pinheiro, J. C., & Bates, D. M. (2000). Mixed-effects models in S and "
+    "S-PLUS. Springer.",
     "baldwin_imel": "Baldwin, S. A., & Imel, Z. E. (2013). Therapist effects: Findings and "
     "methods. In M. J. Lambert (Ed.), Bergin and Garfield's handbook of psychotherapy and "
     "behavior change (6th ed., pp. 258–297). Wiley.",
@@ -72,7 +75,7 @@ def icc_section(wave) -> Section:
             "ICC": tab["icc"].to_numpy(),
             "95% CI": list(zip(tab["ci_low"], tab["ci_high"], strict=True)),
             "Note": [
-                f"{int(n)} {groups[x]}" + ("; fewer than 15: imprecise" if imp else "")
+                f"{format_int(n)} {groups[x]}" + ("; fewer than 15: imprecise" if imp else "")
                 for x, n, imp in zip(tab.index, tab["n_groups"], tab["imprecise"], strict=True)
             ],
         }
@@ -92,11 +95,19 @@ def icc_section(wave) -> Section:
     for level in tab.index:
         numbers[f"{level}_ci_low"] = float(tab.loc[level, "ci_low"])
         numbers[f"{level}_ci_high"] = float(tab.loc[level, "ci_high"])
+    delta = tab.attrs.get("interval") == "delta"
+    how = (
+        "Wald intervals on the logit scale from the observed information of the REML criterion "
+        f"(delta method; with {format_int(fit.n_clients)} clients, at least "
+        f"{format_int(ICC_DELTA_MIN_CLIENTS)}, they agree with a parametric bootstrap)"
+        if delta
+        else f"percentile intervals of a parametric bootstrap ({n_boot} samples simulated from "
+        f"the fitted model and refitted; seed {int(wave.study.seed)})"
+    )
     note = (
         f"Share of the total variance at {at} (time zero: the random intercept, slope and their "
-        "covariance evaluated there) that lies at each level, from the growth model. 95% CIs: "
-        f"percentile intervals of a parametric bootstrap ({n_boot} samples simulated from the "
-        f"fitted model and refitted; seed {int(wave.study.seed)})."
+        f"covariance evaluated there) that lies at each level, from the growth model. 95% CIs: "
+        f"{how}."
     )
     if imprecise:
         note += " " + (ther["note"] or "Fewer than 15 therapists: the share is imprecise.")
@@ -116,10 +127,18 @@ def icc_section(wave) -> Section:
         ],
         sentences=sentences,
         summary=summary,
-        references=[REFERENCES["baldwin_imel"], REFERENCES["goldstein"]],
+        references=[
+            REFERENCES["baldwin_imel"],
+            REFERENCES["pinheiro_bates" if delta else "goldstein"],
+        ],
         methods=f"Intraclass correlations were computed from the growth model's variance "
-        f"components at {at} (Baldwin & Imel, 2013), with 95% percentile intervals from a "
-        f"parametric bootstrap of {n_boot} samples (Goldstein, 2011)"
+        f"components at {at} (Baldwin & Imel, 2013), with 95% "
+        + (
+            "delta-method intervals on the logit scale (Pinheiro & Bates, 2000)"
+            if delta
+            else f"percentile intervals from a parametric bootstrap of {n_boot} samples "
+            "(Goldstein, 2011)"
+        )
         + (
             "; with fewer than 15 therapists the therapist share was reported as imprecise"
             if imprecise
