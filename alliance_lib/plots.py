@@ -6,12 +6,15 @@ All figures take tidy DataFrames, use pseudonymous IDs only, draw client samples
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 __all__ = [
+    "thin",
     "trajectory_plot",
     "distribution_by_session",
     "early_alliance_plot",
@@ -42,6 +45,64 @@ PALETTE = {"client": "#0072B2", "therapist": "#D55E00", "mean": "#000000", "band
 def _fig(width: float = 7.5, height: float = 4.2):
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     return fig, ax
+
+
+#: Most points a scatter draws: beyond it a seeded random sample is drawn and the figure says
+#: so (lines, bands and counts still use every row). Keeps figures readable and their SVG small.
+MAX_POINTS = 5000
+#: Box plots draw their outliers up to this many values (beyond: boxes and whiskers only).
+MAX_FLIERS = 20000
+
+
+def thin(data: pd.DataFrame, max_points: int = MAX_POINTS, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_points`` rows of ``data`` for a scatter: a seeded random sample in the
+    original order (all rows when there are fewer).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"x": range(10)})
+    >>> len(thin(d, 4)), thin(d, 4).index.is_monotonic_increasing, len(thin(d, 40))
+    (4, True, 10)
+    """
+    if len(data) <= max_points:
+        return data
+    pick = np.sort(np.random.default_rng(seed).choice(len(data), max_points, replace=False))
+    return data.iloc[pick]
+
+
+def _sample_note(ax, shown: int, total: int, what: str = "points") -> None:
+    """A small note in the axes when a scatter shows a sample of its rows."""
+    if shown < total:
+        ax.text(
+            0.99,
+            0.01,
+            f"{shown:,} of {total:,} {what} drawn (random sample); lines use all",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="#555555",
+        )
+
+
+def _ols_band(ax, x: np.ndarray, y: np.ndarray, *, level: float = 0.95, color=None) -> None:
+    """The least-squares line of ``y`` on ``x`` with its pointwise confidence band (t-based,
+    exact under the normal linear model; Weisberg 2014, section 2.8)."""
+    from scipy import stats
+
+    n = x.size
+    if n < 3 or not np.ptp(x) > 0:
+        return
+    xbar = float(x.mean())
+    sxx = float(((x - xbar) ** 2).sum())
+    b = float(((x - xbar) * (y - y.mean())).sum() / sxx)
+    a = float(y.mean() - b * xbar)
+    s = math.sqrt(float(((y - a - b * x) ** 2).sum()) / (n - 2))
+    grid = np.linspace(float(x.min()), float(x.max()), 100)
+    half = stats.t.ppf(0.5 + level / 2, n - 2) * s * np.sqrt(1 / n + (grid - xbar) ** 2 / sxx)
+    fit = a + b * grid
+    ax.plot(grid, fit, color=color or PALETTE["mean"], lw=1.6)
+    ax.fill_between(grid, fit - half, fit + half, color=color or PALETTE["mean"], alpha=0.15, lw=0)
 
 
 def trajectory_plot(
@@ -138,7 +199,19 @@ def distribution_by_session(
         boxprops={"facecolor": "#cfe3f1", "linewidth": 0.8},
         medianprops={"color": PALETTE["client"], "linewidth": 1.6},
         flierprops={"markersize": 1.5},
+        showfliers=len(data) <= MAX_FLIERS,
     )
+    if len(data) > MAX_FLIERS:
+        ax.text(
+            0.99,
+            0.99,
+            f"outliers not drawn ({len(data):,} values)",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="#555555",
+        )
     counts = data.groupby(session).size().reindex(order)
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{s}\nn={n}" for s, n in zip(order, counts, strict=True)], fontsize=7)
@@ -168,16 +241,10 @@ def early_alliance_plot(
     """
     data = table.dropna(subset=[x, y])
     fig, ax = _fig(6.0, 4.5)
-    sns.regplot(
-        data=data,
-        x=x,
-        y=y,
-        ax=ax,
-        scatter_kws={"s": 12, "alpha": 0.5, "color": PALETTE["client"]},
-        line_kws={"color": PALETTE["mean"]},
-        seed=0,
-        n_boot=500,
-    )
+    shown = thin(data)
+    ax.scatter(shown[x], shown[y], s=12, alpha=0.5, color=PALETTE["client"], lw=0)
+    _ols_band(ax, data[x].to_numpy(dtype=float), data[y].to_numpy(dtype=float))
+    _sample_note(ax, len(shown), len(data), "clients")
     ax.axhline(0, color="grey", lw=0.6, ls=":")
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
@@ -227,7 +294,9 @@ def rater_plot(
     difference -/+ 1.96 SD of the pairs (Bland & Altman 1986)."""
     data = sessions.dropna(subset=[client_col, therapist_col])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-    ax1.scatter(data[client_col], data[therapist_col], s=6, alpha=0.3, color=PALETTE["client"])
+    shown = thin(data)
+    ax1.scatter(shown[client_col], shown[therapist_col], s=6, alpha=0.3, color=PALETTE["client"])
+    _sample_note(ax1, len(shown), len(data), "sessions")
     lo = float(np.nanmin(data[[client_col, therapist_col]].to_numpy()))
     hi = float(np.nanmax(data[[client_col, therapist_col]].to_numpy()))
     ax1.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=0.8)
@@ -239,7 +308,10 @@ def rater_plot(
     diff = data[client_col] - data[therapist_col]
     md, sd = diff.mean(), diff.std(ddof=1)
     lines = limits if limits is not None else (md, md - 1.96 * sd, md + 1.96 * sd)
-    ax2.scatter(mean, diff, s=6, alpha=0.3, color=PALETTE["therapist"])
+    ax2.scatter(
+        mean.loc[shown.index], diff.loc[shown.index], s=6, alpha=0.3, color=PALETTE["therapist"]
+    )
+    _sample_note(ax2, len(shown), len(data), "sessions")
     for v, ls in zip(lines, ("-", "--", "--"), strict=True):
         ax2.axhline(v, color="black", ls=ls, lw=0.8)
     ax2.set_xlabel(f"Mean of the two ratings{what}")
@@ -453,15 +525,18 @@ def jacobson_truax_plot(
         "unchanged": "#999999",
         "deteriorated": OKABE_ITO[3],
     }
-    for cat, g in data.groupby(category, sort=True):
+    shown = thin(data)
+    counts = data.groupby(category, sort=True).size()
+    for cat, g in shown.groupby(category, sort=True):
         ax.scatter(
             g[pre],
             g[post],
             s=14,
             alpha=0.75,
             color=colours.get(cat, PALETTE["client"]),
-            label=f"{cat} ({len(g)})",
+            label=f"{cat} ({counts[cat]:,})",
         )
+    _sample_note(ax, len(shown), len(data), "clients")
     lo = float(min(data[pre].min(), data[post].min()))
     hi = float(max(data[pre].max(), data[post].max()))
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)

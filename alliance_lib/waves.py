@@ -851,6 +851,13 @@ def session_table(
     """
     keys = ["client_id", "session"]
     has_th = "therapist_id" in scored.columns
+    missing = [c for c in covariates if c not in scored.columns]
+    if missing:
+        raise KeyError(f"covariate column(s) not in the data: {', '.join(missing)}")
+    # only the columns used are filtered (a row filter of the whole frame copies every column)
+    used = keys + (["therapist_id"] if has_th else []) + (["rater"] if "rater" in scored else [])
+    used += [f"{p}_total" for p in (alliance, outcome) if p] + list(covariates)
+    scored = scored[list(dict.fromkeys(used))]
     rater = scored["rater"] if "rater" in scored else pd.Series("client", index=scored.index)
     client_rows = scored[rater == "client"]
     cols = keys + (["therapist_id"] if has_th else [])
@@ -867,9 +874,6 @@ def session_table(
         out["therapist_id"] = out["client_id"].map(therapist_of)
     out = out.sort_values(keys, kind="stable").reset_index(drop=True)
     order = cols + ["alliance", "alliance_therapist", "outcome"]
-    missing = [c for c in covariates if c not in scored.columns]
-    if missing:
-        raise KeyError(f"covariate column(s) not in the data: {', '.join(missing)}")
     for cov in covariates:
         per_client = scored.dropna(subset=[cov]).drop_duplicates("client_id")
         out[cov] = out["client_id"].map(per_client.set_index("client_id")[cov])

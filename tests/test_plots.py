@@ -241,3 +241,54 @@ def test_expected_response_plot_needs_one_client(monitored):
         plots.expected_response_plot(nt, ref)
     with pytest.raises(al.errors.DataError, match="no rows"):
         plots.expected_response_plot(nt.iloc[:0], ref)
+
+
+def test_large_scatters_draw_a_stated_sample_and_the_line_uses_every_row():
+    import matplotlib.pyplot as plt
+
+    from alliance_lib import plots
+
+    rng = np.random.default_rng(1)
+    n = plots.MAX_POINTS * 3
+    x = rng.normal(4, 0.6, n)
+    t = pd.DataFrame({"a": x, "b": -5 * x + rng.normal(0, 3, n)})
+    fig = plots.early_alliance_plot(t, x="a", y="b")
+    ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets")) <= (
+        plots.MAX_POINTS + 200  # the band's polygon is a collection too
+    )
+    notes = [txt.get_text() for txt in ax.texts]
+    assert any(f"5,000 of {n:,} clients drawn" in s for s in notes)
+    line = ax.lines[0]
+    slope = np.polyfit(line.get_xdata(), line.get_ydata(), 1)[0]
+    assert slope == pytest.approx(np.polyfit(x, t["b"], 1)[0], rel=1e-9)  # all rows
+    small = plots.early_alliance_plot(t.iloc[:100], x="a", y="b")
+    assert not small.axes[0].texts  # no note when every point is drawn
+    plt.close("all")
+
+
+def test_ols_band_is_the_t_interval_of_the_mean_line():
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from alliance_lib import plots
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, 50)
+    y = 1 + 2 * x + rng.normal(0, 1, 50)
+    fig, ax = plt.subplots()
+    plots._ols_band(ax, x, y)
+    band = ax.collections[0].get_paths()[0].vertices
+    res = stats.linregress(x, y)
+    x0 = float(x.min())
+    s = np.sqrt(((y - res.intercept - res.slope * x) ** 2).sum() / 48)
+    half = (
+        stats.t.ppf(0.975, 48)
+        * s
+        * np.sqrt(1 / 50 + (x0 - x.mean()) ** 2 / ((x - x.mean()) ** 2).sum())
+    )
+    at_x0 = band[np.isclose(band[:, 0], x0)][:, 1]
+    fit0 = res.intercept + res.slope * x0
+    assert at_x0.min() == pytest.approx(fit0 - half, rel=1e-9)
+    assert at_x0.max() == pytest.approx(fit0 + half, rel=1e-9)
+    plt.close("all")
