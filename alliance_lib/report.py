@@ -29,7 +29,7 @@ from pathlib import Path
 from alliance_lib._version import __version__
 from alliance_lib.errors import ReportError
 from alliance_lib.study import Study, load_study
-from alliance_lib.waves import prepare_wave
+from alliance_lib.waves import PREPARED_NAME, prepare_wave, save_prepared
 
 __all__ = ["run_report", "ReportError", "TEMPLATE", "report_dir", "report_files"]
 
@@ -120,10 +120,14 @@ def _relative(path: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
 
 
-def _check_parameters(template: Path, parameters: dict) -> None:
+def _declared(template: Path) -> dict:
     import papermill as pm
 
-    declared = pm.inspect_notebook(str(template))
+    return pm.inspect_notebook(str(template))
+
+
+def _check_parameters(template: Path, parameters: dict) -> None:
+    declared = _declared(template)
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise ReportError(
@@ -330,19 +334,27 @@ def _scrub_paths(folder: Path, replacements: list[tuple[str, str]]) -> None:
 
 def _fix_notebook_metadata(executed: Path, template_name: str) -> None:
     """Relative names in the executed notebook: papermill records the absolute input and output
-    paths, and the injected ``out_dir`` is the staging folder (the notebook now sits in it)."""
+    paths, and the injected ``out_dir`` is the staging folder (the notebook now sits in it), as
+    was the handed-over ``prepared_wave`` (removed after the run)."""
     nb = json.loads(executed.read_text(encoding="utf-8"))
     pm_meta = nb.get("metadata", {}).get("papermill", {})
     if "input_path" in pm_meta:
         pm_meta["input_path"] = template_name
     if "output_path" in pm_meta:
         pm_meta["output_path"] = "report.ipynb"
-    if isinstance(pm_meta.get("parameters"), dict) and "out_dir" in pm_meta["parameters"]:
-        pm_meta["parameters"]["out_dir"] = "."
+    params = pm_meta.get("parameters")
+    if isinstance(params, dict) and "out_dir" in params:
+        params["out_dir"] = "."
+    if isinstance(params, dict) and "prepared_wave" in params:
+        params["prepared_wave"] = PREPARED_NAME  # it sat in this folder while the notebook ran
     for cell in nb.get("cells", []):
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             source = "".join(cell.get("source", ""))
-            cell["source"] = re.sub(r"(?m)^out_dir = .*$", 'out_dir = "."', source)
+            source = re.sub(r"(?m)^out_dir = .*$", 'out_dir = "."', source)
+            source = re.sub(
+                r"(?m)^prepared_wave = .*$", f'prepared_wave = "{PREPARED_NAME}"', source
+            )
+            cell["source"] = source
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -487,7 +499,7 @@ def _run_wave(
     # the key and the problem (the prepared wave is discarded: the notebook prepares its own)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepare_wave(study, wave)
+        prepared = prepare_wave(study, wave)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # logged below, once
         key = study.pseudonym_key  # resolve (or create) the key before a kernel starts
@@ -508,6 +520,14 @@ def _run_wave(
         "seed": int(study.seed),
     }
     _check_parameters(template, parameters)
+    # the kernel takes the wave prepared here instead of reading and scoring it again (a
+    # template that does not declare ``prepared_wave`` prepares its own)
+    handoff = None
+    if "prepared_wave" in _declared(template):
+        handoff = staging / PREPARED_NAME
+        save_prepared(prepared, handoff)
+        parameters["prepared_wave"] = _relative(handoff, base)
+    del prepared
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     if progress_bar is None:
@@ -532,6 +552,8 @@ def _run_wave(
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
+        if handoff is not None:
+            handoff.unlink(missing_ok=True)
         failed = target.parent / f"{target.name}.failed.ipynb"
         if failed.exists() and not _ours_notebook(failed):
             failed = target.parent / f"{target.name}.failed-{os.getpid()}.ipynb"
@@ -542,6 +564,8 @@ def _run_wave(
         shutil.rmtree(staging, ignore_errors=True)
         shown = _shown(failed) if failed is not None else ""
         raise ReportError(_failure_paragraph(exc, failed, shown), failed) from None
+    if handoff is not None:
+        handoff.unlink(missing_ok=True)  # ours, written above; never an output
     _log(f"notebook executed in {time.perf_counter() - t0:.1f} s; converting to HTML", quiet)
     _fix_notebook_metadata(executed, template.name)
     _to_html(executed, staging / "report.html", f"{study.name}: wave {wave} report")
@@ -580,7 +604,10 @@ def _run_wave(
         "paths_relative_to": "the folder of the study YAML",
         "inputs_sha256": inputs,
         "outputs": outputs,
-        "parameters": {k: v for k, v in parameters.items() if k != "out_dir"},
+        "parameters": {
+            k: v for k, v in parameters.items() if k not in ("out_dir", "prepared_wave")
+        },
+        "prepared_once": handoff is not None,
         "seed": study.seed,
         "privacy": {"key_source": key.source, "small_cell": study.small_cell},
         "package_versions": _versions(),

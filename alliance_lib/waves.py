@@ -6,6 +6,7 @@ exploration notebook and the command line all start from :func:`prepare_wave`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import re
@@ -24,7 +25,15 @@ from alliance_lib.sources import WaveIntake, read_wave_sources, source_counts
 from alliance_lib.study import RATER_ROLES, Study, StudyError
 from alliance_lib.validate import validate
 
-__all__ = ["WaveData", "prepare_wave", "read_wave", "session_table", "wave_intake"]
+__all__ = [
+    "WaveData",
+    "load_prepared",
+    "prepare_wave",
+    "read_wave",
+    "save_prepared",
+    "session_table",
+    "wave_intake",
+]
 
 CANONICAL = {
     "client": "client_id",
@@ -355,6 +364,67 @@ def _validate_groups(
 _COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or bool(
     getattr(getattr(pd.options, "mode", None), "copy_on_write", False) is True
 )
+
+
+#: File name of a prepared wave handed from ``alliance report`` to its kernel (in the staging
+#: folder; removed when the notebook has run).
+PREPARED_NAME = ".prepared-wave.pickle"
+
+
+def save_prepared(wave: WaveData, path: str | Path) -> Path:
+    """Write a prepared wave for :func:`load_prepared` (pickle, protocol 5).
+
+    ``alliance report`` prepares the wave before a kernel starts (so a data error stops the run
+    at once) and hands it to the notebook this way, so the wave is read and scored once. Only
+    pseudonymised rows are in it; the report removes the file after the run.
+    """
+    import pickle
+
+    path = Path(path)
+    with open(path, "wb") as f:
+        pickle.dump(wave, f, protocol=5)
+    return path
+
+
+def load_prepared(path: str | Path, study: Study, wave: int) -> WaveData:
+    """The wave written by :func:`save_prepared`, checked to be ``wave`` of ``study``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (relative paths: to the working directory, the study's folder in a report).
+    study : Study
+        The study as the notebook loaded it (it replaces the pickled one).
+    wave : int
+
+    Returns
+    -------
+    WaveData
+
+    Raises
+    ------
+    ReportError
+        The file holds no prepared wave, or another study's or wave's.
+    """
+    import pickle
+
+    from alliance_lib.errors import ReportError
+
+    with open(path, "rb") as f:
+        loaded = pickle.load(f)  # noqa: S301 - our own file, written by save_prepared
+    ok = (
+        isinstance(loaded, WaveData)
+        and int(loaded.wave) == int(wave)
+        and loaded.study.path.name == study.path.name
+        and loaded.study.name == study.name
+    )
+    if not ok:
+        raise ReportError(
+            f"{Path(path).name}: not the prepared wave {wave} of {study.path.name}",
+            file=Path(path).name,
+            hint="run the notebook without prepared_wave (it prepares the wave itself)",
+        )
+    return dataclasses.replace(loaded, study=study)
 
 
 def prepare_wave(study: Study, wave: int) -> WaveData:

@@ -90,6 +90,11 @@ def test_provenance_records_inputs_and_environment(demo_wave1):
     assert prov["package_versions"]["pandas"] == pd.__version__
     assert "python_executable" not in prov and prov["seed"] == 2026
     assert prov["started_utc"] <= prov["finished_utc"]
+    # the wave prepared before the kernel started was handed over (read once), then removed
+    assert prov["prepared_once"] is True and "prepared_wave" not in prov["parameters"]
+    assert not any(p.name.endswith(".pickle") for p in demo_wave1.rglob("*"))
+    nb = (demo_wave1 / "report.ipynb").read_text(encoding="utf-8")
+    assert 'prepared_wave = \\".prepared-wave.pickle\\"' in nb
 
 
 def test_same_inputs_same_results_bytes(demo_wave1, tmp_path):

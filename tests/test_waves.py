@@ -242,3 +242,18 @@ def test_pseudonym_length_from_the_study_and_the_default_prefix(tmp_path):
     assert (longer.scored["client_id"].str[:10] == default.scored["client_id"]).all()
     if "therapist_id" in longer.scored:
         assert (longer.scored["therapist_id"].str[:10] == default.scored["therapist_id"]).all()
+
+
+def test_a_prepared_wave_is_handed_over_and_checked(tmp_path):
+    from alliance_lib.errors import ReportError
+    from alliance_lib.study import load_study
+    from alliance_lib.waves import load_prepared, prepare_wave, save_prepared
+
+    study = load_study(Path(__file__).parents[1] / "data" / "demo" / "study.yaml")
+    w = prepare_wave(study, 1)
+    path = save_prepared(w, tmp_path / "w.pickle")
+    again = load_prepared(path, load_study(study.path), 1)
+    pd.testing.assert_frame_equal(again.scored, w.scored)
+    assert again.n_read == w.n_read and again.study is not w.study
+    with pytest.raises(ReportError, match="not the prepared wave 2"):
+        load_prepared(path, study, 2)
