@@ -20,7 +20,6 @@ from alliance_lib.errors import DataError
 from alliance_lib.io import apply_user_missing, parquet_columns, read_table
 from alliance_lib.privacy import collision_free_length, pseudonymise
 from alliance_lib.registry import get_instrument
-from alliance_lib.scoring import score
 from alliance_lib.sources import WaveIntake, read_wave_sources, source_counts
 from alliance_lib.study import RATER_ROLES, Study, StudyError
 from alliance_lib.validate import validate
@@ -495,17 +494,11 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     extra = _join_reasons(total_reasons, rater_reasons)
     extra_bad = extra.ne("")
 
+    # scored from the item blocks validate checked (the cells are not converted and checked again)
     if len(groups) == 1:
-        scored = groups[0].clean
-        for inst in item_insts:
-            scored = score(scored, inst)
+        scored = groups[0].score(*item_insts) if item_insts else groups[0].clean
     else:
-        parts = []
-        for g in groups:
-            part = g.clean
-            for inst in item_insts:
-                part = score(part, inst)
-            parts.append(part)
+        parts = [g.score(*item_insts) if item_insts else g.clean for g in groups]
         scored = pd.concat(parts).sort_index(kind="stable")
     if extra_bad.any():
         scored = scored[~extra_bad.reindex(scored.index).to_numpy()]
