@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
 from alliance_lib.engine import SINGULAR_TOL, EngineError, NestedLMM
 from alliance_lib.errors import DataError
@@ -389,17 +389,17 @@ class _PairSums:
 
     With ``s = y1 + y2`` and ``d = y1 - y2`` centred at their overall means: ``features``
     columns are ``n_i, n_i^2, sum_j (s_ij - sbar_i)^2, sum_j (d_ij - dbar_i)^2, sum_j d_ij,
-    n_i dbar_i^2``; ``group_features`` columns are ``1, sbar_i, sbar_i^2``, summed within each
-    run of equal ``n_i`` (``sizes``; run ``k`` is rows ``bounds[k]:bounds[k + 1]``). ``pos``
-    maps a client code to its row.
+    n_i dbar_i^2``. ``group_features`` (sparse, ``3 K x n_clients``) has in rows ``3 k, 3 k + 1,
+    3 k + 2`` the values ``1, sbar_i, sbar_i^2`` of the clients with ``n_i = sizes[k]`` (the
+    ``K`` distinct pair counts), so one product sums them within each pair count. ``pos`` maps
+    a client code to its row.
     """
 
     n_clients: int
     pos: np.ndarray
     features: np.ndarray
-    group_features: np.ndarray
+    group_features: sparse.csr_matrix
     sizes: np.ndarray
-    bounds: np.ndarray
     d_mean: float
 
 
@@ -423,15 +423,20 @@ def _pair_sums(y2: np.ndarray, codes: np.ndarray) -> _PairSums:
     features = np.column_stack(
         [ms, ms**2, s_within[order], d_within[order], d_sum[order], (d_sum * dbar)[order]]
     )
-    group = np.column_stack([np.ones(n_clients), sbar[order], sbar[order] ** 2])
-    sizes, starts = np.unique(ms, return_index=True)
+    sizes, gid = np.unique(ms, return_inverse=True)
+    group = sparse.csr_matrix(
+        (
+            np.column_stack([np.ones(n_clients), sbar[order], sbar[order] ** 2]).ravel(),
+            ((3 * gid[:, None] + np.arange(3)).ravel(), np.repeat(np.arange(n_clients), 3)),
+        ),
+        shape=(3 * sizes.size, n_clients),
+    )
     return _PairSums(
         n_clients=n_clients,
         pos=pos,
         features=features,
         group_features=group,
         sizes=sizes,
-        bounds=np.append(starts, n_clients),
         d_mean=d_mean,
     )
 
@@ -444,11 +449,8 @@ def _aggregate(ps: _PairSums, weights: np.ndarray) -> dict[str, np.ndarray]:
     ``d_sum``, ``d_between_raw`` and, per pair-count run, ``c``, ``q1``, ``q2`` (B, K).
     """
     g = weights @ ps.features
-    k = ps.sizes.size
-    grp = np.empty((weights.shape[0], 3, k))
-    for j in range(k):  # one matrix product per distinct number of pairs per client
-        a, b = ps.bounds[j], ps.bounds[j + 1]
-        grp[:, :, j] = weights[:, a:b] @ ps.group_features[a:b]
+    grp = np.asarray(ps.group_features @ weights.T)  # (3 K, B)
+    grp = grp.reshape(ps.sizes.size, 3, -1).transpose(2, 1, 0)
     return {
         "n": g[:, 0],
         "sum_m2": g[:, 1],
@@ -652,7 +654,7 @@ def _cluster_bootstrap_sums(
     n_boot = int(n_boot)
     out = np.full((n_boot, 5), np.nan)
     block = max(1, min(n_boot, _BOOT_BLOCK // nc))
-    weights = np.empty((block, nc))
+    weights = np.empty((block, nc), order="F")  # its transpose C-ordered for the sparse product
     refitted = 0
     for start in range(0, n_boot, block):
         rows = min(block, n_boot - start)
@@ -925,10 +927,12 @@ def rater_agreement(
     if m >= 3:
         s1, s2 = (slopes[f"slope_{r}"].to_numpy() for r in raters)
         slope_r = float(np.corrcoef(s1, s2)[0, 1])
-        t_r = slope_r * np.sqrt((m - 2) / (1.0 - slope_r**2))
+        with np.errstate(divide="ignore"):  # identical slopes: r = 1, p = 0
+            t_r = slope_r * np.sqrt(np.float64(m - 2) / (1.0 - slope_r**2))
         slope_p = float(2.0 * stats.t.sf(abs(t_r), m - 2))
         if m >= 4:
-            zr, se = np.arctanh(slope_r), 1.0 / np.sqrt(m - 3)
+            with np.errstate(divide="ignore"):
+                zr, se = np.arctanh(slope_r), 1.0 / np.sqrt(m - 3)
             r_ci = (float(np.tanh(zr - z * se)), float(np.tanh(zr + z * se)))
     n_clients = int(pairs[client].nunique())
     independent = BlandAltman(
