@@ -798,9 +798,9 @@ def rater_agreement(
     :math:`v`. The rater variance is :math:`\\sigma^2_r = \\max((\\hat\\beta^2 - v)/2, 0)`
     (with independent pairs this is McGraw & Wong's :math:`(MS_C - MS_E)/n`), and
 
-    .. math:: ICC(A,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+    .. math:: ICC(A,1) = \\frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
               \\sigma^2_r + \\sigma^2_e},\\qquad
-              ICC(C,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+              ICC(C,1) = \\frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
               \\sigma^2_e},
 
     the agreement of two raters on one session's score. The rater is a fixed effect: client
@@ -816,6 +816,39 @@ def rater_agreement(
     \\sigma^2_{dw}}` around the mean of all differences. Every interval (ICCs, bias, limits)
     is a percentile interval of a cluster bootstrap that resamples clients with replacement.
 
+    How the clustered model is fitted (``path="sums"``). Every row of the model is a complete
+    pair with the same variance structure for both raters, so with :math:`s = y_1 + y_2` and
+    :math:`d = y_1 - y_2` per pair, :math:`\\mathrm{cov}(s, d) = 0`, the differences are iid
+    :math:`N(-\\beta, 2\\sigma^2_e)` and the sums follow a one-way random-effects model over
+    clients with a free mean, between-client variance :math:`\\tau = 4\\sigma^2_c` and within
+    variance :math:`\\omega = 4\\sigma^2_s + 2\\sigma^2_e`. The transformation is linear with a
+    constant Jacobian and reparametrises the fixed effects, so the REML criterion is that of
+    the sums plus that of the differences, up to a constant, maximised subject to
+    :math:`\\omega \\ge 2\\sigma^2_e` and :math:`\\tau \\ge 0`. Profiling out
+    :math:`\\omega` and :math:`\\sigma^2_e` leaves one dimension, :math:`\\lambda =
+    \\tau/\\omega`; with :math:`h_i = n_i/(1 + n_i\\lambda)`, :math:`N` pairs, the within-client
+    sum of squares of the sums :math:`W`, :math:`Q(\\lambda) = W + \\sum_i h_i (\\bar s_i -
+    \\hat\\alpha)^2` at the GLS mean and :math:`D = \\sum (d - \\bar d)^2`,
+
+    .. math:: g(\\lambda) = \\sum_i \\log(1 + n_i\\lambda) + \\log\\sum_i h_i +
+              \\begin{cases} (N - 1)\\log(Q D) & Q \\ge D \\\\
+              2(N - 1)\\log((Q + D)/2) & Q < D \\text{ (} \\sigma^2_s = 0 \\text{)}
+              \\end{cases}
+
+    (Searle, Casella & McCulloch 1992, ch. 3 and 6, for the one-way REML). Its global minimum
+    over :math:`\\lambda \\ge 0` is found on a grid, by golden-section search and secant steps
+    on the analytic derivative; :math:`\\hat\\omega = Q/(N-1)`, :math:`\\hat\\sigma^2_e =
+    D/(2(N-1))` (on the boundary :math:`\\hat\\omega = 2\\hat\\sigma^2_e = (Q + D)/(2(N-1))`),
+    and :math:`v = 2\\hat\\sigma^2_e/N`, the engine's ``vcov[1, 1]``. Everything depends on
+    per-client sums only, and the one-way part on them grouped by the number of pairs
+    :math:`n_i`. A bootstrap replicate (the same draws of clients as a refit would use) is a
+    vector of client weights, so all replicates' sums are one blocked matrix product and all
+    their fits one vectorised search. When every client has a single pair, only
+    :math:`\\sigma^2_c + \\sigma^2_s` is identified (and the ICCs, which use only the sum);
+    it is reported as :math:`\\sigma^2_s`. With identical differences (:math:`D = 0`) the
+    REML optimum has :math:`\\sigma^2_e = 0`, which the engine's relative parametrisation
+    cannot reach (``path="refit"`` then stops elsewhere).
+
     Independent pairs (sensitivity; the only analysis with ``clustered=False``): as above,
     treating the pairs as independent; its intervals are too narrow when clients contribute
     many sessions. The slope correlation is the client-level comparison.
@@ -830,6 +863,7 @@ def rater_agreement(
     two methods of clinical measurement. Lancet, 327(8476), 307-310.
     Bland, J. M., & Altman, D. G. (2007). Agreement between methods of measurement with
     multiple observations per individual. J Biopharm Stat, 17(4), 571-582.
+    Searle, S. R., Casella, G., & McCulloch, C. E. (1992). Variance Components. Wiley.
 
     Examples
     --------
