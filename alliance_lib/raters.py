@@ -653,7 +653,7 @@ def _cluster_bootstrap_sums(
     nc = ps.n_clients
     n_boot = int(n_boot)
     out = np.full((n_boot, 5), np.nan)
-    block = max(1, min(n_boot, _BOOT_BLOCK // nc))
+    block = max(1, min(n_boot, 256, _BOOT_BLOCK // nc))  # 256: bounds the search arrays
     weights = np.empty((block, nc), order="F")  # its transpose C-ordered for the sparse product
     refitted = 0
     for start in range(0, n_boot, block):
