@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
-from alliance_lib.engine import EngineError, NestedLMM
+from alliance_lib.engine import SINGULAR_TOL, EngineError, NestedLMM
 from alliance_lib.errors import DataError
 from alliance_lib.frame import model_frame
 from alliance_lib.results import to_jsonable
@@ -110,6 +110,10 @@ class RaterAgreement:
         Sensitivity: the 1986 limits on independent pairs (SE of a limit sqrt(3 s^2 / n)).
     n_boot, seed : int or None
         Cluster-bootstrap replicates and seed (clustered only).
+    fit_path : str or None
+        How the clustered model and its replicates were fitted (clustered only): ``"pair
+        sums"`` (closed-form profiled REML from per-client sums; a note is added if a
+        degenerate replicate was refitted with the engine) or ``"engine refit"``.
     slope_r : float
         Pearson correlation of the two raters' client-level OLS slopes (NaN with fewer than 3
         clients).
@@ -151,6 +155,7 @@ class RaterAgreement:
     bland_altman_independent: BlandAltman | None = field(default=None, repr=False)
     n_boot: int | None = None
     seed: int | None = None
+    fit_path: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per statistic with ``estimate``, ``ci_low``, ``ci_high``, ``n``.
@@ -335,7 +340,7 @@ def _ba_repeated(d: np.ndarray, codes: np.ndarray) -> tuple[float, float, float]
     return dbar, float(np.sqrt(var_b)), float(np.sqrt(ms_w))
 
 
-def _cluster_bootstrap(
+def _cluster_bootstrap_refit(
     y2: np.ndarray, codes: np.ndarray, z: float, n_boot: int, seed: int, theta0
 ) -> np.ndarray:
     """Replicates (icc_a, icc_c, mean_d, loa_low, loa_high) resampling clients with replacement."""
@@ -366,6 +371,334 @@ def _cluster_bootstrap(
     return out
 
 
+# ------------------------------------------------------------------ pair sums (fast path)
+#: Grid of the variance ratio ``lambda = 4 v_client / omega`` on which the profiled REML
+#: criterion is first evaluated (0, then 10^-8 .. 10^8 in steps of 10^(1/6)); the best grid
+#: point's neighbours bracket the minimum that golden-section search and secant steps refine.
+_LAMBDA_GRID = np.concatenate([[0.0], np.logspace(-8.0, 8.0, 97)])
+_GOLDEN_STEPS = 20
+_SECANT_STEPS = 12
+
+#: Entries of one block of bootstrap weights (replicates x clients, float64: 128 MB).
+_BOOT_BLOCK = 16_000_000
+
+
+@dataclass(frozen=True)
+class _PairSums:
+    """Per-client sufficient statistics of complete rating pairs, clients sorted by pair count.
+
+    With ``s = y1 + y2`` and ``d = y1 - y2`` centred at their overall means: ``features``
+    columns are ``n_i, n_i^2, sum_j (s_ij - sbar_i)^2, sum_j (d_ij - dbar_i)^2, sum_j d_ij,
+    n_i dbar_i^2``. ``group_features`` (sparse, ``3 K x n_clients``) has in rows ``3 k, 3 k + 1,
+    3 k + 2`` the values ``1, sbar_i, sbar_i^2`` of the clients with ``n_i = sizes[k]`` (the
+    ``K`` distinct pair counts), so one product sums them within each pair count. ``pos`` maps
+    a client code to its row.
+    """
+
+    n_clients: int
+    pos: np.ndarray
+    features: np.ndarray
+    group_features: sparse.csr_matrix
+    sizes: np.ndarray
+    d_mean: float
+
+
+def _pair_sums(y2: np.ndarray, codes: np.ndarray) -> _PairSums:
+    """Sufficient statistics of the pair model (see :class:`_PairSums`); O(pairs), bincounts."""
+    n_clients = int(codes.max()) + 1
+    s = y2[:, 0] + y2[:, 1]
+    d = y2[:, 0] - y2[:, 1]
+    d_mean = float(d.mean())
+    sc, dc = s - s.mean(), d - d_mean
+    m = np.bincount(codes, minlength=n_clients).astype(float)
+    s_sum = np.bincount(codes, sc, n_clients)
+    d_sum = np.bincount(codes, dc, n_clients)
+    sbar, dbar = s_sum / m, d_sum / m
+    s_within = np.bincount(codes, (sc - sbar[codes]) ** 2, n_clients)
+    d_within = np.bincount(codes, (dc - dbar[codes]) ** 2, n_clients)
+    order = np.argsort(m, kind="stable")
+    pos = np.empty(n_clients, dtype=np.intp)
+    pos[order] = np.arange(n_clients)
+    ms = m[order]
+    features = np.column_stack(
+        [ms, ms**2, s_within[order], d_within[order], d_sum[order], (d_sum * dbar)[order]]
+    )
+    sizes, gid = np.unique(ms, return_inverse=True)
+    group = sparse.csr_matrix(
+        (
+            np.column_stack([np.ones(n_clients), sbar[order], sbar[order] ** 2]).ravel(),
+            ((3 * gid[:, None] + np.arange(3)).ravel(), np.repeat(np.arange(n_clients), 3)),
+        ),
+        shape=(3 * sizes.size, n_clients),
+    )
+    return _PairSums(
+        n_clients=n_clients,
+        pos=pos,
+        features=features,
+        group_features=group,
+        sizes=sizes,
+        d_mean=d_mean,
+    )
+
+
+def _aggregate(ps: _PairSums, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted sums for each row of ``weights`` (replicates x clients, in ``ps`` row order).
+
+    A client weighted ``k`` counts as ``k`` clients (a cluster-bootstrap draw). Returns arrays
+    over replicates: ``n_clients``, ``n`` (pairs), ``sum_m2``, ``s_within``, ``d_within``,
+    ``d_sum``, ``d_between_raw`` and, per pair-count run, ``c``, ``q1``, ``q2`` (B, K).
+    """
+    g = weights @ ps.features
+    grp = np.asarray(ps.group_features @ weights.T)  # (3 K, B)
+    grp = grp.reshape(ps.sizes.size, 3, -1).transpose(2, 1, 0)
+    return {
+        "n": g[:, 0],
+        "sum_m2": g[:, 1],
+        "s_within": g[:, 2],
+        "d_within": g[:, 3],
+        "d_sum": g[:, 4],
+        "d_between_raw": g[:, 5],
+        "c": grp[:, 0],
+        "q1": grp[:, 1],
+        "q2": grp[:, 2],
+        "n_clients": grp[:, 0].sum(axis=1),
+    }
+
+
+def _profile(lam, sizes, n, w, ssd, c, q1, q2, grad: bool = False):
+    """Profiled REML criterion (or its derivative) of the pair model at ratio ``lam`` (B, M).
+
+    ``g(lam) = sum_i log(1 + n_i lam) + log H + b(Q)`` with ``h_i = n_i / (1 + n_i lam)``,
+    ``H = sum_i h_i``, ``Q = W + sum_i h_i (sbar_i - alpha)^2`` at the GLS mean ``alpha`` and
+    ``b(Q) = (N - 1)(log Q + log SSd)`` when ``Q >= SSd`` (interior), otherwise
+    ``2 (N - 1) log((Q + SSd) / 2)`` (session variance at 0); constants dropped.
+    """
+    nl = lam[..., None] * sizes
+    h = sizes / (1.0 + nl)
+    cc, a1, a2 = c[:, None, :], q1[:, None, :], q2[:, None, :]
+    big_h = (cc * h).sum(-1)
+    p1 = (a1 * h).sum(-1)
+    p2 = (a2 * h).sum(-1)
+    q = w[:, None] + p2 - p1**2 / big_h
+    df = (n - 1.0)[:, None]
+    sd = ssd[:, None]
+    inner = q >= sd
+    if not grad:
+        log_sd = np.log(np.where(sd > 0, sd, 1.0))
+        a = (cc * np.log1p(nl)).sum(-1)
+        tail = np.where(inner, df * (np.log(q) + log_sd), 2.0 * df * np.log(0.5 * (q + sd)))
+        return a + np.log(big_h) + tail
+    h2 = h * h
+    h1 = -(cc * h2).sum(-1)
+    p11 = -(a1 * h2).sum(-1)
+    p21 = -(a2 * h2).sum(-1)
+    dq = p21 - 2.0 * p1 * p11 / big_h + p1**2 * h1 / big_h**2
+    return big_h + h1 / big_h + np.where(inner, df * dq / q, 2.0 * df * dq / (q + sd))
+
+
+def _minimise_profile(sizes, n, w, ssd, c, q1, q2) -> tuple[np.ndarray, np.ndarray]:
+    """Global minimiser ``lam >= 0`` of :func:`_profile` for every replicate at once.
+
+    Grid (:data:`_LAMBDA_GRID`), golden-section search between the best grid point's
+    neighbours, then secant (Illinois) steps on the analytic derivative inside the final
+    bracket. Returns ``lam`` and whether it is an optimum: an interior root of the derivative
+    (relative to the size of its terms) or ``lam = 0`` with the criterion rising from there.
+    """
+    args = (sizes, n, w, ssd, c, q1, q2)
+    grid = _LAMBDA_GRID
+    vals = _profile(np.broadcast_to(grid, (n.size, grid.size)), *args)
+    vals = np.where(np.isfinite(vals), vals, np.inf)
+    j = np.argmin(vals, axis=1)
+    lo = grid[np.maximum(j - 1, 0)]
+    hi = grid[np.minimum(j + 1, grid.size - 1)]
+
+    def f(x):
+        v = _profile(x[:, None], *args)[:, 0]
+        return np.where(np.isfinite(v), v, np.inf)
+
+    r = (math.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - r * (hi - lo), lo + r * (hi - lo)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(_GOLDEN_STEPS):
+        left = f1 <= f2  # the minimum lies in [lo, x2]
+        hi = np.where(left, x2, hi)
+        lo = np.where(left, lo, x1)
+        nx1 = np.where(left, hi - r * (hi - lo), x2)
+        nx2 = np.where(left, x1, lo + r * (hi - lo))
+        fnew = f(np.where(left, nx1, nx2))
+        f1, f2 = np.where(left, fnew, f2), np.where(left, f1, fnew)
+        x1, x2 = nx1, nx2
+    best = np.where(f1 <= f2, x1, x2)
+
+    def df(x):
+        return _profile(x[:, None], *args, grad=True)[:, 0]
+
+    ga, gb = df(lo), df(hi)
+    root = (ga < 0) & (gb > 0)  # a sign change: polish to the derivative's root
+    a, b = lo.copy(), hi.copy()
+    side = np.zeros(n.size)
+    for _ in range(_SECANT_STEPS):
+        with np.errstate(all="ignore"):
+            x = np.where(root, (a * gb - b * ga) / (gb - ga), best)
+        x = np.where(root & (x > a) & (x < b), x, np.where(root, 0.5 * (a + b), best))
+        gx = df(x)
+        move_b = root & (gx > 0)
+        move_a = root & (gx <= 0)
+        b, gb_new = np.where(move_b, x, b), np.where(move_b, gx, gb)
+        a, ga_new = np.where(move_a, x, a), np.where(move_a, gx, ga)
+        # Illinois: halve the stale end's derivative when the same end moves twice
+        ga_new = np.where(move_b & (side > 0), 0.5 * ga_new, ga_new)
+        gb_new = np.where(move_a & (side < 0), 0.5 * gb_new, gb_new)
+        side = np.where(move_b, 1.0, np.where(move_a, -1.0, side))
+        ga, gb = ga_new, gb_new
+        best = np.where(root, x, best)
+    # the boundary: the criterion rising from lam = 0 and the best grid point at 0
+    at_zero = (j == 0) & (df(np.zeros(n.size)) >= 0)
+    best = np.where(at_zero, 0.0, best)
+    scale = (c * sizes).sum(axis=1)  # the derivative's terms are O(number of pairs)
+    interior = root & (np.abs(df(best)) <= 1e-8 * scale)
+    return best, at_zero | interior
+
+
+def _pair_reml(ps: _PairSums, agg: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """REML fit of the pair model from the weighted sums, vectorised over replicates.
+
+    Returns arrays over replicates: ``v_client``, ``v_session``, ``v_residual``, ``beta``
+    (the engine's rater effect, ``-mean(d)``), ``var_beta`` (its ``vcov[1, 1]``),
+    ``lam`` (the ratio ``4 v_client / omega``) and ``converged``.
+    """
+    n, w = agg["n"], agg["s_within"]
+    d_sum = agg["d_sum"]
+    ss_between = agg["d_between_raw"] - d_sum**2 / n
+    ssd = np.maximum(agg["d_within"] + ss_between, 0.0)
+    sizes = ps.sizes
+    with np.errstate(all="ignore"):
+        if sizes.size == 1 and sizes[0] == 1.0:
+            # one pair per client: only v_client + v_session is identified; put it in session
+            lam = np.zeros(n.size)
+            converged = np.ones(n.size, dtype=bool)
+        else:
+            lam, converged = _minimise_profile(sizes, n, w, ssd, agg["c"], agg["q1"], agg["q2"])
+        h = sizes / (1.0 + lam[:, None] * sizes)
+        big_h = (agg["c"] * h).sum(1)
+        p1 = (agg["q1"] * h).sum(1)
+        q = w + (agg["q2"] * h).sum(1) - p1**2 / big_h
+        inner = q >= ssd
+        omega = np.where(inner, q, 0.5 * (q + ssd)) / (n - 1.0)
+        sigma2 = np.where(inner, 0.5 * ssd / (n - 1.0), 0.5 * omega)
+        v_session = np.where(inner, np.maximum(omega - 2.0 * sigma2, 0.0) / 4.0, 0.0)
+        mean_d = ps.d_mean + d_sum / n
+    return {
+        "v_client": lam * omega / 4.0,
+        "v_session": v_session,
+        "v_residual": sigma2,
+        "beta": -mean_d,
+        "var_beta": 2.0 * sigma2 / n,
+        "lam": lam,
+        "converged": converged,
+        "ss_between": ss_between,
+        "mean_d": mean_d,
+    }
+
+
+def _iccs_from_components(v_client, v_session, v_residual, beta, var_beta):
+    """ICC(A,1) and ICC(C,1) (arrays) as :func:`_model_iccs` forms them from a fit."""
+    v_rater = np.maximum((beta * beta - var_beta) / 2.0, 0.0)
+    target = v_client + v_session
+    return target / (target + v_rater + v_residual), target / (target + v_residual), v_rater
+
+
+def _ba_from_sums(agg: dict[str, np.ndarray], fit: dict[str, np.ndarray]):
+    """Bland & Altman (2007) (mean, SD between, SD within) from the weighted sums, as
+    :func:`_ba_repeated` computes them from the differences (arrays over replicates)."""
+    n, k = agg["n"], agg["n_clients"]
+    ss_b = fit["ss_between"]
+    ss_w = agg["d_within"]
+    with np.errstate(all="ignore"):
+        single = (n == k) | (k < 2)  # one pair per client: no within-client part
+        sd_all = np.where(n > 1, np.sqrt(np.maximum(ss_b + ss_w, 0.0) / (n - 1.0)), np.nan)
+        ms_b = ss_b / (k - 1.0)
+        ms_w = ss_w / (n - k)
+        divisor = (n**2 - agg["sum_m2"]) / ((k - 1.0) * n)
+        var_b = np.maximum((ms_b - ms_w) / divisor, 0.0)  # BA 2007: negative set to 0
+        sd_b = np.where(single, sd_all, np.sqrt(var_b))
+        sd_w = np.where(single, 0.0, np.sqrt(np.maximum(ms_w, 0.0)))
+    return fit["mean_d"], sd_b, sd_w
+
+
+def _fit_sums(ps: _PairSums, weights: np.ndarray):
+    """Point estimates or replicates from client weights: the fit, ICCs and BA numbers."""
+    agg = _aggregate(ps, weights)
+    fit = _pair_reml(ps, agg)
+    icc_a, icc_c, v_rater = _iccs_from_components(
+        fit["v_client"], fit["v_session"], fit["v_residual"], fit["beta"], fit["var_beta"]
+    )
+    mean_d, sd_b, sd_w = _ba_from_sums(agg, fit)
+    fit.update(icc_a=icc_a, icc_c=icc_c, v_rater=v_rater, sd_b=sd_b, sd_w=sd_w)
+    return fit
+
+
+def _cluster_bootstrap_sums(
+    y2: np.ndarray, codes: np.ndarray, z: float, n_boot: int, seed: int
+) -> tuple[np.ndarray, int]:
+    """:func:`_cluster_bootstrap_refit`'s replicates from client weights, all fits at once.
+
+    The same draws (``rng.integers(0, n_clients, n_clients)`` per replicate, in order) become
+    multinomial client weights (their bincount), processed in blocks of at most
+    :data:`_BOOT_BLOCK` weights. Replicates whose closed-form fit is not finite are refitted
+    with the engine as before; returns the replicates and how many were refitted.
+    """
+    rng = np.random.default_rng(seed)
+    ps = _pair_sums(y2, codes)
+    nc = ps.n_clients
+    n_boot = int(n_boot)
+    out = np.full((n_boot, 5), np.nan)
+    block = max(1, min(n_boot, 256, _BOOT_BLOCK // nc))  # 256: bounds the search arrays
+    weights = np.empty((block, nc), order="F")  # its transpose C-ordered for the sparse product
+    refitted = 0
+    for start in range(0, n_boot, block):
+        rows = min(block, n_boot - start)
+        for r in range(rows):  # the draws of one replicate, exactly as the refit loop made them
+            pick = rng.integers(0, nc, nc)
+            weights[r] = np.bincount(ps.pos[pick], minlength=nc)
+        fit = _fit_sums(ps, weights[:rows])
+        sd_t = np.sqrt(fit["sd_b"] ** 2 + fit["sd_w"] ** 2)
+        part = np.column_stack(
+            [
+                fit["icc_a"],
+                fit["icc_c"],
+                fit["mean_d"],
+                fit["mean_d"] - z * sd_t,
+                fit["mean_d"] + z * sd_t,
+            ]
+        )
+        bad = ~np.isfinite(part[:, :2]).all(axis=1)
+        for r in np.flatnonzero(bad):  # rare degenerate replicates: the engine, as before
+            refitted += 1
+            part[r, :2] = _refit_weighted(y2, codes, ps, weights[r])
+        out[start : start + rows] = part
+    return out, refitted
+
+
+def _refit_weighted(y2, codes, ps: _PairSums, w: np.ndarray) -> tuple[float, float]:
+    """Engine refit of one replicate given as client weights (NaN if it fails)."""
+    counts = w[ps.pos].astype(int)  # weights back in client-code order
+    order = np.argsort(codes, kind="stable")
+    m = np.bincount(codes, minlength=ps.n_clients)
+    start = np.cumsum(m) - m
+    pick = np.repeat(np.arange(ps.n_clients), counts)
+    lens = m[pick]
+    ends = np.cumsum(lens)
+    rows = np.repeat(start[pick] - (ends - lens), lens) + np.arange(int(ends[-1]))
+    try:
+        with np.errstate(all="ignore"):
+            fit = _pair_model(y2[order][rows], np.repeat(np.arange(pick.size), lens))
+    except (EngineError, np.linalg.LinAlgError):
+        return np.nan, np.nan
+    icc_a, icc_c, _ = _model_iccs(fit)
+    return icc_a, icc_c
+
+
 def _percentile(values: np.ndarray, ci: float) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if v.size == 0:
@@ -386,6 +719,7 @@ def rater_agreement(
     clustered: bool = True,
     n_boot: int = 1000,
     seed: int = 0,
+    path: str = "sums",
 ) -> RaterAgreement:
     """Agreement between two raters (e.g. client and therapist) scoring the same sessions.
 
@@ -409,10 +743,17 @@ def rater_agreement(
         5 clients). False gives the independent-pairs analysis only (kept in every result as
         the labelled sensitivity ``icc_independent`` / ``bland_altman_independent``).
     n_boot : int, default 1000
-        Cluster-bootstrap replicates (each refits the mixed model; about 25 ms per replicate
-        for 3,000 pairs).
+        Cluster-bootstrap replicates (all fitted at once from per-client sums: about 2 s for
+        1,000 replicates of 100,000 clients).
     seed : int, default 0
         Seed of the bootstrap's random numbers.
+    path : {"sums", "refit"}, default "sums"
+        How the clustered model is fitted. ``"sums"``: REML from per-client sums of the pair
+        sums and differences, every bootstrap replicate as client weights, all replicates at
+        once (see Notes). ``"refit"``: the general mixed-model engine, refitted once per
+        replicate (the reference; ~1.3 s a replicate at 100,000 clients). Both give the same
+        numbers to the optimisers' tolerance (~1e-7 relative). The path that ran is
+        ``fit_path`` of the result.
 
     Returns
     -------
@@ -457,9 +798,9 @@ def rater_agreement(
     :math:`v`. The rater variance is :math:`\\sigma^2_r = \\max((\\hat\\beta^2 - v)/2, 0)`
     (with independent pairs this is McGraw & Wong's :math:`(MS_C - MS_E)/n`), and
 
-    .. math:: ICC(A,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+    .. math:: ICC(A,1) = \\frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
               \\sigma^2_r + \\sigma^2_e},\\qquad
-              ICC(C,1) = \frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
+              ICC(C,1) = \\frac{\\sigma^2_c + \\sigma^2_s}{\\sigma^2_c + \\sigma^2_s +
               \\sigma^2_e},
 
     the agreement of two raters on one session's score. The rater is a fixed effect: client
@@ -475,6 +816,39 @@ def rater_agreement(
     \\sigma^2_{dw}}` around the mean of all differences. Every interval (ICCs, bias, limits)
     is a percentile interval of a cluster bootstrap that resamples clients with replacement.
 
+    How the clustered model is fitted (``path="sums"``). Every row of the model is a complete
+    pair with the same variance structure for both raters, so with :math:`s = y_1 + y_2` and
+    :math:`d = y_1 - y_2` per pair, :math:`\\mathrm{cov}(s, d) = 0`, the differences are iid
+    :math:`N(-\\beta, 2\\sigma^2_e)` and the sums follow a one-way random-effects model over
+    clients with a free mean, between-client variance :math:`\\tau = 4\\sigma^2_c` and within
+    variance :math:`\\omega = 4\\sigma^2_s + 2\\sigma^2_e`. The transformation is linear with a
+    constant Jacobian and reparametrises the fixed effects, so the REML criterion is that of
+    the sums plus that of the differences, up to a constant, maximised subject to
+    :math:`\\omega \\ge 2\\sigma^2_e` and :math:`\\tau \\ge 0`. Profiling out
+    :math:`\\omega` and :math:`\\sigma^2_e` leaves one dimension, :math:`\\lambda =
+    \\tau/\\omega`; with :math:`h_i = n_i/(1 + n_i\\lambda)`, :math:`N` pairs, the within-client
+    sum of squares of the sums :math:`W`, :math:`Q(\\lambda) = W + \\sum_i h_i (\\bar s_i -
+    \\hat\\alpha)^2` at the GLS mean and :math:`D = \\sum (d - \\bar d)^2`,
+
+    .. math:: g(\\lambda) = \\sum_i \\log(1 + n_i\\lambda) + \\log\\sum_i h_i +
+              \\begin{cases} (N - 1)\\log(Q D) & Q \\ge D \\\\
+              2(N - 1)\\log((Q + D)/2) & Q < D \\text{ (} \\sigma^2_s = 0 \\text{)}
+              \\end{cases}
+
+    (Searle, Casella & McCulloch 1992, ch. 3 and 6, for the one-way REML). Its global minimum
+    over :math:`\\lambda \\ge 0` is found on a grid, by golden-section search and secant steps
+    on the analytic derivative; :math:`\\hat\\omega = Q/(N-1)`, :math:`\\hat\\sigma^2_e =
+    D/(2(N-1))` (on the boundary :math:`\\hat\\omega = 2\\hat\\sigma^2_e = (Q + D)/(2(N-1))`),
+    and :math:`v = 2\\hat\\sigma^2_e/N`, the engine's ``vcov[1, 1]``. Everything depends on
+    per-client sums only, and the one-way part on them grouped by the number of pairs
+    :math:`n_i`. A bootstrap replicate (the same draws of clients as a refit would use) is a
+    vector of client weights, so all replicates' sums are one blocked matrix product and all
+    their fits one vectorised search. When every client has a single pair, only
+    :math:`\\sigma^2_c + \\sigma^2_s` is identified (and the ICCs, which use only the sum);
+    it is reported as :math:`\\sigma^2_s`. With identical differences (:math:`D = 0`) the
+    REML optimum has :math:`\\sigma^2_e = 0`, which the engine's relative parametrisation
+    cannot reach (``path="refit"`` then stops elsewhere).
+
     Independent pairs (sensitivity; the only analysis with ``clustered=False``): as above,
     treating the pairs as independent; its intervals are too narrow when clients contribute
     many sessions. The slope correlation is the client-level comparison.
@@ -489,6 +863,7 @@ def rater_agreement(
     two methods of clinical measurement. Lancet, 327(8476), 307-310.
     Bland, J. M., & Altman, D. G. (2007). Agreement between methods of measurement with
     multiple observations per individual. J Biopharm Stat, 17(4), 571-582.
+    Searle, S. R., Casella, G., & McCulloch, C. E. (1992). Variance Components. Wiley.
 
     Examples
     --------
@@ -586,10 +961,12 @@ def rater_agreement(
     if m >= 3:
         s1, s2 = (slopes[f"slope_{r}"].to_numpy() for r in raters)
         slope_r = float(np.corrcoef(s1, s2)[0, 1])
-        t_r = slope_r * np.sqrt((m - 2) / (1.0 - slope_r**2))
+        with np.errstate(divide="ignore"):  # identical slopes: r = 1, p = 0
+            t_r = slope_r * np.sqrt(np.float64(m - 2) / (1.0 - slope_r**2))
         slope_p = float(2.0 * stats.t.sf(abs(t_r), m - 2))
         if m >= 4:
-            zr, se = np.arctanh(slope_r), 1.0 / np.sqrt(m - 3)
+            with np.errstate(divide="ignore"):
+                zr, se = np.arctanh(slope_r), 1.0 / np.sqrt(m - 3)
             r_ci = (float(np.tanh(zr - z * se)), float(np.tanh(zr + z * se)))
     n_clients = int(pairs[client].nunique())
     independent = BlandAltman(
@@ -607,7 +984,7 @@ def rater_agreement(
         n_pairs=int(n),
         n_clients=n_clients,
     )
-    main_ba, main_icc, components = independent, icc, None
+    main_ba, main_icc, components, fit_path = independent, icc, None, None
     if clustered:
         if n_clients < MIN_CLUSTERS:
             raise RaterAgreementError(
@@ -618,19 +995,50 @@ def rater_agreement(
             )
         if int(n_boot) < 1:
             raise RaterAgreementError(f"n_boot must be >= 1; got {n_boot!r}.", value=n_boot)
+        if path not in ("sums", "refit"):
+            raise RaterAgreementError(f"path must be 'sums' or 'refit'; got {path!r}.", value=path)
         codes = pd.factorize(pairs[client], sort=True)[0]
-        try:
-            with np.errstate(all="ignore"):
-                model_fit = _pair_model(y, codes)
-        except EngineError as exc:
-            raise RaterAgreementError(
-                f"the mixed model of the paired ratings in {score!r} cannot be fitted: {exc}",
-                column=score,
-            ) from exc
-        icc_a, icc_c, comps = _model_iccs(model_fit)
+        point = None
+        if path == "sums":
+            ps = _pair_sums(y, codes)
+            point = _fit_sums(ps, np.ones((1, ps.n_clients)))
+            if not all(np.isfinite(point[k][0]) for k in ("icc_a", "icc_c", "v_rater")):
+                point = None  # degenerate sums: the engine decides (and may refuse)
+        if point is not None:
+            comps = tuple(
+                float(point[k][0]) for k in ("v_client", "v_session", "v_rater", "v_residual")
+            )
+            icc_a, icc_c = float(point["icc_a"][0]), float(point["icc_c"][0])
+            ratio = min(comps[0], comps[1]) / comps[3] if comps[3] > 0 else 0.0
+            fit_info = {
+                "converged": bool(point["converged"][0]),
+                "singular": bool(ratio < SINGULAR_TOL**2),  # the engine's theta < SINGULAR_TOL
+                "optimizer_message": "profiled REML of the pair sums (grid, golden section, "
+                "secant steps on the derivative)",
+            }
+            boot, refitted = _cluster_bootstrap_sums(y, codes, z, n_boot, seed)
+            fit_path = "pair sums"
+            if refitted:
+                fit_path += f" ({refitted} replicate(s) refitted with the engine)"
+        else:
+            try:
+                with np.errstate(all="ignore"):
+                    model_fit = _pair_model(y, codes)
+            except EngineError as exc:
+                raise RaterAgreementError(
+                    f"the mixed model of the paired ratings in {score!r} cannot be fitted: {exc}",
+                    column=score,
+                ) from exc
+            icc_a, icc_c, comps = _model_iccs(model_fit)
+            fit_info = {
+                "converged": bool(model_fit.converged),
+                "singular": bool(model_fit.singular),
+                "optimizer_message": model_fit.optimizer_message,
+            }
+            boot = _cluster_bootstrap_refit(y, codes, z, n_boot, seed, model_fit.theta)
+            fit_path = "engine refit"
         mean_r, sd_b, sd_w = _ba_repeated(d, codes)
         sd_t = math.sqrt(sd_b**2 + sd_w**2)
-        boot = _cluster_bootstrap(y, codes, z, n_boot, seed, model_fit.theta)
         ci_a, ci_c, ci_m, ci_lo, ci_hi = (_percentile(boot[:, j], ci) for j in range(5))
         main_icc = pd.DataFrame(
             {
@@ -649,9 +1057,8 @@ def rater_agreement(
             index=pd.Index(["client", "session", "rater", "residual"], name="component"),
         )
         components.attrs.update(
-            converged=bool(model_fit.converged),
-            singular=bool(model_fit.singular),
-            optimizer_message=model_fit.optimizer_message,
+            **fit_info,
+            fit_path=fit_path,
             formula=f"{score} ~ {rater} + (1 | {client}) + (1 | {client}:{session})",
         )
         main_ba = BlandAltman(
@@ -690,6 +1097,7 @@ def rater_agreement(
         bland_altman_independent=independent,
         n_boot=int(n_boot) if clustered else None,
         seed=int(seed) if clustered else None,
+        fit_path=fit_path,
         slope_r=slope_r,
         slope_r_ci=r_ci,
         slope_p=slope_p,

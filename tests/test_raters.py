@@ -13,6 +13,11 @@ The clustered analysis (the default) is checked against tests/reference/raters_r
 (1 | client_id:session)) at 1e-5 relative (observed ~1e-7), the ICCs formed from them at 1e-6,
 and the Bland & Altman (2007) repeated-measures limits computed by hand in R from a one-way
 ANOVA of the differences (lm/anova) at 1e-9.
+
+Issue 16: the default ``path="sums"`` (REML from per-client pair sums, bootstrap replicates as
+client weights) is compared with the engine (``path="refit"``, the previous code) on simulated
+data (unbalanced, single-pair clients, variances at 0, small and large) and the demo wave: point
+fits, ``vcov[1, 1]`` and each of 30 bootstrap replicates at 1e-6 relative.
 """
 
 from __future__ import annotations
@@ -350,3 +355,183 @@ def test_clustered_interval_is_wider_than_independent_pairs():
 def test_clustered_needs_enough_clients():
     with pytest.raises(RaterAgreementError, match="clustered=False"):
         rater_agreement(tiny(), "wai")
+
+
+# --------------------------------------------------------------------------------------------
+# issue 16: the clustered model from per-client pair sums (path="sums", the default) against
+# the general engine refitted per replicate (path="refit", the previous code kept as the
+# reference). Tolerances: variances, ICCs and vcov[1, 1] 1e-6 relative (observed ~1e-12 for
+# point fits, ~3e-8 for bootstrap refits, which the engine starts from the point fit's theta);
+# a variance at 0 must be 0 on both paths (1e-10 absolute); Bland-Altman numbers 1e-10.
+
+from scipy import stats  # noqa: E402
+
+from alliance_lib import raters as R  # noqa: E402
+
+REL = 1e-6
+Z95 = stats.norm.ppf(0.975)
+
+
+def sim_pairs(n_clients, seed, v_client=0.3, v_session=0.1, v_res=0.2, sizes=(1, 12)):
+    """Complete pairs (y1, y2) of ``n_clients`` clients with n_i ~ U{sizes} pairs each."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(sizes[0], sizes[1] + 1, n_clients)
+    codes = np.repeat(np.arange(n_clients), n)
+    level = (
+        3.0
+        + rng.normal(0, math.sqrt(v_client), n_clients)[codes]
+        + rng.normal(0, math.sqrt(v_session), codes.size)
+    )
+    noise = rng.normal(0, math.sqrt(v_res), (codes.size, 2))
+    return level[:, None] + np.array([0.0, 0.3]) + noise, codes
+
+
+def as_long(y, codes) -> pd.DataFrame:
+    n = codes.size
+    session = np.arange(n) - np.searchsorted(codes, codes)  # 0, 1, ... within a client
+    return pd.DataFrame(
+        {
+            "client_id": np.tile(codes, 2).astype(str),
+            "session": np.tile(session, 2),
+            "rater": np.repeat(["client", "therapist"], n),
+            "score": np.concatenate([y[:, 0], y[:, 1]]),
+        }
+    )
+
+
+SCENARIOS = {  # name: (arguments of sim_pairs, which variances the data put at 0)
+    "unbalanced": (dict(n_clients=80, seed=1), ()),
+    "one or two pairs": (dict(n_clients=60, seed=2, sizes=(1, 2)), ()),
+    "v_session 0": (dict(n_clients=80, seed=0, v_session=0.0), ("v_session",)),
+    "v_client 0": (dict(n_clients=80, seed=0, v_client=0.0), ("v_client",)),
+    "both 0": (dict(n_clients=80, seed=0, v_client=0.0, v_session=0.0), ("v_client", "v_session")),
+    "small": (dict(n_clients=6, seed=3, sizes=(2, 4)), ()),
+    "strong client level": (dict(n_clients=50, seed=4, v_client=50.0, v_res=0.01), ()),
+    "large": (dict(n_clients=2500, seed=6, sizes=(1, 20)), ()),
+}
+
+
+def point_sums(y, codes) -> dict:
+    ps = R._pair_sums(y, codes)
+    return {k: float(v[0]) for k, v in R._fit_sums(ps, np.ones((1, ps.n_clients))).items()}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_pair_sums_fit_equals_the_engine(name):
+    kwargs, zeros = SCENARIOS[name]
+    y, codes = sim_pairs(**kwargs)
+    new = point_sums(y, codes)
+    fit = R._pair_model(y, codes)
+    icc_a, icc_c, comps = R._model_iccs(fit)
+    assert fit.converged and new["converged"]
+    for key, ref in zip(("v_client", "v_session", "v_rater", "v_residual"), comps, strict=True):
+        assert new[key] == pytest.approx(ref, rel=REL, abs=1e-10), key
+    for key in zeros:  # the boundary is reached exactly by the closed form
+        assert new[key] == 0.0
+    assert new["icc_a"] == pytest.approx(icc_a, rel=REL)
+    assert new["icc_c"] == pytest.approx(icc_c, rel=REL)
+    assert new["beta"] == pytest.approx(fit.beta[1], rel=1e-12, abs=1e-13)
+    assert new["var_beta"] == pytest.approx(fit.vcov[1, 1], rel=REL)  # v_rater uses it
+    mean_d, sd_b, sd_w = R._ba_repeated(y[:, 0] - y[:, 1], codes)
+    assert (new["mean_d"], new["sd_b"], new["sd_w"]) == pytest.approx(
+        (mean_d, sd_b, sd_w), abs=1e-10
+    )
+
+
+@pytest.mark.parametrize("name", ["unbalanced", "one or two pairs", "v_session 0", "both 0"])
+def test_bootstrap_replicates_equal_per_replicate_refits(name):
+    y, codes = sim_pairs(**SCENARIOS[name][0])
+    fit = R._pair_model(y, codes)
+    ref = R._cluster_bootstrap_refit(y, codes, Z95, 30, 7, fit.theta)
+    new, refitted = R._cluster_bootstrap_sums(y, codes, Z95, 30, 7)
+    assert refitted == 0 and np.isfinite(new).all()
+    assert_allclose(new[:, :2], ref[:, :2], rtol=REL, atol=1e-12)  # ICC(A,1), ICC(C,1) each
+    assert_allclose(new[:, 2:], ref[:, 2:], rtol=1e-10, atol=1e-12)  # bias and limits
+
+
+def test_bootstrap_blocks_do_not_change_the_replicates(monkeypatch):
+    y, codes = sim_pairs(n_clients=40, seed=9)
+    whole, _ = R._cluster_bootstrap_sums(y, codes, Z95, 25, 3)
+    monkeypatch.setattr(R, "_BOOT_BLOCK", 40 * 7)  # blocks of 7 replicates (7, 7, 7, 4)
+    blocked, _ = R._cluster_bootstrap_sums(y, codes, Z95, 25, 3)
+    assert_allclose(blocked, whole, rtol=1e-13)
+
+
+def test_degenerate_replicates_are_refitted_with_the_engine(monkeypatch):
+    y, codes = sim_pairs(n_clients=30, seed=4)
+    fit = R._pair_model(y, codes)
+    ref = R._cluster_bootstrap_refit(y, codes, Z95, 5, 2, fit.theta)
+    original = R._fit_sums
+
+    def spoil_second(ps, weights):
+        out = original(ps, weights)
+        if weights.shape[0] > 1:
+            out["icc_a"][1] = np.nan
+        return out
+
+    monkeypatch.setattr(R, "_fit_sums", spoil_second)
+    new, refitted = R._cluster_bootstrap_sums(y, codes, Z95, 5, 2)
+    assert refitted == 1
+    assert_allclose(new, ref, rtol=REL)  # the refitted replicate is the engine's again
+
+
+def test_one_pair_per_client_gives_the_engines_iccs():
+    # only v_client + v_session is identified; the ICCs use the sum only
+    y, codes = sim_pairs(n_clients=120, seed=8, sizes=(1, 1))
+    new = point_sums(y, codes)
+    icc_a, icc_c, comps = R._model_iccs(R._pair_model(y, codes))
+    assert new["icc_a"] == pytest.approx(icc_a, rel=REL)
+    assert new["icc_c"] == pytest.approx(icc_c, rel=REL)
+    assert new["v_client"] == 0.0
+    assert new["v_session"] == pytest.approx(comps[0] + comps[1], rel=REL)
+    assert new["v_residual"] == pytest.approx(comps[3], rel=REL)
+
+
+def test_paths_give_the_same_results_and_say_which_ran():
+    res = {
+        p: rater_agreement(CLUSTERED, "score", n_boot=30, seed=5, path=p) for p in ("sums", "refit")
+    }
+    assert res["sums"].fit_path == "pair sums"
+    assert res["refit"].fit_path == "engine refit"
+    assert res["sums"].variance_components.attrs["fit_path"] == "pair sums"
+    num = ["estimate", "ci_low", "ci_high"]
+    assert_allclose(res["sums"].to_frame()[num], res["refit"].to_frame()[num], rtol=REL)
+    assert_allclose(
+        res["sums"].variance_components["variance"],
+        res["refit"].variance_components["variance"],
+        rtol=REL,
+    )
+    assert rater_agreement(DATA, "score", clustered=False).fit_path is None
+    with pytest.raises(RaterAgreementError, match="path"):
+        rater_agreement(CLUSTERED, "score", n_boot=5, path="fast")
+
+
+def test_identical_differences_fit_without_error():
+    # therapist = client - 0.5 everywhere: residual variance 0 (the engine cannot reach it)
+    y, codes = sim_pairs(n_clients=12, seed=2, v_res=0.0)
+    res = rater_agreement(as_long(y, codes), "score", n_boot=20, seed=1)
+    vc = res.variance_components["variance"]
+    assert vc["residual"] == pytest.approx(0.0, abs=1e-20) and vc["rater"] == pytest.approx(
+        0.045, rel=1e-9
+    )
+    assert res.icc.loc["ICC(C,1)", "icc"] == pytest.approx(1.0)
+    assert res.slope_r == pytest.approx(1.0) and res.slope_p < 1e-12
+
+
+@pytest.mark.slow
+def test_demo_wave_paths_agree():
+    import alliance_lib as al
+    from alliance_lib.sections import common
+
+    wave = al.prepare_wave(al.load_study(Path(__file__).parents[1] / "data/demo/study.yaml"), 3)
+    col = f"{common.alliance_instrument(wave).prefix}_total"
+    found = common.rater_perspectives(wave)
+    assert len(found) >= 2
+    num = ["estimate", "ci_low", "ci_high"]
+    for i, a in enumerate(found):  # every pair of perspectives, as the report compares them
+        for b in found[i + 1 :]:
+            kw = dict(**common.COLUMNS, rater="rater", raters=(a, b), n_boot=40, seed=3)
+            new = rater_agreement(wave.scored, col, **kw)
+            ref = rater_agreement(wave.scored, col, path="refit", **kw)
+            assert new.fit_path == "pair sums"
+            assert_allclose(new.to_frame()[num], ref.to_frame()[num], rtol=REL)

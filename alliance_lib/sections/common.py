@@ -428,7 +428,8 @@ def rater_perspectives(wave) -> list[str]:
     col = f"{alliance_instrument(wave).prefix}_total"
     if "rater" not in wave.scored or col not in wave.scored:
         return []
-    present = set(wave.scored.loc[wave.scored[col].notna(), "rater"].dropna().astype(str))
+    rated = wave.scored["rater"][wave.scored[col].notna()].dropna()
+    present = {str(r) for r in rated.unique()}  # distinct values first: no Python loop over rows
     order = [r for r in RATER_ORDER if r in present]
     return order + sorted(present - set(order))
 
