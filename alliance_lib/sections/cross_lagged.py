@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from alliance_lib.alliance_outcome import fit_alliance_outcome
-from alliance_lib.cross_lagged import CrossLaggedFit, fit_cross_lagged
+from alliance_lib.cross_lagged import CrossLaggedFit, cross_lagged_panel, fit_cross_lagged
 from alliance_lib.errors import AllianceError
 from alliance_lib.sections.base import Section, Table
+from alliance_lib.waves import session_table
 
 __all__ = ["cross_lagged_section"]
 
@@ -99,6 +100,24 @@ def _row(label: str, fit: CrossLaggedFit) -> dict:
     }
 
 
+def _session_scores(wave) -> pd.DataFrame:
+    """``wave.sessions()`` without the covariates, built from the scored columns it reads only.
+
+    The same rows and values as ``wave.sessions()`` in the columns used here; selecting the id,
+    session, rater and total columns first avoids copying every item column of the client rows
+    (about 1.5 GB at 2 million rows).
+    """
+    scored = wave.scored
+    want = ["client_id", "therapist_id", "session", "rater"] + [
+        f"{prefix}_total" for prefix in (wave.alliance, wave.outcome) if prefix
+    ]
+    return session_table(
+        scored[[c for c in want if c in scored.columns]],
+        alliance=wave.alliance,
+        outcome=wave.outcome,
+    )
+
+
 def cross_lagged_section(
     wave, *, min_clients: int = 20, sensitivity: bool = True, descriptive: bool = True
 ) -> Section:
@@ -138,10 +157,13 @@ def cross_lagged_section(
     """
     if wave.outcome is None:
         return Section.skip(KEY, TITLE, "the study has no outcome instrument")
-    data = wave.sessions()
+    data = _session_scores(wave)
     data = data[data["alliance"].notna() | data["outcome"].notna()]
     try:
-        primary = fit_cross_lagged(data, "alliance", "outcome", min_clients=min_clients)
+        # the wide panel, its missing-data patterns and the unrestricted model: built once,
+        # shared by the primary fit and the sensitivity analyses
+        panel = cross_lagged_panel(data, "alliance", "outcome", min_clients=min_clients)
+        primary = fit_cross_lagged(panel, "alliance", "outcome")
     except AllianceError as exc:
         return Section.skip(KEY, TITLE, f"a cross-lagged panel model cannot be fitted: {exc}")
     except np.linalg.LinAlgError:  # e.g. a singular covariance of too few clients per session
@@ -168,7 +190,7 @@ def cross_lagged_section(
         ):
             try:
                 fits[name] = fit_cross_lagged(
-                    data, "alliance", "outcome", waves=waves, test_constraints=False, **kw
+                    panel, "alliance", "outcome", test_constraints=False, **kw
                 )
             except (AllianceError, np.linalg.LinAlgError) as exc:
                 failed[name] = str(exc) or "singular covariance matrix"

@@ -85,7 +85,9 @@ def main() -> None:
         df = gaps_data(n)
         cases = CASES if n < 1000 else {"riclpm": {}, "mlsem": CASES["mlsem"]}
         for name, kw in cases.items():
-            out["simulated"][f"{n}/{name}"] = record(fit_cross_lagged(df, "alliance", "outcome", **kw))
+            out["simulated"][f"{n}/{name}"] = record(
+                fit_cross_lagged(df, "alliance", "outcome", **kw)
+            )
             print(n, name, flush=True)
     sec = cross_lagged_section(prepare_wave(load_study(ROOT / "data/demo/study.yaml"), 3))
     out["demo"]["numbers"] = sec.numbers
