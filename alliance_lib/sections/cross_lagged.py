@@ -101,18 +101,21 @@ def _row(label: str, fit: CrossLaggedFit) -> dict:
 
 
 def _session_scores(wave) -> pd.DataFrame:
-    """``wave.sessions()`` without the covariates, built from the scored columns it reads only.
+    """The client-rated rows of ``wave.sessions()`` in the columns used here.
 
-    The same rows and values as ``wave.sessions()`` in the columns used here; selecting the id,
-    session, rater and total columns first avoids copying every item column of the client rows
-    (about 1.5 GB at 2 million rows).
+    Only the client's alliance and the outcome enter the models, so the table is built from the
+    client rows' id, session and total columns: the same rows (after dropping those with
+    neither score), order and values as ``wave.sessions()``, without copying every item column
+    of the scored table (about 1.5 GB at 2 million rows) or merging in the therapist ratings
+    (``alliance_therapist`` is left missing).
     """
     scored = wave.scored
     want = ["client_id", "therapist_id", "session", "rater"] + [
         f"{prefix}_total" for prefix in (wave.alliance, wave.outcome) if prefix
     ]
+    rows = scored["rater"] == "client" if "rater" in scored.columns else slice(None)
     return session_table(
-        scored[[c for c in want if c in scored.columns]],
+        scored.loc[rows, [c for c in want if c in scored.columns]],
         alliance=wave.alliance,
         outcome=wave.outcome,
     )
