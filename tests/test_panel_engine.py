@@ -145,7 +145,8 @@ def _patterns_by_unique(X):
     for g, code in enumerate(codes):
         rows = X[inverse.ravel() == g][:, code]
         mu = rows.mean(axis=0)
-        out.append((np.flatnonzero(code), len(rows), mu, (rows - mu).T @ (rows - mu) / len(rows)))
+        d = rows - mu  # one operand twice: numpy's d.T @ d takes the symmetric (syrk) path
+        out.append((np.flatnonzero(code), len(rows), mu, d.T @ d / len(rows)))
     return out
 
 
