@@ -11,7 +11,9 @@ where ``F`` selects the observed variables. Each entry of ``A``, ``S`` and ``m``
 or a free parameter; one parameter may fill several entries (an equality constraint, as a lavaan
 label does). Rows of the data may miss any variables: the log-likelihood is summed over the
 missing-data patterns (Arbuckle 1996), each pattern contributing through its sufficient statistics
-(count, mean, cross-products), so one evaluation costs time in the number of patterns, not rows.
+(count, mean, cross-products), so one evaluation costs time in the number of patterns, not rows:
+the rows are grouped once (:func:`missing_patterns`, one integer sort), and the patterns with
+the same number of observed variables are handled as one stack of matrices.
 
 The gradient is analytic; the observed information is the central-difference Jacobian of that
 gradient (the Hessian lavaan uses for ``information = "observed"`` with ``missing = "ml"``).
@@ -441,7 +443,31 @@ def loglik_gradients(spec: RamSpec, thetas: np.ndarray, patterns: Patterns) -> n
 
     Equal, bit for bit, to ``K`` separate calls (the same operations on stacked pattern
     matrices), at a fraction of the interpreter overhead; rows whose implied covariance is not
-    positive definite get a zero gradient, as there.
+    positive definite get a zero gradient, as there. Used for the finite-difference
+    information, whose ``n_par`` shifted gradients are independent.
+
+    Parameters
+    ----------
+    spec : RamSpec
+    thetas : ndarray, shape (K, n_par)
+    patterns : Patterns
+
+    Returns
+    -------
+    ndarray, shape (K, n_par)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 2))
+    >>> X[::7, 1] = np.nan
+    >>> spec = RamSpec(n_vars=2, observed=np.array([0, 1]), a_entries=[(1, 0, 0)],
+    ...                s_entries=[(0, 0, 1), (1, 1, 2)], m_entries=[(0, 3), (1, 4)], n_par=5)
+    >>> pat = missing_patterns(X)
+    >>> thetas = np.array([[0.1, 1.0, 1.0, 0.0, 0.0], [0.2, 0.9, 1.1, 0.1, 0.0]])
+    >>> batch = loglik_gradients(spec, thetas, pat)
+    >>> all(np.array_equal(batch[j], loglik_gradient(spec, thetas[j], pat)[1]) for j in range(2))
+    True
     """
     thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
     K = thetas.shape[0]
