@@ -22,7 +22,6 @@ from alliance_lib.alliance_outcome import fit_alliance_outcome
 from alliance_lib.cross_lagged import CrossLaggedFit, cross_lagged_panel, fit_cross_lagged
 from alliance_lib.errors import AllianceError
 from alliance_lib.sections.base import Section, Table
-from alliance_lib.waves import session_table
 
 __all__ = ["cross_lagged_section"]
 
@@ -101,24 +100,23 @@ def _row(label: str, fit: CrossLaggedFit) -> dict:
 
 
 def _session_scores(wave) -> pd.DataFrame:
-    """The client-rated rows of ``wave.sessions()`` in the columns used here.
+    """The client-rated session scores: ``client_id``, ``session``, ``alliance``, ``outcome``.
 
-    Only the client's alliance and the outcome enter the models, so the table is built from the
-    client rows' id, session and total columns: the same rows (after dropping those with
-    neither score), order and values as ``wave.sessions()``, without copying every item column
-    of the scored table (about 1.5 GB at 2 million rows) or merging in the therapist ratings
-    (``alliance_therapist`` is left missing).
+    The rows of ``wave.sessions()`` that have a client-rated alliance or an outcome, in its
+    order (by client and session) and with its values, in the only columns the models use: built
+    from the client rows' id, session and total columns, without copying every item column of
+    the scored table (about 1.5 GB at 2 million rows) or merging in the therapist ratings.
     """
     scored = wave.scored
-    want = ["client_id", "therapist_id", "session", "rater"] + [
-        f"{prefix}_total" for prefix in (wave.alliance, wave.outcome) if prefix
-    ]
+    names = {"client_id": "client_id", "session": "session"}
+    for role, prefix in (("alliance", wave.alliance), ("outcome", wave.outcome)):
+        if prefix:
+            names[f"{prefix}_total"] = role
     rows = scored["rater"] == "client" if "rater" in scored.columns else slice(None)
-    return session_table(
-        scored.loc[rows, [c for c in want if c in scored.columns]],
-        alliance=wave.alliance,
-        outcome=wave.outcome,
-    )
+    out = scored.loc[rows, list(names)].rename(columns=names)  # copies these columns only
+    out = out.reindex(columns=["client_id", "session", "alliance", "outcome"])
+    out = out[out["alliance"].notna() | out["outcome"].notna()]
+    return out.sort_values(["client_id", "session"], kind="stable").reset_index(drop=True)
 
 
 def cross_lagged_section(
@@ -161,7 +159,6 @@ def cross_lagged_section(
     if wave.outcome is None:
         return Section.skip(KEY, TITLE, "the study has no outcome instrument")
     data = _session_scores(wave)
-    data = data[data["alliance"].notna() | data["outcome"].notna()]
     try:
         # the wide panel, its missing-data patterns and the unrestricted model: built once,
         # shared by the primary fit and the sensitivity analyses
