@@ -889,7 +889,10 @@ def fit_cross_lagged(
     ----------
     data : DataFrame or CrossLaggedPanel
         Long table, one row per client and session (one rater's rows); or its wide panel from
-        :func:`cross_lagged_panel` (same numbers; for several models on the same data).
+        :func:`cross_lagged_panel` (same numbers; for several models on the same data: the
+        panel keeps the missing-data patterns and the unrestricted model between fits). With a
+        panel, ``client``, ``session`` and ``min_clients`` are the panel's, and ``waves`` must
+        be None or the panel's waves.
     alliance, outcome : str
         Score columns. The outcome of wave ``t`` is taken as measured before session ``t`` and
         the alliance after it.
