@@ -40,7 +40,13 @@ from alliance_lib.errors import DataError
 from alliance_lib.frame import model_frame
 from alliance_lib.trajectories import ModelError
 
-__all__ = ["CrossLaggedFit", "fit_cross_lagged", "cross_lagged_syntax"]
+__all__ = [
+    "CrossLaggedFit",
+    "CrossLaggedPanel",
+    "cross_lagged_panel",
+    "fit_cross_lagged",
+    "cross_lagged_syntax",
+]
 
 MODELS = ("riclpm", "mlsem", "lcmsr")
 CONSTRAINTS = ("lags", "stationary", "none")
@@ -685,8 +691,7 @@ def _wide(data, alliance, outcome, client, session, waves, min_clients):
             column=session,
             hint="lower min_clients or pass waves=",
         )
-    widx = {w: k for k, w in enumerate(waves)}
-    col = np.array([widx.get(s, -1) for s in sess])
+    col = pd.Index(np.asarray(waves, dtype=float)).get_indexer(np.asarray(sess, dtype=float))
     keep = col >= 0
     n = len(uniq)
     T = len(waves)
@@ -713,17 +718,104 @@ def _carry(b_from: _Builder, theta: np.ndarray, b_to: _Builder, default: np.ndar
     return out
 
 
-def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, start_from=None):
+@dataclass
+class CrossLaggedPanel:
+    """The wide panel of a long table, built once and shared by several cross-lagged fits.
+
+    Made by :func:`cross_lagged_panel`; pass it to :func:`fit_cross_lagged` in place of the
+    long table. It caches, per set of analysed variables (e.g. the RI-CLPM's and the ML-SEM's),
+    the scaled data, their missing-data patterns and sufficient statistics, the pilot subset and
+    the unrestricted (h1) and baseline fits, so that models over the same variables (RI-CLPM,
+    LCM-SR, lag 2, the free-lag model of the constraint test) reuse them.
+
+    Attributes
+    ----------
+    alliance, outcome : ndarray
+        ``(clients, waves)`` scores, NaN where missing (clients with no score left out).
+    waves : list of float
+        The sessions used as waves.
+    columns : dict
+        The alliance, outcome, client and session column names of the long table.
+    """
+
+    alliance: np.ndarray
+    outcome: np.ndarray
+    waves: list
+    columns: dict
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_clients(self) -> int:
+        """Clients with at least one score in the waves."""
+        return int(self.alliance.shape[0])
+
+    def _model_data(self, key, A, Y, observed, series):
+        """Scaled data, patterns, log-scale shift and pilot patterns of one variable set."""
+        if key not in self._cache:
+            T = A.shape[1]
+            X = np.hstack([A[:, : T - 1] if len(observed) < 2 * T else A, Y])
+            scale = {"alliance": float(np.nanstd(A)) or 1.0, "outcome": float(np.nanstd(Y)) or 1.0}
+            colscale = np.array([scale[series[v]] for v in observed])
+            Xs = X / colscale
+            pat = missing_patterns(Xs)
+            shift = float(np.sum(~np.isnan(Xs) * np.log(colscale)))
+            self._cache[key] = {"Xs": Xs, "pat": pat, "shift": shift}
+        return self._cache[key]
+
+
+def cross_lagged_panel(
+    data: pd.DataFrame,
+    alliance: str,
+    outcome: str,
+    *,
+    client: str = "client_id",
+    session: str = "session",
+    waves=None,
+    min_clients: int = 20,
+) -> CrossLaggedPanel:
+    """The wide panel (clients x waves) of a long table, for several :func:`fit_cross_lagged` fits.
+
+    Parameters are those of :func:`fit_cross_lagged`. Fitting from the panel gives the same
+    numbers as fitting from the long table, without reshaping the table and regrouping the
+    missing-data patterns for every model.
+
+    Returns
+    -------
+    CrossLaggedPanel
+
+    Examples
+    --------
+    >>> from alliance_lib.simulate import simulate_study
+    >>> df = simulate_study(n_clients=120, max_sessions=5, output="scores", seed=3)
+    >>> panel = cross_lagged_panel(df[df["session"] >= 1], "alliance", "outcome")
+    >>> panel.alliance.shape
+    (120, 5)
+    >>> fit = fit_cross_lagged(panel, "alliance", "outcome", test_constraints=False)
+    >>> fit.n_clients
+    120
+    """
+    A, Y, w = _wide(data, alliance, outcome, client, session, waves, min_clients)
+    cols = {"alliance": alliance, "outcome": outcome, "client": client, "session": session}
+    return CrossLaggedPanel(A, Y, w, cols)
+
+
+def _fit_model(
+    panel,
+    A,
+    Y,
+    model,
+    constraints,
+    lag,
+    *,
+    fit_h1=True,
+    information=True,
+    start_from=None,
+    subset="fiml",
+):
     T = A.shape[1]
     b = _model_builder(model, T, constraints, lag)
-    X = np.hstack([A[:, : T - 1] if model == "mlsem" else A, Y])
-    scale = {
-        "alliance": float(np.nanstd(A)) or 1.0,
-        "outcome": float(np.nanstd(Y)) or 1.0,
-    }
-    colscale = np.array([scale[b.series[v]] for v in b.observed])
-    Xs = X / colscale
-    pat = missing_patterns(Xs)
+    md = panel._model_data((subset, tuple(b.observed)), A, Y, b.observed, b.series)
+    Xs, pat, shift = md["Xs"], md["pat"], md["shift"]
     spec = b.spec()
     start = _starts(b, Xs)
     h0 = None
@@ -732,9 +824,11 @@ def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, 
     elif len(pat.n) > PILOT_PATTERNS and pat.n_rows > 2 * PILOT_ROWS:
         # many missing-data patterns make each evaluation costly: get close on a pilot subset
         # of clients (fixed, for reproducibility), then finish on all of them
-        rows = np.random.default_rng(0).choice(Xs.shape[0], PILOT_ROWS, replace=False)
+        if "pilot" not in md:
+            rows = np.random.default_rng(0).choice(Xs.shape[0], PILOT_ROWS, replace=False)
+            md["pilot"] = missing_patterns(Xs[rows])
         try:
-            pilot = fit_ram(spec, missing_patterns(Xs[rows]), start, information=False)
+            pilot = fit_ram(spec, md["pilot"], start, information=False)
             start, h0 = pilot.theta, pilot.hess_inv
         except Exception:  # noqa: BLE001 - the pilot is only a start; fall back to the default
             pass
@@ -749,17 +843,16 @@ def _fit_model(A, Y, model, constraints, lag, *, fit_h1=True, information=True, 
             if alt.converged and (not fit.converged or alt.loglik > fit.loglik):
                 fit = alt
                 break
-    # log-likelihood on the data metric
-    shift = float(np.sum(~np.isnan(Xs) * np.log(colscale)))
     h1 = base = None
     if fit_h1:
-        try:
-            mu1, s1, ll1 = saturated_fit(pat)
-        except np.linalg.LinAlgError:  # singular unrestricted model: no fit indices, a warning
-            pass
-        else:
-            h1 = (mu1, s1, ll1)
-            base = independence_fit(pat)
+        # the unrestricted and baseline models depend on the variables only: fitted once
+        if "h1" not in md:
+            try:
+                md["h1"] = saturated_fit(pat)
+            except np.linalg.LinAlgError:  # singular unrestricted model: no fit indices
+                md["h1"] = None
+            md["base"] = None if md["h1"] is None else independence_fit(pat)
+        h1, base = md["h1"], md["base"]
     return b, spec, fit, pat, shift, h1, base
 
 
@@ -794,8 +887,12 @@ def fit_cross_lagged(
 
     Parameters
     ----------
-    data : DataFrame
-        Long table, one row per client and session (one rater's rows).
+    data : DataFrame or CrossLaggedPanel
+        Long table, one row per client and session (one rater's rows); or its wide panel from
+        :func:`cross_lagged_panel` (same numbers; for several models on the same data: the
+        panel keeps the missing-data patterns and the unrestricted model between fits). With a
+        panel, ``client``, ``session`` and ``min_clients`` are the panel's, and ``waves`` must
+        be None or the panel's waves.
     alliance, outcome : str
         Score columns. The outcome of wave ``t`` is taken as measured before session ``t`` and
         the alliance after it.
@@ -907,13 +1004,41 @@ def _fit_cross_lagged(
     min_clients,
     test_constraints,
 ):
-    A, Y, waves = _wide(data, alliance, outcome, client, session, waves, min_clients)
+    if isinstance(data, CrossLaggedPanel):
+        panel = data
+        if (panel.columns["alliance"], panel.columns["outcome"]) != (alliance, outcome):
+            raise ModelError(
+                f"the panel holds {panel.columns['alliance']!r} and {panel.columns['outcome']!r}, "
+                f"not {alliance!r} and {outcome!r}",
+                hint="build a panel for these scores with cross_lagged_panel()",
+            )
+        if waves is not None and [float(w) for w in waves] != panel.waves:
+            raise ModelError(
+                f"the panel's waves are sessions {panel.waves}, not {list(waves)}",
+                hint="build a panel for these waves with cross_lagged_panel(..., waves=)",
+            )
+    else:
+        panel = cross_lagged_panel(
+            data,
+            alliance,
+            outcome,
+            client=client,
+            session=session,
+            waves=waves,
+            min_clients=min_clients,
+        )
+    A, Y, waves = panel.alliance, panel.outcome, panel.waves
     if missing == "listwise":
-        cc = ~(np.isnan(A).any(1) | np.isnan(Y).any(1))
+        key = "listwise_rows"
+        if key not in panel._cache:
+            panel._cache[key] = ~(np.isnan(A).any(1) | np.isnan(Y).any(1))
+        cc = panel._cache[key]
         A, Y = A[cc], Y[cc]
     if A.shape[0] < 10:
         raise ModelError(f"only {A.shape[0]} clients have data in the waves used", column=client)
-    b, spec, fit, pat, shift, h1, base = _fit_model(A, Y, model, constraints, lag)
+    b, spec, fit, pat, shift, h1, base = _fit_model(
+        panel, A, Y, model, constraints, lag, subset=missing
+    )
     f = _param_scale(
         b, {"alliance": float(np.nanstd(A)) or 1.0, "outcome": float(np.nanstd(Y)) or 1.0}
     )
@@ -1008,6 +1133,7 @@ def _fit_cross_lagged(
         )
     if constraints != "none" and test_constraints:
         _, spec_f, fit_f, *_ = _fit_model(
+            panel,
             A,
             Y,
             model,
@@ -1016,6 +1142,7 @@ def _fit_cross_lagged(
             fit_h1=False,
             information=False,
             start_from=(b, fit.theta),
+            subset=missing,
         )
         lr_stat = max(2.0 * (fit_f.loglik - fit.loglik), 0.0)
         ddf = spec_f.n_par - spec.n_par

@@ -15,9 +15,19 @@ checks that the alliance -> outcome estimate and the log-likelihood agree (withi
 SE, and 1e-3), and writes ``benchmarks/results/cross_lagged.json`` with the ratios, the load
 average and the versions.
 
+``--section-clients 100000`` (issue 16) also times the report section
+(``cross_lagged_section``: RI-CLPM with its constraint test, ML-SEM, LCM-SR, lag 2, the
+descriptive multilevel line) on ``simulate_study(n_clients=100000, n_therapists=2000, seed=7)``
+read, scored and prepared as ``bench_report.py`` does, with this code and, in a subprocess on the
+same prepared wave, with the code of ``--baseline-ref`` (default a0ab212, before the speed work;
+``git archive`` of ``alliance_lib``): CPU and wall time, memory growth of the section and of the
+four fits alone, and the largest relative difference between the two sections' numbers
+(``results/cross_lagged_section.json``).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_cross_lagged.py [--sizes 300 10000] [--no-r]
+    .venv/bin/python benchmarks/bench_cross_lagged.py --sizes --section-clients 100000
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from alliance_lib.cross_lagged import cross_lagged_syntax, fit_cross_lagged  # n
 from alliance_lib.simulate import SimulationTruth, simulate_study  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "cross_lagged.json"
+SECTION_RESULTS = ROOT / "benchmarks" / "results" / "cross_lagged_section.json"
 WAVES = 12
 TRUTH = SimulationTruth(
     sd_client_slope=0.0,
@@ -132,9 +143,124 @@ def time_lavaan(df, models, tmp):
     return json.loads(out.read_text())
 
 
+SECTION_SCRIPT = r"""
+import json, pickle, sys, time
+sys.path.insert(0, sys.argv[3])
+from bench_report import measure
+from alliance_lib.cross_lagged import fit_cross_lagged
+from alliance_lib.sections.cross_lagged import cross_lagged_section
+with open(sys.argv[1], "rb") as f:
+    wave = pickle.load(f)
+with open(sys.argv[1] + ".sessions", "rb") as f:
+    data = pickle.load(f)
+M = 2**20
+out = {}
+sec, wall, cpu, peak, grow = measure(lambda: cross_lagged_section(wave))
+out["section"] = {"wall": wall, "cpu": cpu, "grow_mib": grow / M}
+out["numbers"] = sec.numbers
+try:
+    from alliance_lib.cross_lagged import cross_lagged_panel
+except ImportError:  # before the shared panel: each fit from the long table
+    cross_lagged_panel = None
+def fits():
+    src = data if cross_lagged_panel is None else cross_lagged_panel(data, "alliance", "outcome")
+    first = fit_cross_lagged(src, "alliance", "outcome")
+    kw = {} if cross_lagged_panel is not None else {"waves": first.waves}
+    for extra in ({"model": "mlsem"}, {"model": "lcmsr"}, {"lag": 2}):
+        fit_cross_lagged(src, "alliance", "outcome", test_constraints=False, **kw, **extra)
+_, wall, cpu, peak, grow = measure(fits)
+out["fits"] = {"wall": wall, "cpu": cpu, "grow_mib": grow / M}
+json.dump(out, open(sys.argv[2], "w"), default=float)
+"""
+
+
+def _max_rel_diff(a, b) -> float:
+    """Largest relative difference between the numbers of two JSON-like structures."""
+    if isinstance(b, dict):
+        return max((_max_rel_diff(a[k], b[k]) for k in b), default=0.0)
+    if isinstance(b, list):
+        return max((_max_rel_diff(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if isinstance(b, float) and isinstance(a, float):
+        return 0.0 if a == b else abs(a - b) / max(abs(b), 1e-300)
+    return 0.0 if a == b else float("inf")
+
+
+def section_benchmark(n_clients: int, n_therapists: int, baseline_ref: str) -> dict:
+    """The cross-lagged section at ``n_clients``: this code and ``baseline_ref``'s, same wave."""
+    import pickle
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_report import collision_free_key
+
+    import alliance_lib as al
+
+    out = {"n_clients": n_clients, "n_therapists": n_therapists, "baseline_ref": baseline_ref}
+    with tempfile.TemporaryDirectory(prefix="alliance-bench-cl-") as tmp:
+        folder = Path(tmp)
+        data = al.simulate_study(n_clients=n_clients, n_therapists=n_therapists, seed=7)
+        out["n_rows"] = len(data)
+        os.environ["ALLIANCE_SALT"] = collision_free_key(data)
+        data.to_csv(folder / "wave1.csv", index=False)
+        del data
+        (folder / "study.yaml").write_text(
+            "study: Benchmark study\ndata: {1: wave1.csv}\n"
+            "columns: {client: client_id, therapist: therapist_id, session: session, "
+            "rater: rater}\nmissing_codes: [-99, 999]\n"
+            "instruments: {alliance: wai-sr, outcome: oq-45.2}\n",
+            encoding="utf-8",
+        )
+        wave = al.prepare_wave(al.load_study(folder / "study.yaml"), 1)
+        sessions = wave.sessions()
+        sessions = sessions[sessions["alliance"].notna() | sessions["outcome"].notna()]
+        wave_pkl = folder / "wave.pkl"
+        with open(wave_pkl, "wb") as f:
+            pickle.dump(wave, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with open(str(wave_pkl) + ".sessions", "wb") as f:
+            pickle.dump(sessions, f, protocol=pickle.HIGHEST_PROTOCOL)
+        del wave, sessions
+        script = folder / "section.py"
+        script.write_text(SECTION_SCRIPT)
+        old_tree = folder / "old"
+        old_tree.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", baseline_ref, "alliance_lib"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+        runs = {}
+        for label, tree in (("before", old_tree), ("after", ROOT)):
+            res = folder / f"{label}.json"
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            subprocess.run(
+                [sys.executable, str(script), str(wave_pkl), str(res), str(ROOT / "benchmarks")],
+                check=True,
+                env=env,
+                cwd=str(tree),
+            )
+            runs[label] = json.loads(res.read_text())
+    for label in ("before", "after"):
+        out[label] = {k: runs[label][k] for k in ("section", "fits")}
+        s, f = runs[label]["section"], runs[label]["fits"]
+        print(
+            f"cross_lagged_section {label:6s}: section {s['cpu']:6.1f} s CPU {s['wall']:6.1f} s wall "
+            f"+{s['grow_mib']:6.0f} MiB   four fits {f['cpu']:6.1f} s CPU {f['wall']:6.1f} s wall "
+            f"+{f['grow_mib']:6.0f} MiB",
+            flush=True,
+        )
+    out["max_relative_difference"] = _max_rel_diff(
+        runs["after"]["numbers"], runs["before"]["numbers"]
+    )
+    print(
+        f"largest relative difference of the section's numbers: {out['max_relative_difference']:.1e}"
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[300, 10000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[300, 10000])
     ap.add_argument("--no-r", action="store_true")
     ap.add_argument(
         "--gaps",
@@ -144,7 +270,23 @@ def main() -> None:
         "lavaan is timed on them up to --r-gaps-max clients",
     )
     ap.add_argument("--r-gaps-max", type=int, default=300)
+    ap.add_argument(
+        "--section-clients",
+        type=int,
+        default=0,
+        help="also time cross_lagged_section at this many clients, before/after (0: skip)",
+    )
+    ap.add_argument("--section-therapists", type=int, default=2000)
+    ap.add_argument("--baseline-ref", default="a0ab212", help="git ref of the 'before' code")
     args = ap.parse_args()
+    if args.section_clients:
+        res = section_benchmark(args.section_clients, args.section_therapists, args.baseline_ref)
+        res.update(load_average=os.getloadavg(), cpus=os.cpu_count(), numpy=np.__version__)
+        SECTION_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        SECTION_RESULTS.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        print(f"written {SECTION_RESULTS.relative_to(ROOT)}")
+        if not args.sizes:
+            return
     have_r = shutil.which("Rscript") is not None and not args.no_r
     results = {
         "load_average": os.getloadavg(),

@@ -11,6 +11,7 @@ from alliance_lib.engine.panel import (
     independence_fit,
     loglik,
     loglik_gradient,
+    loglik_gradients,
     missing_patterns,
     observed_information,
     saturated_fit,
@@ -133,3 +134,71 @@ def test_every_start_reaches_the_same_optimum():
     pat = missing_patterns(X)
     lls = [fit_ram(b.spec(), pat, _starts(b, X, share)).loglik for share in START_SHARES]
     assert max(lls) - min(lls) < 1e-6
+
+
+def _patterns_by_unique(X):
+    """The grouping before issue 16: ``np.unique`` on the mask rows, per-pattern statistics."""
+    X = X[~np.isnan(X).all(axis=1)]
+    mask = ~np.isnan(X)
+    codes, inverse = np.unique(mask, axis=0, return_inverse=True)
+    out = []
+    for g, code in enumerate(codes):
+        rows = X[inverse.ravel() == g][:, code]
+        mu = rows.mean(axis=0)
+        d = rows - mu  # one operand twice: numpy's d.T @ d takes the symmetric (syrk) path
+        out.append((np.flatnonzero(code), len(rows), mu, d.T @ d / len(rows)))
+    return out
+
+
+@pytest.mark.parametrize("p", [3, 10, 64])
+def test_integer_coded_patterns_equal_the_unique_rows_grouping(p):
+    # up to 62 columns the mask rows are integer codes; 64 takes the np.unique(axis=0) path
+    rng = np.random.default_rng(p)
+    X = rng.normal(size=(3000, p)) * 3.0 + 10.0
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:5] = np.nan  # rows without any value are left out
+    pat = missing_patterns(X)
+    ref = _patterns_by_unique(X)
+    assert pat.n_rows == (~np.isnan(X)).any(axis=1).sum() and len(pat.n) == len(ref)
+    for g, (obs, n, mu, cov) in enumerate(ref):  # same order, same bits
+        assert np.array_equal(pat.observed[g], obs) and pat.n[g] == n
+        assert np.array_equal(pat.mean[g], mu) and np.array_equal(pat.cov[g], cov)
+
+
+@pytest.mark.parametrize("model", ["riclpm", "mlsem"])
+def test_batched_gradients_equal_single_calls_bit_for_bit(model):
+    rng = np.random.default_rng(7)
+    T = 6
+    X = _panel(rng, n=400, T=T, p_missing=0.25)  # many patterns, some groups of one pattern
+    if model == "mlsem":
+        X = np.hstack([X[:, : T - 1], X[:, T:]])
+    b = _model_builder(model, T, "lags", 1)
+    spec = b.spec()
+    pat = missing_patterns(X)
+    assert min(len(n) for _, n, *_ in pat.groups) == 1
+    base = _starts(b, X)
+    thetas = base + 0.01 * rng.normal(size=(20, spec.n_par))
+    thetas[3, [r.index for r in b.rows if r.op == "~~" and r.lhs == r.rhs][0]] = -5.0  # not PD
+    batch = loglik_gradients(spec, thetas, pat)
+    for t, gb in zip(thetas, batch, strict=True):
+        ll, g1 = loglik_gradient(spec, t, pat)
+        assert np.array_equal(gb, g1)
+    assert not np.isfinite(loglik(spec, thetas[3], pat)) and not batch[3].any()
+
+
+def test_observed_information_is_the_forward_difference_of_the_gradient():
+    rng = np.random.default_rng(8)
+    X = _panel(rng, n=300, T=4, p_missing=0.2)
+    b = _model_builder("riclpm", 4, "lags", 1)
+    spec = b.spec()
+    pat = missing_patterns(X)
+    theta = _starts(b, X)
+    H = observed_information(spec, theta, pat)
+    g0 = loglik_gradient(spec, theta, pat)[1]
+    ref = np.empty_like(H)
+    for j in range(spec.n_par):  # the loop the batched evaluation replaces
+        h = 1e-6 * max(1e-2, abs(theta[j]))
+        tp = theta.copy()
+        tp[j] += h
+        ref[:, j] = (loglik_gradient(spec, tp, pat)[1] - g0) / h
+    assert np.array_equal(H, -0.5 * (ref + ref.T))

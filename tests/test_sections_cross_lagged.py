@@ -4,6 +4,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from alliance_lib import fit_cross_lagged
@@ -66,3 +67,14 @@ def test_section_skips_without_outcome():
     w = _wave()
     sec = cross_lagged_section(type(w)(**{**w.__dict__, "outcome": None}))
     assert not sec.applies and "outcome" in sec.not_applicable
+
+
+def test_section_reads_the_client_rows_of_the_session_table():
+    from alliance_lib.sections.cross_lagged import _session_scores
+
+    wave = _wave()
+    full = wave.sessions()
+    full = full[full["alliance"].notna() | full["outcome"].notna()].reset_index(drop=True)
+    lean = _session_scores(wave)
+    cols = ["client_id", "session", "alliance", "outcome"]
+    pd.testing.assert_frame_equal(lean, full[cols])

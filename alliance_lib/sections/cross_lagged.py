@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_lib.alliance_outcome import fit_alliance_outcome
-from alliance_lib.cross_lagged import CrossLaggedFit, fit_cross_lagged
+from alliance_lib.cross_lagged import CrossLaggedFit, cross_lagged_panel, fit_cross_lagged
 from alliance_lib.errors import AllianceError
 from alliance_lib.sections.base import Section, Table
 
@@ -99,6 +99,26 @@ def _row(label: str, fit: CrossLaggedFit) -> dict:
     }
 
 
+def _session_scores(wave) -> pd.DataFrame:
+    """The client-rated session scores: ``client_id``, ``session``, ``alliance``, ``outcome``.
+
+    The rows of ``wave.sessions()`` that have a client-rated alliance or an outcome, in its
+    order (by client and session) and with its values, in the only columns the models use: built
+    from the client rows' id, session and total columns, without copying every item column of
+    the scored table (about 1.5 GB at 2 million rows) or merging in the therapist ratings.
+    """
+    scored = wave.scored
+    names = {"client_id": "client_id", "session": "session"}
+    for role, prefix in (("alliance", wave.alliance), ("outcome", wave.outcome)):
+        if prefix:
+            names[f"{prefix}_total"] = role
+    rows = scored["rater"] == "client" if "rater" in scored.columns else slice(None)
+    out = scored.loc[rows, list(names)].rename(columns=names)  # copies these columns only
+    out = out.reindex(columns=["client_id", "session", "alliance", "outcome"])
+    out = out[out["alliance"].notna() | out["outcome"].notna()]
+    return out.sort_values(["client_id", "session"], kind="stable").reset_index(drop=True)
+
+
 def cross_lagged_section(
     wave, *, min_clients: int = 20, sensitivity: bool = True, descriptive: bool = True
 ) -> Section:
@@ -138,10 +158,12 @@ def cross_lagged_section(
     """
     if wave.outcome is None:
         return Section.skip(KEY, TITLE, "the study has no outcome instrument")
-    data = wave.sessions()
-    data = data[data["alliance"].notna() | data["outcome"].notna()]
+    data = _session_scores(wave)
     try:
-        primary = fit_cross_lagged(data, "alliance", "outcome", min_clients=min_clients)
+        # the wide panel, its missing-data patterns and the unrestricted model: built once,
+        # shared by the primary fit and the sensitivity analyses
+        panel = cross_lagged_panel(data, "alliance", "outcome", min_clients=min_clients)
+        primary = fit_cross_lagged(panel, "alliance", "outcome")
     except AllianceError as exc:
         return Section.skip(KEY, TITLE, f"a cross-lagged panel model cannot be fitted: {exc}")
     except np.linalg.LinAlgError:  # e.g. a singular covariance of too few clients per session
@@ -168,7 +190,7 @@ def cross_lagged_section(
         ):
             try:
                 fits[name] = fit_cross_lagged(
-                    data, "alliance", "outcome", waves=waves, test_constraints=False, **kw
+                    panel, "alliance", "outcome", test_constraints=False, **kw
                 )
             except (AllianceError, np.linalg.LinAlgError) as exc:
                 failed[name] = str(exc) or "singular covariance matrix"
