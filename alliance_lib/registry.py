@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -193,6 +193,12 @@ class Instrument:
     def __hash__(self) -> int:
         return hash((self.id, self.prefix, self.n_items, self.reverse))
 
+    def __reduce__(self):
+        # read-only mappings do not pickle: rebuild from plain dicts (so plain pickle, e.g. of a
+        # Dask task, never falls back to pickling by value)
+        state = {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+        return (_rebuild_instrument, (state,))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Instrument):
             return NotImplemented
@@ -312,6 +318,19 @@ class Instrument:
             "license": self.license,
             "notes": self.notes,
         }
+
+
+def _thaw(obj: Any) -> Any:
+    """Read-only mappings (at any depth) as plain dicts, for pickling."""
+    if isinstance(obj, MappingProxyType | dict):
+        return {k: _thaw(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return [_thaw(v) for v in obj]  # (frozen back into a tuple by _freeze)
+    return obj
+
+
+def _rebuild_instrument(state: dict) -> Instrument:
+    return Instrument(**{k: _freeze(v) for k, v in state.items()})
 
 
 def _freeze(obj: Any) -> Any:

@@ -253,3 +253,19 @@ def test_user_prefix_clash_with_builtin(tmp_path):
     ) as info:
         al.get_instrument("my-scale", folder=tmp_path)
     assert info.value.field == "prefix"
+
+
+def test_every_instrument_pickles_plainly():
+    # plain pickle (no by-value fallback): Dask ships instruments to its workers this way, and a
+    # fallback to pickling by value raced with other threads on a local cluster
+    import pickle
+
+    from alliance_lib.registry import get_instrument
+
+    for name in ("core-10", "core-om", "gad-7", "haq-ii", "oq-45.2", "ors", "phq-9", "srs"):
+        inst = get_instrument(name)
+        back = pickle.loads(pickle.dumps(inst))
+        assert back == inst and back.to_dict() == inst.to_dict()
+        assert type(back.subscales) is type(inst.subscales) and back.reverse == inst.reverse
+    for name in ("wai", "wai-s", "wai-sr"):
+        assert pickle.loads(pickle.dumps(get_instrument(name))) == get_instrument(name)
