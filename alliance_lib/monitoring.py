@@ -5,7 +5,8 @@ on the intake score (Finch, Lambert & Schaalje 2001) and gives, for any intake a
 expected score with predictive bands. :func:`not_on_track` turns it into white / green / yellow /
 red states per client and session, using only the sessions up to that one.
 :func:`validate_alerts` estimates how well the alerts predict treatment failure out of sample
-(leave-one-therapist-out or k-fold by client) with therapist-cluster bootstrap CIs, next to a
+(by therapist: leave-one-therapist-out up to 50 therapists, grouped 10-fold above; or k-fold by
+client) with therapist-cluster bootstrap CIs, next to a
 rational rule, an intake-only model and, on simulated data, the ideal predictor.
 :func:`alliance_signals` and :func:`evaluate_alliance_signals` do the same for alliance warnings
 (SRS below 36 or a drop of 1 point, past-only ruptures, the alliance below its own expected curve).
@@ -51,6 +52,9 @@ FAILURES = ("reliable_deterioration", "no_reliable_improvement", "not_recovered"
 reliable deterioration (end - intake >= RCI), no reliable improvement (intake - end < RCI),
 not recovered (clients starting in the clinical range: not both reliably improved and out of it)."""
 STATES = ("white", "green", "yellow", "red")
+LOTO_MAX_THERAPISTS = 50
+"""Most therapists for which ``validate_alerts(cv="therapist")`` leaves one therapist out at a
+time; with more, whole therapists go to ``k`` folds (grouped k-fold), one refit per fold."""
 DIRECTIONS = ("higher_is_worse", "higher_is_better")
 
 
@@ -661,21 +665,85 @@ def not_on_track(
 
 
 # --------------------------------------------------------------------------- accuracy
-def _weighted_auc(score: np.ndarray, label: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Weighted Mann-Whitney AUC (ties count one half) for each row of weights ``W``."""
+_CHUNK_CELLS = 4_000_000
+"""Largest (replicates x observations) block of float64 weights built at once (32 MB)."""
+
+
+def _weighted_auc(
+    score: np.ndarray,
+    label: np.ndarray,
+    W: np.ndarray,
+    cluster: np.ndarray | None = None,
+    *,
+    chunk_cells: int = _CHUNK_CELLS,
+) -> np.ndarray:
+    """Weighted Mann-Whitney AUC (ties count one half) for each row of weights ``W``.
+
+    Parameters
+    ----------
+    score, label : ndarray
+        Continuous score and binary label per observation (length n).
+    W : ndarray
+        Weights, one row per replicate: per observation (``r x n``) or, with ``cluster``, per
+        cluster (``r x c``: observation i has weight ``W[:, cluster[i]]``, as in a cluster
+        bootstrap, so the ``r x n`` matrix is never stored whole).
+    cluster : ndarray of int, optional
+        Cluster code (0 .. c - 1) per observation.
+    chunk_cells : int
+        Replicates are processed in blocks of at most this many ``replicate x observation``
+        cells (32 MB of float64 by default).
+
+    Returns
+    -------
+    ndarray
+        One AUC per row of ``W`` (NaN when a row weights no positive or no negative).
+
+    Notes
+    -----
+    The observations are sorted once by score; per replicate the weights of negatives and
+    positives are summed per tie group with :func:`numpy.add.reduceat` over the sorted runs, and
+    ``AUC = sum_g P_g (N_<g + N_g / 2) / (P N)`` with ``N_<g`` the weight of negatives below tie
+    group g (Mann & Whitney 1947; Hanley & McNeil 1982). With integer weights (the bootstrap's
+    multinomial counts) every sum is an exact integer or half-integer in float64, so the result
+    is bitwise the same as summing observation by observation.
+
+    References
+    ----------
+    Hanley, J. A., & McNeil, B. J. (1982). The meaning and use of the area under a receiver
+    operating characteristic (ROC) curve. *Radiology, 143*(1), 29-36.
+
+    Examples
+    --------
+    >>> s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1], bool)
+    >>> _weighted_auc(s, y, np.array([[1.0, 1, 1, 1], [2, 0, 1, 1]])).tolist()
+    [0.75, 0.5]
+    """
+    score = np.asarray(score)
+    label = np.asarray(label, dtype=bool)
+    W = np.asarray(W, dtype=float)
+    n = score.size
+    out = np.full(W.shape[0], np.nan)
+    if n == 0:
+        return out
     order = np.argsort(score, kind="stable")
-    sc, lab, Wo = score[order], label[order], W[:, order]
-    _, grp = np.unique(sc, return_inverse=True)
-    wneg = Wo * (~lab)
-    wpos = Wo * lab
-    ng = grp.max() + 1 if grp.size else 0
-    neg_g = np.zeros((W.shape[0], ng))
-    np.add.at(neg_g.T, grp, wneg.T)
-    below = np.cumsum(neg_g, axis=1) - neg_g  # negatives strictly below each tie group
-    contrib = (below[:, grp] + 0.5 * neg_g[:, grp]) * wpos
-    denom = wpos.sum(axis=1) * wneg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return contrib.sum(axis=1) / denom
+    sc, lab = score[order], label[order]
+    new_group = sc[1:] != sc[:-1]
+    if sc.dtype.kind == "f":  # NaNs tie with each other (as np.unique groups them)
+        new_group &= ~(np.isnan(sc[1:]) & np.isnan(sc[:-1]))
+    starts = np.flatnonzero(np.r_[True, new_group])  # first row of each tie group
+    cl = order if cluster is None else np.asarray(cluster)[order]
+    neg, pos = (~lab).astype(float), lab.astype(float)
+    step = max(1, int(chunk_cells) // n)
+    for lo in range(0, W.shape[0], step):
+        w = W[lo : lo + step][:, cl]  # replicate x observation weights, in score order
+        neg_g = np.add.reduceat(w * neg, starts, axis=1)
+        pos_g = np.add.reduceat(w * pos, starts, axis=1)
+        below = np.cumsum(neg_g, axis=1) - neg_g  # negatives strictly below each tie group
+        num = ((below + 0.5 * neg_g) * pos_g).sum(axis=1)
+        denom = pos_g.sum(axis=1) * neg_g.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo : lo + step] = num / denom
+    return out
 
 
 def auc(score, label) -> float:
@@ -691,13 +759,24 @@ def auc(score, label) -> float:
     return float(_weighted_auc(score, label, np.ones((1, score.size)))[0])
 
 
-def _metrics(score, alert, label, W):
-    """Accuracy of a binary alert and AUC of a continuous score, for each weight row."""
+def _metrics(score, alert, label, W, cluster=None):
+    """Accuracy of a binary alert and AUC of a continuous score, for each weight row.
+
+    ``W`` holds weights per observation (``r x n``) or, with ``cluster`` (a code per
+    observation), per cluster (``r x c``); the counts are then summed per cluster first
+    (``W @ bincount``), which with integer weights gives exactly the same numbers.
+    """
     a, y = alert.astype(float), label.astype(float)
-    tp = W @ (a * y)
-    fp = W @ (a * (1 - y))
-    fn = W @ ((1 - a) * y)
-    tn = W @ ((1 - a) * (1 - y))
+    W = np.asarray(W, dtype=float)
+    if cluster is None:
+        sums = [a * y, a * (1 - y), (1 - a) * y, (1 - a) * (1 - y)]
+    else:
+        c = W.shape[1]
+        sums = [
+            np.bincount(cluster, weights=v, minlength=c)
+            for v in (a * y, a * (1 - y), (1 - a) * y, (1 - a) * (1 - y))
+        ]
+    tp, fp, fn, tn = (W @ v for v in sums)
     n = tp + fp + fn + tn
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
@@ -707,7 +786,7 @@ def _metrics(score, alert, label, W):
             "specificity": tn / (tn + fp),
             "ppv": tp / (tp + fp),
             "npv": tn / (tn + fn),
-            "auc": _weighted_auc(score, label.astype(bool), W),
+            "auc": _weighted_auc(score, label.astype(bool), W, cluster),
         }
 
 
@@ -818,6 +897,7 @@ def validate_alerts(
     in_sample: bool = True,
     ideal: bool | None = None,
     seed: int = 0,
+    loto_max: int = LOTO_MAX_THERAPISTS,
 ) -> AlertValidation:
     """How well not-on-track alerts predict treatment failure, estimated out of sample.
 
@@ -831,7 +911,17 @@ def validate_alerts(
     instrument, cutoff, rci, direction
         As in :func:`not_on_track` (``rci`` is required; ``cutoff`` for ``not_recovered``).
     cv : {"therapist", "client", "none"}
-        Leave-one-therapist-out, k-fold by client (``k``), or in-sample only.
+        By therapist (no therapist is ever in the training and the test clients of one fold),
+        k-fold by client (``k``), or in-sample only. ``"therapist"`` leaves one therapist out
+        at a time when there are at most ``loto_max`` therapists, and above that assigns whole
+        therapists to ``k`` folds (grouped k-fold: the sorted therapists permuted with
+        ``seed``, fold = position mod ``k``), since leave-one-therapist-out needs one refit of
+        the mixed model per therapist (2,000 refits for 2,000 therapists). Both keep each
+        therapist's clients out of the fit that scores them, so the estimate stays one of a
+        new therapist's clients; ``settings["scheme"]`` and ``settings["n_folds"]`` record
+        which was used.
+    k : int
+        Folds of ``cv="client"`` and of the grouped k-fold by therapist.
     sessions : sequence of int, optional
         Alert sessions to evaluate (default every session after intake with at least 20 clients
         at risk).
@@ -849,6 +939,10 @@ def validate_alerts(
         Add the ideal predictors of simulated data (default: when ``data.attrs`` carries the
         per-client truth of ``simulate_study(response=...)``).
     seed : int
+        Seeds the folds (client or grouped therapist folds) and the bootstrap.
+    loto_max : int
+        Largest number of therapists validated leave-one-therapist-out (default
+        :data:`LOTO_MAX_THERAPISTS`, 50).
 
     Returns
     -------
@@ -872,7 +966,12 @@ def validate_alerts(
       sessions 0..t, and ``ideal (true parameters)``: knowing the client's true trajectory.
 
     CIs resample therapists (clusters) with replacement, keeping the out-of-sample predictions
-    fixed (percentile intervals).
+    fixed (percentile intervals). The bootstrap weights are kept per therapist
+    (``n_boot x therapists``) and expanded to clients in blocks, so memory stays bounded.
+
+    Grouped k-fold cross-validation with whole clusters held out is the standard alternative to
+    leave-one-cluster-out when clusters are many (Roberts et al. 2017); with 10 folds each fit
+    uses 90 % of the therapists instead of all but one, a slightly pessimistic estimate.
 
     References
     ----------
@@ -883,6 +982,8 @@ def validate_alerts(
     empirical methods in the prediction of psychotherapy outcome. *Clin Psychol Psychother,
     13*, 202-214.
     Field, C. A., & Welsh, A. H. (2007). Bootstrapping clustered data. *JRSS B, 69*(3), 369-390.
+    Roberts, D. R., Bahn, V., Ciuti, S., et al. (2017). Cross-validation strategies for data with
+    temporal, spatial, hierarchical, or phylogenetic structure. *Ecography, 40*(8), 913-929.
 
     Examples
     --------
@@ -917,19 +1018,33 @@ def validate_alerts(
         else ids
     )
     rng = np.random.default_rng(seed)
-    if cv == "therapist":
+    n_ther = int(pd.unique(ther_of).size) if therapist else 0
+    if cv == "therapist" and n_ther <= loto_max:
+        scheme = "leave-one-therapist-out"
         groups = pd.Series(ther_of, index=ids)
+    elif cv == "therapist":
+        # grouped k-fold: whole therapists to folds (sorted therapists, a seeded permutation)
+        scheme = "grouped k-fold by therapist"
+        levels, t_code = np.unique(np.asarray(ther_of).astype(str), return_inverse=True)
+        fold_of_ther = rng.permutation(levels.size) % k
+        groups = pd.Series(fold_of_ther[t_code.ravel()], index=ids)
     elif cv == "client":
+        scheme = "k-fold by client"
         groups = pd.Series(rng.permutation(ids.size) % k, index=ids)
     else:
+        scheme = "in-sample"
         groups = pd.Series(0, index=ids)
     kw = dict(shape=shape, red=red, yellow=yellow, rci=rci, cutoff_w=cutoff_w, horizon=horizon)
     kw.update(intake_session=intake_session, therapist=therapist, direction=direction)
+    # fold membership by integer codes: post is sorted by client, ids in the same order
+    row_client = pd.factorize(post["client"])[0]
+    g_code, g_levels = pd.factorize(groups, use_na_sentinel=False)
+    row_group = g_code[row_client]
     held = []
-    for g in pd.unique(groups):
-        test_ids = groups.index[groups.to_numpy() == g]
-        train = post[~post["client"].isin(test_ids)] if cv != "none" else post
-        test = post[post["client"].isin(test_ids)]
+    for g in range(len(g_levels)):
+        in_test = row_group == g
+        train = post[~in_test] if cv != "none" else post
+        test = post[in_test]
         held.append(_score_fold(train, test, labels, failures, **kw))
     scores = pd.concat(held, ignore_index=True)
     scores = scores.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
@@ -953,13 +1068,14 @@ def validate_alerts(
     # cluster bootstrap weights (therapists resampled)
     clusters, ccode = np.unique(scores["cluster"].astype(str), return_inverse=True)
     Wc = rng.multinomial(clusters.size, np.full(clusters.size, 1 / clusters.size), size=n_boot)
+    # weights per cluster (row 0: the estimate, every client once); expanded to clients in chunks
+    Wall = np.vstack([np.ones(clusters.size), Wc]).astype(float)
     rows, calib = [], []
     for t in sessions:
         at = scores[(scores["session"] == t) & (scores["session"] < scores["end"])]
         if at.empty:
             continue
         cw = ccode[at.index.to_numpy()]
-        W = np.vstack([np.ones(len(at)), Wc[:, cw]])
         for f in failures:
             lab = labels[f].reindex(at["client"]).to_numpy()
             ok = ~np.isnan(lab)
@@ -971,7 +1087,7 @@ def validate_alerts(
                 fin = np.isfinite(s_)
                 if fin.sum() < 2:
                     continue
-                m = _metrics(s_[fin], a_[fin], y[fin], W[:, ok][:, fin])
+                m = _metrics(s_[fin], a_[fin], y[fin], Wall, cw[ok][fin])
                 row = {
                     "failure": f,
                     "predictor": name,
@@ -1010,8 +1126,10 @@ def validate_alerts(
     burden = _burden(scores, sessions, alert, failures, ideal)
     settings = {
         "cv": cv,
-        "k": k if cv == "client" else None,
-        "n_folds": int(groups.nunique()),
+        "scheme": scheme,
+        "k": k if scheme in ("k-fold by client", "grouped k-fold by therapist") else None,
+        "n_folds": int(len(g_levels)),
+        "loto_max_therapists": loto_max,
         "failures": list(failures),
         "rci": rci,
         "cutoff": cutoff,
@@ -1178,20 +1296,28 @@ def _burden(scores, sessions, alert, failures=(), ideal=False):
         if ideal:
             flags.append(("ideal (history)", f, live[f"ideal_history_{f}"].to_numpy() >= 0.5))
     rows = []
-    n_clients = live["client"].nunique()
+    codes = pd.factorize(live["client"])[0]
+    n_clients = int(codes.max() + 1) if codes.size else 0
+    sess = live["session"].to_numpy()
+
+    def share_flagged(flag, rows_in):
+        """Share of the clients with a row in ``rows_in`` flagged at one of those rows."""
+        seen = np.bincount(codes[rows_in], minlength=n_clients) > 0
+        hit = np.bincount(codes[rows_in & flag], minlength=n_clients) > 0
+        return float(hit.sum() / seen.sum()) if seen.any() else np.nan
+
+    every = np.ones(len(live), bool)
     for name, failure, flag in flags:
-        f = pd.Series(flag, index=live.index)
-        ever = f.groupby(live["client"]).any()
+        flag = np.broadcast_to(np.asarray(flag, dtype=bool), every.shape)
         row = {
             "predictor": name,
             "failure": failure,
             "clients": int(n_clients),
-            "ever_flagged": float(ever.mean()),
+            "ever_flagged": share_flagged(flag, every),
             "alerts_per_100_sessions": float(100 * flag.mean()),
         }
         for t in sessions:
-            upto = f[live["session"] <= t].groupby(live["client"][live["session"] <= t]).any()
-            row[f"flagged_by_{t}"] = float(upto.mean()) if len(upto) else np.nan
+            row[f"flagged_by_{t}"] = share_flagged(flag, sess <= t)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -1428,10 +1554,10 @@ def evaluate_alliance_signals(
     for t in by_sessions:
         present = last[last >= t].index
         s_up = sig[sig[session] <= t]
-        ever = s_up.groupby(client)[names].agg(lambda x: x.fillna(False).astype(bool).any())
+        ever = s_up[names].fillna(False).astype(bool).groupby(s_up[client].to_numpy()).any()
         ever = ever.reindex(present).fillna(False).astype(bool)
         n_up = nt[nt[session] <= t]
-        red = n_up.groupby(client)["state"].agg(lambda x: (x == "red").any())
+        red = (n_up["state"] == "red").groupby(n_up[client].to_numpy()).any()
         red = red.reindex(present).fillna(False).astype(bool)
         for target, lab in (("dropout", dropout), ("no_reliable_improvement", nri)):
             # the event must come after the alert session: drop-outs leave after t
