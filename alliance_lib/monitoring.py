@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
 from alliance_lib._simulate_response import (
     ResponseMixture,
@@ -67,32 +67,58 @@ def _numeric(s: pd.Series, name: str) -> np.ndarray:
     return to_float(s, name, what="monitoring")
 
 
+def _client_codes(raw: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per row and the id text per code, codes in the sorted order of the text.
+
+    The same order as sorting ``raw.astype(str)``, but the (slow) text conversion and the
+    sort run on the distinct ids only, and later steps compare integers, not strings.
+    """
+    codes, uniq = pd.factorize(raw, use_na_sentinel=False)
+    text = pd.Series(uniq, dtype=raw.dtype).astype(str)
+    to_sorted, levels = pd.factorize(text, sort=True, use_na_sentinel=False)
+    return to_sorted[codes], pd.Index(levels)
+
+
 def _frame(data, outcome, client, session, therapist, intake_session, sign):
     """Long rows (client, therapist, session, y) with the client's intake; y on the worse scale.
 
-    Returns (post-intake rows sorted by client and session, intake per client, counts).
+    Returns (post-intake rows sorted by client and session, intake per client, counts). The rows
+    carry ``code``, the client's position in the sorted client ids (for integer group-bys).
     """
     _need(data, [outcome, client, session, therapist])
+    code, levels = _client_codes(data[client])
     d = pd.DataFrame(
         {
-            "client": data[client].astype(str).to_numpy(),
+            "code": code,
             "session": _numeric(data[session], session),
             "y": sign * _numeric(data[outcome], outcome),
         },
         index=data.index,
     )
     if therapist:
-        d["therapist"] = data[therapist].astype("string").to_numpy()
+        d["therapist"] = data[therapist].astype("string").array
     n_missing = int(d["y"].isna().sum() + d["session"].isna().sum())
     d = d.dropna(subset=["y", "session"])
-    d = d.drop_duplicates(["client", "session"], keep="first")
-    intake = d.loc[d["session"] == intake_session].set_index("client")["y"]
-    post = d[(d["session"] > intake_session) & d["client"].isin(intake.index)]
-    post = post.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
-    post["intake"] = intake.reindex(post["client"]).to_numpy()
+    d = d.drop_duplicates(["code", "session"], keep="first")
+    at_intake = d[(d["session"] == intake_session).to_numpy()]
+    has = np.zeros(len(levels), bool)
+    has[at_intake["code"].to_numpy()] = True
+    intake_of = np.full(len(levels), np.nan)
+    intake_of[at_intake["code"].to_numpy()] = at_intake["y"].to_numpy()
+    intake = pd.Series(
+        at_intake["y"].to_numpy(),
+        index=pd.Index(levels.take(at_intake["code"].to_numpy()), name="client"),
+        name="y",
+    )
+    dc = d["code"].to_numpy()
+    post = d[(d["session"].to_numpy() > intake_session) & has[dc]]
+    post = post.sort_values(["code", "session"], kind="stable").reset_index(drop=True)
+    pc = post["code"].to_numpy()
+    post.insert(0, "client", levels.take(pc).array)
+    post["intake"] = intake_of[pc]
     counts = {
         "rows_missing_score": n_missing,
-        "clients_without_intake": int(d.loc[~d["client"].isin(intake.index), "client"].nunique()),
+        "clients_without_intake": int(np.unique(dc[~has[dc]]).size),
     }
     return post, intake, counts
 
@@ -645,7 +671,7 @@ def not_on_track(
     cutoff_w = None if cutoff is None else s * float(cutoff)
     out = pd.DataFrame(
         {
-            client: post["client"].to_numpy(),
+            client: post["client"].array,
             session: sess,
             "intake": s * intake_w,
             "expected": s * mean,
@@ -666,7 +692,7 @@ def not_on_track(
 
 # --------------------------------------------------------------------------- accuracy
 _CHUNK_CELLS = 4_000_000
-"""Largest (replicates x observations) block of float64 weights built at once (32 MB)."""
+"""Largest (replicates x tie groups) block of float64 weights built at once (32 MB)."""
 
 
 def _weighted_auc(
@@ -690,8 +716,8 @@ def _weighted_auc(
     cluster : ndarray of int, optional
         Cluster code (0 .. c - 1) per observation.
     chunk_cells : int
-        Replicates are processed in blocks of at most this many ``replicate x observation``
-        cells (32 MB of float64 by default).
+        Replicates are processed in blocks of at most this many ``replicate x tie group``
+        cells (32 MB of float64 by default), so no ``replicates x n`` matrix is built.
 
     Returns
     -------
@@ -700,8 +726,9 @@ def _weighted_auc(
 
     Notes
     -----
-    The observations are sorted once by score; per replicate the weights of negatives and
-    positives are summed per tie group with :func:`numpy.add.reduceat` over the sorted runs, and
+    The observations are sorted once by score into tie groups; the counts of negatives and
+    positives per tie group and cluster form two sparse matrices (at most n entries), so the
+    weights per tie group of a block of replicates are one sparse product, and
     ``AUC = sum_g P_g (N_<g + N_g / 2) / (P N)`` with ``N_<g`` the weight of negatives below tie
     group g (Mann & Whitney 1947; Hanley & McNeil 1982). With integer weights (the bootstrap's
     multinomial counts) every sum is an exact integer or half-integer in float64, so the result
@@ -730,17 +757,22 @@ def _weighted_auc(
     new_group = sc[1:] != sc[:-1]
     if sc.dtype.kind == "f":  # NaNs tie with each other (as np.unique groups them)
         new_group &= ~(np.isnan(sc[1:]) & np.isnan(sc[:-1]))
-    starts = np.flatnonzero(np.r_[True, new_group])  # first row of each tie group
+    grp = np.cumsum(np.r_[True, new_group]) - 1  # tie group of each sorted observation
+    n_groups = int(grp[-1]) + 1
     cl = order if cluster is None else np.asarray(cluster)[order]
-    neg, pos = (~lab).astype(float), lab.astype(float)
-    step = max(1, int(chunk_cells) // n)
+    # tie group x cluster counts of negatives and positives (sparse: at most n entries)
+    shape = (n_groups, W.shape[1])
+    counts = [
+        sparse.csr_matrix((np.ones(int(m.sum())), (grp[m], cl[m])), shape=shape)
+        for m in (~lab, lab)
+    ]
+    step = max(1, int(chunk_cells) // n_groups)
     for lo in range(0, W.shape[0], step):
-        w = W[lo : lo + step][:, cl]  # replicate x observation weights, in score order
-        neg_g = np.add.reduceat(w * neg, starts, axis=1)
-        pos_g = np.add.reduceat(w * pos, starts, axis=1)
-        below = np.cumsum(neg_g, axis=1) - neg_g  # negatives strictly below each tie group
-        num = ((below + 0.5 * neg_g) * pos_g).sum(axis=1)
-        denom = pos_g.sum(axis=1) * neg_g.sum(axis=1)
+        wt = np.ascontiguousarray(W[lo : lo + step].T)  # cluster x replicate
+        neg_g, pos_g = (c @ wt for c in counts)  # tie group x replicate weights
+        below = np.cumsum(neg_g, axis=0) - neg_g  # negatives strictly below each tie group
+        num = ((below + 0.5 * neg_g) * pos_g).sum(axis=0)
+        denom = pos_g.sum(axis=0) * neg_g.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[lo : lo + step] = num / denom
     return out
@@ -1037,7 +1069,7 @@ def validate_alerts(
     kw = dict(shape=shape, red=red, yellow=yellow, rci=rci, cutoff_w=cutoff_w, horizon=horizon)
     kw.update(intake_session=intake_session, therapist=therapist, direction=direction)
     # fold membership by integer codes: post is sorted by client, ids in the same order
-    row_client = pd.factorize(post["client"])[0]
+    row_client = pd.factorize(post["code"].to_numpy())[0]
     g_code, g_levels = pd.factorize(groups, use_na_sentinel=False)
     row_group = g_code[row_client]
     held = []
@@ -1187,7 +1219,7 @@ def _score_fold(
     pw = stats.norm.cdf((y - mean) / sd)
     out = pd.DataFrame(
         {
-            "client": test["client"].to_numpy(),
+            "client": test["client"].array,
             "session": s,
             "intake": iw,
             "observed": y,
