@@ -930,6 +930,7 @@ def validate_alerts(
     ideal: bool | None = None,
     seed: int = 0,
     loto_max: int = LOTO_MAX_THERAPISTS,
+    reference: ExpectedResponse | None = None,
 ) -> AlertValidation:
     """How well not-on-track alerts predict treatment failure, estimated out of sample.
 
@@ -975,6 +976,10 @@ def validate_alerts(
     loto_max : int
         Largest number of therapists validated leave-one-therapist-out (default
         :data:`LOTO_MAX_THERAPISTS`, 50).
+    reference : ExpectedResponse, optional
+        :func:`expected_response` already fitted on exactly these rows (same outcome, client,
+        session, therapist, shape and intake session): reused for the in-sample scores instead
+        of a refit (the same fit; checked by the number of clients, rows and the mean intake).
 
     Returns
     -------
@@ -1081,7 +1086,9 @@ def validate_alerts(
     scores = pd.concat(held, ignore_index=True)
     scores = scores.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
     if in_sample and cv != "none":
-        ins = _score_fold(post, post, labels, failures, **kw)
+        if reference is not None:
+            _check_same_fit(reference, post, shape=shape, therapist=therapist)
+        ins = _score_fold(post, post, labels, failures, ref=reference, **kw)
         ins = ins.set_index(["client", "session"]).reindex(
             pd.MultiIndex.from_frame(scores[["client", "session"]])
         )
@@ -1178,6 +1185,24 @@ def validate_alerts(
     return AlertValidation(table, burden, pd.DataFrame(calib), scores, settings)
 
 
+def _check_same_fit(ref: ExpectedResponse, post, *, shape, therapist) -> None:
+    """Raise unless ``ref`` was fitted on the rows ``post`` with the same settings."""
+    imean = float(post.drop_duplicates("client")["intake"].mean())
+    same = (
+        ref.nobs == len(post)
+        and ref.n_clients == post["client"].nunique()
+        and ref.shape == shape
+        and bool(ref.therapist) == bool(therapist)
+        and ref.intake_mean == imean
+    )
+    if not same:
+        raise DataError(
+            "reference= was not fitted on these rows: validate_alerts reuses it for the "
+            "in-sample scores only when it is the same fit",
+            hint="pass reference=None to refit, or fit expected_response on the same data",
+        )
+
+
 def _score_fold(
     train,
     test,
@@ -1193,13 +1218,15 @@ def _score_fold(
     intake_session,
     therapist,
     direction,
+    ref=None,
 ):
     """Out-of-sample predictions for the held-out clients from a reference fitted on train.
 
-    Scores arrive on the worse scale already, so the reference is fitted higher-is-worse.
+    Scores arrive on the worse scale already, so the reference is fitted higher-is-worse (or
+    ``ref``, the same fit done before, is used).
     """
     imean = float(train.drop_duplicates("client")["intake"].mean())
-    ref = _fit_reference(
+    ref = ref or _fit_reference(
         train,
         shape=shape,
         knot=None,

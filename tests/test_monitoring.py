@@ -417,6 +417,21 @@ def test_therapist_cv_switches_to_grouped_k_fold_above_the_threshold(mixture, mo
     assert at.settings["scheme"] == "leave-one-therapist-out"
 
 
+def test_in_sample_scores_reuse_the_same_fit(mixture):
+    kw = dict(therapist="therapist_id", cutoff=64, rci=14, sessions=[3], n_boot=10, ideal=False)
+    kw.update(failures=["no_reliable_improvement"], cv="client", k=3)
+    ref = mon.expected_response(mixture, "outcome", therapist="therapist_id")
+    reused = mon.validate_alerts(mixture, "outcome", reference=ref, **kw)
+    refit = mon.validate_alerts(mixture, "outcome", **kw)
+    pd.testing.assert_frame_equal(reused.scores, refit.scores, check_exact=True)
+    pd.testing.assert_frame_equal(reused.table, refit.table, check_exact=True)
+    other = mon.expected_response(
+        mixture[mixture["session"] <= 6], "outcome", therapist="therapist_id"
+    )
+    with pytest.raises(DataError, match="same fit"):
+        mon.validate_alerts(mixture, "outcome", reference=other, **kw)
+
+
 def test_section_names_the_cross_validation_scheme():
     from alliance_lib.sections.monitoring import _cv_words
 

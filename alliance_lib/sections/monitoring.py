@@ -138,13 +138,18 @@ def monitoring_section(
     instrument = instrument if isinstance(instrument, str) else None
     data = wave.sessions()
     data = data[data["outcome"].notna()]
-    has_intake = data.loc[data["session"] == 0, "client_id"].unique()
-    later = data.loc[(data["session"] > 0) & data["client_id"].isin(has_intake), "client_id"]
-    if later.nunique() < 30:
+    # the ids as Arrow text once: the many group-bys and factorisations below are then ~10x
+    # faster than on Python strings (same values, same sort order)
+    data = data.astype({c: "str" for c in ("client_id", "therapist_id") if c in data})
+    code = pd.factorize(data["client_id"])[0]
+    sess = data["session"].to_numpy()
+    has_intake = np.bincount(code[sess == 0], minlength=code.max() + 1 if code.size else 0) > 0
+    n_later = int(np.unique(code[(sess > 0) & has_intake[code]]).size) if code.size else 0
+    if n_later < 30:
         return Section.skip(
             KEY,
             TITLE,
-            f"only {later.nunique()} clients have an intake outcome (session 0) and a later one; "
+            f"only {n_later} clients have an intake outcome (session 0) and a later one; "
             "expected curves need at least 30",
         )
     from alliance_lib.registry import get_instrument
@@ -174,6 +179,8 @@ def monitoring_section(
         shape=shape,
         n_boot=n_boot,
         seed=seed,
+        # with no client still in treatment the in-sample fit is the reference above: reuse it
+        reference=ref if len(ongoing) == 0 else None,
         **norms_kw,
     )
     alliance_table, alliance_numbers = _alliance_part(
