@@ -1315,6 +1315,9 @@ def _add_ideal(scores, data, client, session, outcome, end, failures, rci, cutof
     sim = data.rename(columns={client: "client_id", session: "session"})
     sim.attrs = data.attrs
     sim = sim.assign(client_id=sim["client_id"].astype(str))
+    from alliance_lib._simulate_response import _wide_outcome
+
+    wide = _wide_outcome(sim, outcome)  # once, not once per session x failure x predictor
     for given in ("history", "truth"):
         for f in failures:
             col = np.full(len(scores), np.nan)
@@ -1329,6 +1332,7 @@ def _add_ideal(scores, data, client, session, outcome, end, failures, rci, cutof
                     cutoff=np.inf if cutoff_w is None else cutoff_w,
                     outcome=outcome,
                     given=given,
+                    wide=wide,
                 )
                 col[sel] = p.reindex(scores.loc[sel, "client"]).to_numpy()
             scores[f"ideal_{given}_{f}"] = col
