@@ -743,7 +743,7 @@ def _weighted_auc(
     --------
     >>> s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1], bool)
     >>> _weighted_auc(s, y, np.array([[1.0, 1, 1, 1], [2, 0, 1, 1]])).tolist()
-    [0.75, 0.5]
+    [0.75, 1.0]
     """
     score = np.asarray(score)
     label = np.asarray(label, dtype=bool)
