@@ -123,6 +123,11 @@ def _frame(data, outcome, client, session, therapist, intake_session, sign):
     return post, intake, counts
 
 
+def _key(post: pd.DataFrame) -> str:
+    """The client key of a :func:`_frame` table: the integer ``code`` (fast), else ``client``."""
+    return "code" if "code" in post.columns else "client"
+
+
 def _norms(instrument, cutoff, rci, direction):
     """(cutoff, rci, direction) from the arguments, else from the instrument's registry norms."""
     if instrument is not None:
@@ -350,7 +355,7 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
             # curve, log t, is anchored at the first session after intake, where log t = 0)
             time_zero=1 if shape == "log" else 0,
         )
-    last = post.groupby("client")["session"].max()
+    last = post.groupby(_key(post))["session"].max()
     return ExpectedResponse(
         fit=fit,
         shape=shape,
@@ -360,7 +365,7 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
         intake_range=(float(post["intake"].min()), float(post["intake"].max())),
         session_range=(float(post["session"].min()), float(post["session"].max())),
         typical_end=float(last.median()),
-        n_clients=int(post["client"].nunique()),
+        n_clients=int(post[_key(post)].nunique()),
         nobs=len(post),
         **meta,
     )
@@ -473,7 +478,7 @@ def expected_response(
         direction=direction,
         n_dropped=counts,
     )
-    imean = float(post.drop_duplicates("client")["intake"].mean())
+    imean = float(post.drop_duplicates(_key(post))["intake"].mean())
     common = dict(shape=shape, knot=knot, therapist=therapist, intake_mean=imean)
     ref = _fit_reference(post, method="normal", _calibration={}, **common, **meta)
     if method == "conformal":
@@ -890,7 +895,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> np.ndarray:
 
 def _client_outcomes(post, intake_w, rci, cutoff_w):
     """End session, end score and the three failure labels per client (worse scale)."""
-    last = post.groupby("client", sort=False).tail(1).set_index("client")
+    last = post.groupby(_key(post), sort=False).tail(1).set_index("client")
     end, y_end = last["session"], last["y"]
     y0 = intake_w.reindex(end.index)
     labels = pd.DataFrame(index=end.index)
@@ -1050,7 +1055,7 @@ def validate_alerts(
     end, labels = _client_outcomes(post, intake_w, rci, cutoff_w)
     ids = end.index.to_numpy()
     ther_of = (
-        post.drop_duplicates("client").set_index("client")["therapist"].reindex(ids).to_numpy()
+        post.drop_duplicates(_key(post)).set_index("client")["therapist"].reindex(ids).to_numpy()
         if therapist
         else ids
     )
@@ -1187,10 +1192,10 @@ def validate_alerts(
 
 def _check_same_fit(ref: ExpectedResponse, post, *, shape, therapist) -> None:
     """Raise unless ``ref`` was fitted on the rows ``post`` with the same settings."""
-    imean = float(post.drop_duplicates("client")["intake"].mean())
+    imean = float(post.drop_duplicates(_key(post))["intake"].mean())
     same = (
         ref.nobs == len(post)
-        and ref.n_clients == post["client"].nunique()
+        and ref.n_clients == post[_key(post)].nunique()
         and ref.shape == shape
         and bool(ref.therapist) == bool(therapist)
         and ref.intake_mean == imean
@@ -1225,7 +1230,7 @@ def _score_fold(
     Scores arrive on the worse scale already, so the reference is fitted higher-is-worse (or
     ``ref``, the same fit done before, is used).
     """
-    imean = float(train.drop_duplicates("client")["intake"].mean())
+    imean = float(train.drop_duplicates(_key(train))["intake"].mean())
     ref = ref or _fit_reference(
         train,
         shape=shape,
@@ -1268,7 +1273,7 @@ def _score_fold(
     out["change"] = change
     out["rational_alert"] = (change >= rci) | (late & still & (-change < 0.5 * rci))
     # intake-only logistic model, trained on the training clients
-    tr = train.drop_duplicates("client").set_index("client")
+    tr = train.drop_duplicates(_key(train)).set_index("client")
     for f in failures:
         lab = labels[f].reindex(tr.index).to_numpy()
         ok = ~np.isnan(lab)
