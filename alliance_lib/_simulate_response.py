@@ -164,6 +164,11 @@ def _fail_probability(mu, sd, intake, failure, rci, cutoff):
     raise ValueError(f"unknown failure definition {failure!r}")
 
 
+def _wide_outcome(data: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """Outcome per client (rows) and session (columns), the first row of a repeated session."""
+    return data.pivot_table(index="client_id", columns="session", values=outcome, aggfunc="first")
+
+
 def ideal_failure_probability(
     data: pd.DataFrame,
     *,
@@ -174,6 +179,7 @@ def ideal_failure_probability(
     cutoff: float,
     outcome: str = "outcome",
     given: str = "history",
+    wide: pd.DataFrame | None = None,
 ) -> pd.Series:
     """The ideal predictor of failure at each client's end session, from the generating model.
 
@@ -193,6 +199,10 @@ def ideal_failure_probability(
         parameters (the best any alert using these sessions can do, per client, ignoring what
         other clients reveal about the therapist). ``"truth"``: knowing the client's true class,
         intercept and slope (only the end-of-treatment noise is unknown): an upper bound.
+    wide : DataFrame, optional
+        The outcome as one row per client and one column per session (``data.pivot_table(
+        index="client_id", columns="session", values=outcome, aggfunc="first")``), when the
+        caller evaluates many sessions: pivoted once instead of once per call (same values).
 
     Returns
     -------
@@ -203,7 +213,8 @@ def ideal_failure_probability(
     mix = ResponseMixture(**data.attrs["response"])
     truth = client_truth(data)
     t = int(at_session)
-    wide = data.pivot_table(index="client_id", columns="session", values=outcome, aggfunc="first")
+    if wide is None:
+        wide = _wide_outcome(data, outcome)
     cols = [s for s in range(t + 1)]
     if not set(cols) <= set(wide.columns):
         return pd.Series(dtype=float)

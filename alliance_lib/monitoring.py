@@ -5,7 +5,8 @@ on the intake score (Finch, Lambert & Schaalje 2001) and gives, for any intake a
 expected score with predictive bands. :func:`not_on_track` turns it into white / green / yellow /
 red states per client and session, using only the sessions up to that one.
 :func:`validate_alerts` estimates how well the alerts predict treatment failure out of sample
-(leave-one-therapist-out or k-fold by client) with therapist-cluster bootstrap CIs, next to a
+(by therapist: leave-one-therapist-out up to 50 therapists, grouped 10-fold above; or k-fold by
+client) with therapist-cluster bootstrap CIs, next to a
 rational rule, an intake-only model and, on simulated data, the ideal predictor.
 :func:`alliance_signals` and :func:`evaluate_alliance_signals` do the same for alliance warnings
 (SRS below 36 or a drop of 1 point, past-only ruptures, the alliance below its own expected curve).
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
 from alliance_lib._simulate_response import (
     ResponseMixture,
@@ -51,6 +52,9 @@ FAILURES = ("reliable_deterioration", "no_reliable_improvement", "not_recovered"
 reliable deterioration (end - intake >= RCI), no reliable improvement (intake - end < RCI),
 not recovered (clients starting in the clinical range: not both reliably improved and out of it)."""
 STATES = ("white", "green", "yellow", "red")
+LOTO_MAX_THERAPISTS = 50
+"""Most therapists for which ``validate_alerts(cv="therapist")`` leaves one therapist out at a
+time; with more, whole therapists go to ``k`` folds (grouped k-fold), one refit per fold."""
 DIRECTIONS = ("higher_is_worse", "higher_is_better")
 
 
@@ -63,34 +67,65 @@ def _numeric(s: pd.Series, name: str) -> np.ndarray:
     return to_float(s, name, what="monitoring")
 
 
+def _client_codes(raw: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per row and the id text per code, codes in the sorted order of the text.
+
+    The same order as sorting ``raw.astype(str)``, but the (slow) text conversion and the
+    sort run on the distinct ids only, and later steps compare integers, not strings.
+    """
+    codes, uniq = pd.factorize(raw, use_na_sentinel=False)
+    text = pd.Series(uniq, dtype=raw.dtype).astype(str)
+    to_sorted, levels = pd.factorize(text, sort=True, use_na_sentinel=False)
+    return to_sorted[codes], pd.Index(levels)
+
+
 def _frame(data, outcome, client, session, therapist, intake_session, sign):
     """Long rows (client, therapist, session, y) with the client's intake; y on the worse scale.
 
-    Returns (post-intake rows sorted by client and session, intake per client, counts).
+    Returns (post-intake rows sorted by client and session, intake per client, counts). The rows
+    carry ``code``, the client's position in the sorted client ids (for integer group-bys).
     """
     _need(data, [outcome, client, session, therapist])
+    code, levels = _client_codes(data[client])
     d = pd.DataFrame(
         {
-            "client": data[client].astype(str).to_numpy(),
+            "code": code,
             "session": _numeric(data[session], session),
             "y": sign * _numeric(data[outcome], outcome),
         },
         index=data.index,
     )
     if therapist:
-        d["therapist"] = data[therapist].astype("string").to_numpy()
+        d["therapist"] = data[therapist].astype("string").array
     n_missing = int(d["y"].isna().sum() + d["session"].isna().sum())
     d = d.dropna(subset=["y", "session"])
-    d = d.drop_duplicates(["client", "session"], keep="first")
-    intake = d.loc[d["session"] == intake_session].set_index("client")["y"]
-    post = d[(d["session"] > intake_session) & d["client"].isin(intake.index)]
-    post = post.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
-    post["intake"] = intake.reindex(post["client"]).to_numpy()
+    d = d.drop_duplicates(["code", "session"], keep="first")
+    at_intake = d[(d["session"] == intake_session).to_numpy()]
+    has = np.zeros(len(levels), bool)
+    has[at_intake["code"].to_numpy()] = True
+    intake_of = np.full(len(levels), np.nan)
+    intake_of[at_intake["code"].to_numpy()] = at_intake["y"].to_numpy()
+    intake = pd.Series(
+        at_intake["y"].to_numpy(),
+        index=pd.Index(levels.take(at_intake["code"].to_numpy()), name="client"),
+        name="y",
+    )
+    dc = d["code"].to_numpy()
+    post = d[(d["session"].to_numpy() > intake_session) & has[dc]]
+    post = post.sort_values(["code", "session"], kind="stable").reset_index(drop=True)
+    pc = post["code"].to_numpy()
+    post.insert(0, "client", levels.take(pc).array)
+    post["intake"] = intake_of[pc]
     counts = {
         "rows_missing_score": n_missing,
-        "clients_without_intake": int(d.loc[~d["client"].isin(intake.index), "client"].nunique()),
+        "clients_without_intake": int(np.unique(dc[~has[dc]]).size),
     }
     return post, intake, counts
+
+
+def _key(post: pd.DataFrame) -> str:
+    """The client key of a :func:`_frame` table: the integer ``code`` (fast), else ``client``."""
+    return "code" if "code" in post.columns else "client"
 
 
 def _norms(instrument, cutoff, rci, direction):
@@ -320,7 +355,7 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
             # curve, log t, is anchored at the first session after intake, where log t = 0)
             time_zero=1 if shape == "log" else 0,
         )
-    last = post.groupby("client")["session"].max()
+    last = post.groupby(_key(post))["session"].max()
     return ExpectedResponse(
         fit=fit,
         shape=shape,
@@ -330,7 +365,7 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
         intake_range=(float(post["intake"].min()), float(post["intake"].max())),
         session_range=(float(post["session"].min()), float(post["session"].max())),
         typical_end=float(last.median()),
-        n_clients=int(post["client"].nunique()),
+        n_clients=int(post[_key(post)].nunique()),
         nobs=len(post),
         **meta,
     )
@@ -443,7 +478,7 @@ def expected_response(
         direction=direction,
         n_dropped=counts,
     )
-    imean = float(post.drop_duplicates("client")["intake"].mean())
+    imean = float(post.drop_duplicates(_key(post))["intake"].mean())
     common = dict(shape=shape, knot=knot, therapist=therapist, intake_mean=imean)
     ref = _fit_reference(post, method="normal", _calibration={}, **common, **meta)
     if method == "conformal":
@@ -641,7 +676,7 @@ def not_on_track(
     cutoff_w = None if cutoff is None else s * float(cutoff)
     out = pd.DataFrame(
         {
-            client: post["client"].to_numpy(),
+            client: post["client"].array,
             session: sess,
             "intake": s * intake_w,
             "expected": s * mean,
@@ -661,21 +696,91 @@ def not_on_track(
 
 
 # --------------------------------------------------------------------------- accuracy
-def _weighted_auc(score: np.ndarray, label: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Weighted Mann-Whitney AUC (ties count one half) for each row of weights ``W``."""
+_CHUNK_CELLS = 4_000_000
+"""Largest (replicates x tie groups) block of float64 weights built at once (32 MB)."""
+
+
+def _weighted_auc(
+    score: np.ndarray,
+    label: np.ndarray,
+    W: np.ndarray,
+    cluster: np.ndarray | None = None,
+    *,
+    chunk_cells: int = _CHUNK_CELLS,
+) -> np.ndarray:
+    """Weighted Mann-Whitney AUC (ties count one half) for each row of weights ``W``.
+
+    Parameters
+    ----------
+    score, label : ndarray
+        Continuous score and binary label per observation (length n).
+    W : ndarray
+        Weights, one row per replicate: per observation (``r x n``) or, with ``cluster``, per
+        cluster (``r x c``: observation i has weight ``W[:, cluster[i]]``, as in a cluster
+        bootstrap, so the ``r x n`` matrix is never stored whole).
+    cluster : ndarray of int, optional
+        Cluster code (0 .. c - 1) per observation.
+    chunk_cells : int
+        Replicates are processed in blocks of at most this many ``replicate x tie group``
+        cells (32 MB of float64 by default), so no ``replicates x n`` matrix is built.
+
+    Returns
+    -------
+    ndarray
+        One AUC per row of ``W`` (NaN when a row weights no positive or no negative).
+
+    Notes
+    -----
+    The observations are sorted once by score into tie groups; the counts of negatives and
+    positives per tie group and cluster form two sparse matrices (at most n entries), so the
+    weights per tie group of a block of replicates are one sparse product, and
+    ``AUC = sum_g P_g (N_<g + N_g / 2) / (P N)`` with ``N_<g`` the weight of negatives below tie
+    group g (Mann & Whitney 1947; Hanley & McNeil 1982). With integer weights (the bootstrap's
+    multinomial counts) every sum is an exact integer or half-integer in float64, so the result
+    is bitwise the same as summing observation by observation.
+
+    References
+    ----------
+    Hanley, J. A., & McNeil, B. J. (1982). The meaning and use of the area under a receiver
+    operating characteristic (ROC) curve. *Radiology, 143*(1), 29-36.
+
+    Examples
+    --------
+    >>> s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1], bool)
+    >>> _weighted_auc(s, y, np.array([[1.0, 1, 1, 1], [2, 0, 1, 1]])).tolist()
+    [0.75, 1.0]
+    """
+    score = np.asarray(score)
+    label = np.asarray(label, dtype=bool)
+    W = np.asarray(W, dtype=float)
+    n = score.size
+    out = np.full(W.shape[0], np.nan)
+    if n == 0:
+        return out
     order = np.argsort(score, kind="stable")
-    sc, lab, Wo = score[order], label[order], W[:, order]
-    _, grp = np.unique(sc, return_inverse=True)
-    wneg = Wo * (~lab)
-    wpos = Wo * lab
-    ng = grp.max() + 1 if grp.size else 0
-    neg_g = np.zeros((W.shape[0], ng))
-    np.add.at(neg_g.T, grp, wneg.T)
-    below = np.cumsum(neg_g, axis=1) - neg_g  # negatives strictly below each tie group
-    contrib = (below[:, grp] + 0.5 * neg_g[:, grp]) * wpos
-    denom = wpos.sum(axis=1) * wneg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return contrib.sum(axis=1) / denom
+    sc, lab = score[order], label[order]
+    new_group = sc[1:] != sc[:-1]
+    if sc.dtype.kind == "f":  # NaNs tie with each other (as np.unique groups them)
+        new_group &= ~(np.isnan(sc[1:]) & np.isnan(sc[:-1]))
+    grp = np.cumsum(np.r_[True, new_group]) - 1  # tie group of each sorted observation
+    n_groups = int(grp[-1]) + 1
+    cl = order if cluster is None else np.asarray(cluster)[order]
+    # tie group x cluster counts of negatives and positives (sparse: at most n entries)
+    shape = (n_groups, W.shape[1])
+    counts = [
+        sparse.csr_matrix((np.ones(int(m.sum())), (grp[m], cl[m])), shape=shape)
+        for m in (~lab, lab)
+    ]
+    step = max(1, int(chunk_cells) // n_groups)
+    for lo in range(0, W.shape[0], step):
+        wt = np.ascontiguousarray(W[lo : lo + step].T)  # cluster x replicate
+        neg_g, pos_g = (c @ wt for c in counts)  # tie group x replicate weights
+        below = np.cumsum(neg_g, axis=0) - neg_g  # negatives strictly below each tie group
+        num = ((below + 0.5 * neg_g) * pos_g).sum(axis=0)
+        denom = pos_g.sum(axis=0) * neg_g.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo : lo + step] = num / denom
+    return out
 
 
 def auc(score, label) -> float:
@@ -691,13 +796,24 @@ def auc(score, label) -> float:
     return float(_weighted_auc(score, label, np.ones((1, score.size)))[0])
 
 
-def _metrics(score, alert, label, W):
-    """Accuracy of a binary alert and AUC of a continuous score, for each weight row."""
+def _metrics(score, alert, label, W, cluster=None):
+    """Accuracy of a binary alert and AUC of a continuous score, for each weight row.
+
+    ``W`` holds weights per observation (``r x n``) or, with ``cluster`` (a code per
+    observation), per cluster (``r x c``); the counts are then summed per cluster first
+    (``W @ bincount``), which with integer weights gives exactly the same numbers.
+    """
     a, y = alert.astype(float), label.astype(float)
-    tp = W @ (a * y)
-    fp = W @ (a * (1 - y))
-    fn = W @ ((1 - a) * y)
-    tn = W @ ((1 - a) * (1 - y))
+    W = np.asarray(W, dtype=float)
+    if cluster is None:
+        sums = [a * y, a * (1 - y), (1 - a) * y, (1 - a) * (1 - y)]
+    else:
+        c = W.shape[1]
+        sums = [
+            np.bincount(cluster, weights=v, minlength=c)
+            for v in (a * y, a * (1 - y), (1 - a) * y, (1 - a) * (1 - y))
+        ]
+    tp, fp, fn, tn = (W @ v for v in sums)
     n = tp + fp + fn + tn
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
@@ -707,7 +823,7 @@ def _metrics(score, alert, label, W):
             "specificity": tn / (tn + fp),
             "ppv": tp / (tp + fp),
             "npv": tn / (tn + fn),
-            "auc": _weighted_auc(score, label.astype(bool), W),
+            "auc": _weighted_auc(score, label.astype(bool), W, cluster),
         }
 
 
@@ -779,7 +895,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> np.ndarray:
 
 def _client_outcomes(post, intake_w, rci, cutoff_w):
     """End session, end score and the three failure labels per client (worse scale)."""
-    last = post.groupby("client", sort=False).tail(1).set_index("client")
+    last = post.groupby(_key(post), sort=False).tail(1).set_index("client")
     end, y_end = last["session"], last["y"]
     y0 = intake_w.reindex(end.index)
     labels = pd.DataFrame(index=end.index)
@@ -818,6 +934,8 @@ def validate_alerts(
     in_sample: bool = True,
     ideal: bool | None = None,
     seed: int = 0,
+    loto_max: int = LOTO_MAX_THERAPISTS,
+    reference: ExpectedResponse | None = None,
 ) -> AlertValidation:
     """How well not-on-track alerts predict treatment failure, estimated out of sample.
 
@@ -831,7 +949,17 @@ def validate_alerts(
     instrument, cutoff, rci, direction
         As in :func:`not_on_track` (``rci`` is required; ``cutoff`` for ``not_recovered``).
     cv : {"therapist", "client", "none"}
-        Leave-one-therapist-out, k-fold by client (``k``), or in-sample only.
+        By therapist (no therapist is ever in the training and the test clients of one fold),
+        k-fold by client (``k``), or in-sample only. ``"therapist"`` leaves one therapist out
+        at a time when there are at most ``loto_max`` therapists, and above that assigns whole
+        therapists to ``k`` folds (grouped k-fold: the sorted therapists permuted with
+        ``seed``, fold = position mod ``k``), since leave-one-therapist-out needs one refit of
+        the mixed model per therapist (2,000 refits for 2,000 therapists). Both keep each
+        therapist's clients out of the fit that scores them, so the estimate stays one of a
+        new therapist's clients; ``settings["scheme"]`` and ``settings["n_folds"]`` record
+        which was used.
+    k : int
+        Folds of ``cv="client"`` and of the grouped k-fold by therapist.
     sessions : sequence of int, optional
         Alert sessions to evaluate (default every session after intake with at least 20 clients
         at risk).
@@ -849,6 +977,14 @@ def validate_alerts(
         Add the ideal predictors of simulated data (default: when ``data.attrs`` carries the
         per-client truth of ``simulate_study(response=...)``).
     seed : int
+        Seeds the folds (client or grouped therapist folds) and the bootstrap.
+    loto_max : int
+        Largest number of therapists validated leave-one-therapist-out (default
+        :data:`LOTO_MAX_THERAPISTS`, 50).
+    reference : ExpectedResponse, optional
+        :func:`expected_response` already fitted on exactly these rows (same outcome, client,
+        session, therapist, shape and intake session): reused for the in-sample scores instead
+        of a refit (the same fit; checked by the number of clients, rows and the mean intake).
 
     Returns
     -------
@@ -872,7 +1008,12 @@ def validate_alerts(
       sessions 0..t, and ``ideal (true parameters)``: knowing the client's true trajectory.
 
     CIs resample therapists (clusters) with replacement, keeping the out-of-sample predictions
-    fixed (percentile intervals).
+    fixed (percentile intervals). The bootstrap weights are kept per therapist
+    (``n_boot x therapists``) and expanded to clients in blocks, so memory stays bounded.
+
+    Grouped k-fold cross-validation with whole clusters held out is the standard alternative to
+    leave-one-cluster-out when clusters are many (Roberts et al. 2017); with 10 folds each fit
+    uses 90 % of the therapists instead of all but one, a slightly pessimistic estimate.
 
     References
     ----------
@@ -883,6 +1024,8 @@ def validate_alerts(
     empirical methods in the prediction of psychotherapy outcome. *Clin Psychol Psychother,
     13*, 202-214.
     Field, C. A., & Welsh, A. H. (2007). Bootstrapping clustered data. *JRSS B, 69*(3), 369-390.
+    Roberts, D. R., Bahn, V., Ciuti, S., et al. (2017). Cross-validation strategies for data with
+    temporal, spatial, hierarchical, or phylogenetic structure. *Ecography, 40*(8), 913-929.
 
     Examples
     --------
@@ -912,29 +1055,45 @@ def validate_alerts(
     end, labels = _client_outcomes(post, intake_w, rci, cutoff_w)
     ids = end.index.to_numpy()
     ther_of = (
-        post.drop_duplicates("client").set_index("client")["therapist"].reindex(ids).to_numpy()
+        post.drop_duplicates(_key(post)).set_index("client")["therapist"].reindex(ids).to_numpy()
         if therapist
         else ids
     )
     rng = np.random.default_rng(seed)
-    if cv == "therapist":
+    n_ther = int(pd.unique(ther_of).size) if therapist else 0
+    if cv == "therapist" and n_ther <= loto_max:
+        scheme = "leave-one-therapist-out"
         groups = pd.Series(ther_of, index=ids)
+    elif cv == "therapist":
+        # grouped k-fold: whole therapists to folds (sorted therapists, a seeded permutation)
+        scheme = "grouped k-fold by therapist"
+        levels, t_code = np.unique(np.asarray(ther_of).astype(str), return_inverse=True)
+        fold_of_ther = rng.permutation(levels.size) % k
+        groups = pd.Series(fold_of_ther[t_code.ravel()], index=ids)
     elif cv == "client":
+        scheme = "k-fold by client"
         groups = pd.Series(rng.permutation(ids.size) % k, index=ids)
     else:
+        scheme = "in-sample"
         groups = pd.Series(0, index=ids)
     kw = dict(shape=shape, red=red, yellow=yellow, rci=rci, cutoff_w=cutoff_w, horizon=horizon)
     kw.update(intake_session=intake_session, therapist=therapist, direction=direction)
+    # fold membership by integer codes: post is sorted by client, ids in the same order
+    row_client = pd.factorize(post["code"].to_numpy())[0]
+    g_code, g_levels = pd.factorize(groups, use_na_sentinel=False)
+    row_group = g_code[row_client]
     held = []
-    for g in pd.unique(groups):
-        test_ids = groups.index[groups.to_numpy() == g]
-        train = post[~post["client"].isin(test_ids)] if cv != "none" else post
-        test = post[post["client"].isin(test_ids)]
+    for g in range(len(g_levels)):
+        in_test = row_group == g
+        train = post[~in_test] if cv != "none" else post
+        test = post[in_test]
         held.append(_score_fold(train, test, labels, failures, **kw))
     scores = pd.concat(held, ignore_index=True)
     scores = scores.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
     if in_sample and cv != "none":
-        ins = _score_fold(post, post, labels, failures, **kw)
+        if reference is not None:
+            _check_same_fit(reference, post, shape=shape, therapist=therapist)
+        ins = _score_fold(post, post, labels, failures, ref=reference, **kw)
         ins = ins.set_index(["client", "session"]).reindex(
             pd.MultiIndex.from_frame(scores[["client", "session"]])
         )
@@ -953,13 +1112,14 @@ def validate_alerts(
     # cluster bootstrap weights (therapists resampled)
     clusters, ccode = np.unique(scores["cluster"].astype(str), return_inverse=True)
     Wc = rng.multinomial(clusters.size, np.full(clusters.size, 1 / clusters.size), size=n_boot)
+    # weights per cluster (row 0: the estimate, every client once); expanded to clients in chunks
+    Wall = np.vstack([np.ones(clusters.size), Wc]).astype(float)
     rows, calib = [], []
     for t in sessions:
         at = scores[(scores["session"] == t) & (scores["session"] < scores["end"])]
         if at.empty:
             continue
         cw = ccode[at.index.to_numpy()]
-        W = np.vstack([np.ones(len(at)), Wc[:, cw]])
         for f in failures:
             lab = labels[f].reindex(at["client"]).to_numpy()
             ok = ~np.isnan(lab)
@@ -971,7 +1131,7 @@ def validate_alerts(
                 fin = np.isfinite(s_)
                 if fin.sum() < 2:
                     continue
-                m = _metrics(s_[fin], a_[fin], y[fin], W[:, ok][:, fin])
+                m = _metrics(s_[fin], a_[fin], y[fin], Wall, cw[ok][fin])
                 row = {
                     "failure": f,
                     "predictor": name,
@@ -1010,8 +1170,10 @@ def validate_alerts(
     burden = _burden(scores, sessions, alert, failures, ideal)
     settings = {
         "cv": cv,
-        "k": k if cv == "client" else None,
-        "n_folds": int(groups.nunique()),
+        "scheme": scheme,
+        "k": k if scheme in ("k-fold by client", "grouped k-fold by therapist") else None,
+        "n_folds": int(len(g_levels)),
+        "loto_max_therapists": loto_max,
         "failures": list(failures),
         "rci": rci,
         "cutoff": cutoff,
@@ -1026,6 +1188,24 @@ def validate_alerts(
         "seed": seed,
     }
     return AlertValidation(table, burden, pd.DataFrame(calib), scores, settings)
+
+
+def _check_same_fit(ref: ExpectedResponse, post, *, shape, therapist) -> None:
+    """Raise unless ``ref`` was fitted on the rows ``post`` with the same settings."""
+    imean = float(post.drop_duplicates(_key(post))["intake"].mean())
+    same = (
+        ref.nobs == len(post)
+        and ref.n_clients == post[_key(post)].nunique()
+        and ref.shape == shape
+        and bool(ref.therapist) == bool(therapist)
+        and ref.intake_mean == imean
+    )
+    if not same:
+        raise DataError(
+            "reference= was not fitted on these rows: validate_alerts reuses it for the "
+            "in-sample scores only when it is the same fit",
+            hint="pass reference=None to refit, or fit expected_response on the same data",
+        )
 
 
 def _score_fold(
@@ -1043,13 +1223,15 @@ def _score_fold(
     intake_session,
     therapist,
     direction,
+    ref=None,
 ):
     """Out-of-sample predictions for the held-out clients from a reference fitted on train.
 
-    Scores arrive on the worse scale already, so the reference is fitted higher-is-worse.
+    Scores arrive on the worse scale already, so the reference is fitted higher-is-worse (or
+    ``ref``, the same fit done before, is used).
     """
-    imean = float(train.drop_duplicates("client")["intake"].mean())
-    ref = _fit_reference(
+    imean = float(train.drop_duplicates(_key(train))["intake"].mean())
+    ref = ref or _fit_reference(
         train,
         shape=shape,
         knot=None,
@@ -1069,7 +1251,7 @@ def _score_fold(
     pw = stats.norm.cdf((y - mean) / sd)
     out = pd.DataFrame(
         {
-            "client": test["client"].to_numpy(),
+            "client": test["client"].array,
             "session": s,
             "intake": iw,
             "observed": y,
@@ -1091,7 +1273,7 @@ def _score_fold(
     out["change"] = change
     out["rational_alert"] = (change >= rci) | (late & still & (-change < 0.5 * rci))
     # intake-only logistic model, trained on the training clients
-    tr = train.drop_duplicates("client").set_index("client")
+    tr = train.drop_duplicates(_key(train)).set_index("client")
     for f in failures:
         lab = labels[f].reindex(tr.index).to_numpy()
         ok = ~np.isnan(lab)
@@ -1138,6 +1320,9 @@ def _add_ideal(scores, data, client, session, outcome, end, failures, rci, cutof
     sim = data.rename(columns={client: "client_id", session: "session"})
     sim.attrs = data.attrs
     sim = sim.assign(client_id=sim["client_id"].astype(str))
+    from alliance_lib._simulate_response import _wide_outcome
+
+    wide = _wide_outcome(sim, outcome)  # once, not once per session x failure x predictor
     for given in ("history", "truth"):
         for f in failures:
             col = np.full(len(scores), np.nan)
@@ -1152,6 +1337,7 @@ def _add_ideal(scores, data, client, session, outcome, end, failures, rci, cutof
                     cutoff=np.inf if cutoff_w is None else cutoff_w,
                     outcome=outcome,
                     given=given,
+                    wide=wide,
                 )
                 col[sel] = p.reindex(scores.loc[sel, "client"]).to_numpy()
             scores[f"ideal_{given}_{f}"] = col
@@ -1178,20 +1364,28 @@ def _burden(scores, sessions, alert, failures=(), ideal=False):
         if ideal:
             flags.append(("ideal (history)", f, live[f"ideal_history_{f}"].to_numpy() >= 0.5))
     rows = []
-    n_clients = live["client"].nunique()
+    codes = pd.factorize(live["client"])[0]
+    n_clients = int(codes.max() + 1) if codes.size else 0
+    sess = live["session"].to_numpy()
+
+    def share_flagged(flag, rows_in):
+        """Share of the clients with a row in ``rows_in`` flagged at one of those rows."""
+        seen = np.bincount(codes[rows_in], minlength=n_clients) > 0
+        hit = np.bincount(codes[rows_in & flag], minlength=n_clients) > 0
+        return float(hit.sum() / seen.sum()) if seen.any() else np.nan
+
+    every = np.ones(len(live), bool)
     for name, failure, flag in flags:
-        f = pd.Series(flag, index=live.index)
-        ever = f.groupby(live["client"]).any()
+        flag = np.broadcast_to(np.asarray(flag, dtype=bool), every.shape)
         row = {
             "predictor": name,
             "failure": failure,
             "clients": int(n_clients),
-            "ever_flagged": float(ever.mean()),
+            "ever_flagged": share_flagged(flag, every),
             "alerts_per_100_sessions": float(100 * flag.mean()),
         }
         for t in sessions:
-            upto = f[live["session"] <= t].groupby(live["client"][live["session"] <= t]).any()
-            row[f"flagged_by_{t}"] = float(upto.mean()) if len(upto) else np.nan
+            row[f"flagged_by_{t}"] = share_flagged(flag, sess <= t)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -1428,10 +1622,10 @@ def evaluate_alliance_signals(
     for t in by_sessions:
         present = last[last >= t].index
         s_up = sig[sig[session] <= t]
-        ever = s_up.groupby(client)[names].agg(lambda x: x.fillna(False).astype(bool).any())
+        ever = s_up[names].fillna(False).astype(bool).groupby(s_up[client].to_numpy()).any()
         ever = ever.reindex(present).fillna(False).astype(bool)
         n_up = nt[nt[session] <= t]
-        red = n_up.groupby(client)["state"].agg(lambda x: (x == "red").any())
+        red = (n_up["state"] == "red").groupby(n_up[client].to_numpy()).any()
         red = red.reindex(present).fillna(False).astype(bool)
         for target, lab in (("dropout", dropout), ("no_reliable_improvement", nri)):
             # the event must come after the alert session: drop-outs leave after t

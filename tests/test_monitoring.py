@@ -210,6 +210,73 @@ def test_auc_helper_against_scipy_mann_whitney():
     assert mon.auc(s, y) == pytest.approx(u / (y.sum() * (~y).sum()))
 
 
+def _weighted_auc_reference(score, label, W):
+    """The AUC before issue 16 (np.add.at on a replicates x n matrix), kept to test against."""
+    order = np.argsort(score, kind="stable")
+    sc, lab, Wo = score[order], label[order], W[:, order]
+    _, grp = np.unique(sc, return_inverse=True)
+    wneg = Wo * (~lab)
+    wpos = Wo * lab
+    ng = grp.max() + 1 if grp.size else 0
+    neg_g = np.zeros((W.shape[0], ng))
+    np.add.at(neg_g.T, grp, wneg.T)
+    below = np.cumsum(neg_g, axis=1) - neg_g
+    contrib = (below[:, grp] + 0.5 * neg_g[:, grp]) * wpos
+    denom = wpos.sum(axis=1) * wneg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return contrib.sum(axis=1) / denom
+
+
+@pytest.mark.parametrize("chunk_cells", [mon._CHUNK_CELLS, 97, 1])
+def test_weighted_auc_equals_the_reference_exactly_with_ties(chunk_cells):
+    rng = np.random.default_rng(11)
+    n, n_clusters, n_boot = 700, 23, 60
+    score = np.round(rng.normal(size=n), 1)  # many ties
+    score[:5] = np.nan  # NaNs tie with each other
+    label = rng.random(n) < 0.35
+    cluster = rng.integers(0, n_clusters, n)
+    Wc = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=n_boot)
+    Wc = np.vstack([np.ones(n_clusters), Wc]).astype(float)
+    ref = _weighted_auc_reference(score, label, Wc[:, cluster])
+    new = mon._weighted_auc(score, label, Wc, cluster, chunk_cells=chunk_cells)
+    # integer weights: every sum is exact, so the replicates agree to the last bit
+    assert np.array_equal(new, ref, equal_nan=True)
+    dense = mon._weighted_auc(score, label, Wc[:, cluster], chunk_cells=chunk_cells)
+    assert np.array_equal(dense, ref, equal_nan=True)
+    # a replicate without positives (all weight on one negative-only cluster) is NaN in both
+    only_neg = np.zeros((1, n_clusters))
+    neg_clusters = np.setdiff1d(np.arange(n_clusters), cluster[label])
+    if neg_clusters.size:
+        only_neg[0, neg_clusters[0]] = 3.0
+        assert np.isnan(mon._weighted_auc(score, label, only_neg, cluster))[0]
+    # fractional weights: same up to rounding of the (reordered) sums
+    Wf = rng.random((7, n))
+    np.testing.assert_allclose(
+        mon._weighted_auc(score, label, Wf), _weighted_auc_reference(score, label, Wf), rtol=1e-12
+    )
+
+
+def test_metrics_with_cluster_weights_equal_the_expanded_weights():
+    rng = np.random.default_rng(5)
+    n, c = 400, 17
+    score = np.round(rng.random(n), 2)
+    label = rng.random(n) < 0.4
+    alert = score > 0.6
+    cluster = rng.integers(0, c, n)
+    Wc = np.vstack([np.ones(c), rng.multinomial(c, np.full(c, 1 / c), size=40)]).astype(float)
+    a = mon._metrics(score, alert, label, Wc, cluster)
+    b = mon._metrics(score, alert, label, Wc[:, cluster])
+    for key in a:
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+
+
+def test_client_codes_follow_the_text_order_of_the_ids():
+    raw = pd.Series([10, 9, 10, 100, 9])
+    codes, levels = mon._client_codes(raw)
+    assert levels.tolist() == ["10", "100", "9"]  # sorted as text, as astype(str) sorts
+    assert levels[codes].tolist() == raw.astype(str).tolist()
+
+
 # ----------------------------------------------------------------------------- validation
 def test_validation_auc_is_close_to_the_ideal_predictor(validation):
     for t in (3, 5, 8):
@@ -299,6 +366,82 @@ def test_k_fold_by_client_and_in_sample_modes(mixture):
         mon.validate_alerts(mixture, "outcome", rci=14)
     with pytest.raises(DataError, match="rci"):
         mon.validate_alerts(mixture, "outcome", therapist="therapist_id")
+
+
+def _record_folds(monkeypatch):
+    """Wrap _score_fold to record the therapists of each fold's training and test clients."""
+    folds = []
+    real = mon._score_fold
+
+    def spy(train, test, *a, **kw):  # in_sample=False: only the folds call it
+        folds.append((set(train["therapist"]), set(test["therapist"]), len(test)))
+        return real(train, test, *a, **kw)
+
+    monkeypatch.setattr(mon, "_score_fold", spy)
+    return folds
+
+
+def test_therapist_cv_switches_to_grouped_k_fold_above_the_threshold(mixture, monkeypatch):
+    kw = dict(therapist="therapist_id", cutoff=64, rci=14, sessions=[3], n_boot=10)
+    kw.update(failures=["no_reliable_improvement"], in_sample=False, ideal=False)
+    n_ther = mixture["therapist_id"].nunique()  # 20
+    folds = _record_folds(monkeypatch)
+    loto = mon.validate_alerts(mixture, "outcome", **kw)
+    assert loto.settings["scheme"] == "leave-one-therapist-out"
+    assert loto.settings["n_folds"] == n_ther == len(folds)
+    assert all(len(test) == 1 for _, test, _ in folds)
+    # more therapists than loto_max: whole therapists to k folds, assigned by the seed
+    folds.clear()
+    grouped = mon.validate_alerts(mixture, "outcome", loto_max=n_ther - 1, k=4, seed=3, **kw)
+    assert grouped.settings["scheme"] == "grouped k-fold by therapist"
+    assert grouped.settings["n_folds"] == 4 == len(folds) and grouped.settings["k"] == 4
+    tested = [t for _, test, _ in folds for t in test]
+    assert sorted(tested) == sorted(mixture["therapist_id"].unique())  # each tested once
+    for train, test, _ in folds:
+        assert not train & test  # no therapist in both the training and the test clients
+        assert len(test) == n_ther // 4
+    # every client scored once, out of sample
+    assert grouped.scores.groupby(["client", "session"]).size().max() == 1
+    rows = [v.at(3, "no_reliable_improvement").loc["expected curve", "n"] for v in (loto, grouped)]
+    assert rows[0] == rows[1]  # the same clients at risk, all scored out of sample
+    # the folds depend on the seed, and the same seed gives the same folds
+    first = [sorted(test) for _, test, _ in folds]
+    folds.clear()
+    mon.validate_alerts(mixture, "outcome", loto_max=n_ther - 1, k=4, seed=3, **kw)
+    assert [sorted(test) for _, test, _ in folds] == first
+    folds.clear()
+    mon.validate_alerts(mixture, "outcome", loto_max=n_ther - 1, k=4, seed=4, **kw)
+    assert [sorted(test) for _, test, _ in folds] != first
+    # at the threshold itself: still leave-one-therapist-out
+    at = mon.validate_alerts(mixture, "outcome", loto_max=n_ther, **kw)
+    assert at.settings["scheme"] == "leave-one-therapist-out"
+
+
+def test_in_sample_scores_reuse_the_same_fit(mixture):
+    kw = dict(therapist="therapist_id", cutoff=64, rci=14, sessions=[3], n_boot=10, ideal=False)
+    kw.update(failures=["no_reliable_improvement"], cv="client", k=3)
+    ref = mon.expected_response(mixture, "outcome", therapist="therapist_id")
+    reused = mon.validate_alerts(mixture, "outcome", reference=ref, **kw)
+    refit = mon.validate_alerts(mixture, "outcome", **kw)
+    pd.testing.assert_frame_equal(reused.scores, refit.scores, check_exact=True)
+    pd.testing.assert_frame_equal(reused.table, refit.table, check_exact=True)
+    other = mon.expected_response(
+        mixture[mixture["session"] <= 6], "outcome", therapist="therapist_id"
+    )
+    with pytest.raises(DataError, match="same fit"):
+        mon.validate_alerts(mixture, "outcome", reference=other, **kw)
+
+
+def test_section_names_the_cross_validation_scheme():
+    from alliance_lib.sections.monitoring import _cv_words
+
+    grouped = {"scheme": "grouped k-fold by therapist", "k": 10, "loto_max_therapists": 50}
+    assert _cv_words(grouped).startswith("10-fold by therapist")
+    assert "above 50 therapists" in _cv_words(grouped)
+    assert _cv_words({"scheme": "leave-one-therapist-out", "k": None}) == (
+        "leave-one-therapist-out"
+    )
+    assert _cv_words({"scheme": "k-fold by client", "k": 10}) == "10-fold by client"
 
 
 def test_ideal_predictor_is_the_bayes_posterior_by_monte_carlo():
@@ -404,6 +547,10 @@ def test_monitoring_section_on_the_demo_study(demo_sections):
     json.dumps(s.numbers, allow_nan=False)
     assert s.numbers["reference"]["outcome"] == "outcome"
     assert s.numbers["validation_settings"]["cv"] == "therapist"  # the demo has therapists
+    # 20 therapists (<= 50): leave-one-therapist-out, as before issue 16
+    assert s.numbers["validation_settings"]["scheme"] == "leave-one-therapist-out"
+    assert s.numbers["validation_settings"]["n_folds"] == 20
+    assert "estimated leave-one-therapist-out" in s.methods
     v3 = {r["predictor"]: r for r in s.numbers["validation"]["3"]["no_reliable_improvement"]}
     assert 0.5 < v3["expected curve"]["auc"] <= 1
     titles = [t.title for t in s.tables]
