@@ -775,7 +775,7 @@ def _oblimin(a: np.ndarray, eps: float = 1e-10, maxit: int = 5000) -> tuple[np.n
     Returns the pattern loadings and the factor correlations, from the identity start.
     """
     k = a.shape[1]
-    off = ~np.eye(k, dtype=bool)
+    off = (~np.eye(k, dtype=bool)).astype(float)  # cast once, not at every product
 
     def vgq(lo):
         x = (lo**2) @ off
@@ -795,13 +795,14 @@ def _oblimin(a: np.ndarray, eps: float = 1e-10, maxit: int = 5000) -> tuple[np.n
         for _ in range(11):
             x = tm - al * gp
             tmt = x / np.sqrt((x**2).sum(axis=0))
-            lo = a @ np.linalg.inv(tmt).T
+            inv_t = np.linalg.inv(tmt)  # reused for the gradient below
+            lo = a @ inv_t.T
             gqt, ft = vgq(lo)
             if f - ft > 0.5 * s**2 * al:
                 break
             al /= 2.0
         tm, f = tmt, ft
-        g = -(lo.T @ gqt @ np.linalg.inv(tmt)).T
+        g = -(lo.T @ gqt @ inv_t).T
     return lo, tm.T @ tm
 
 
@@ -1058,9 +1059,9 @@ def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float]
     if x.shape[1] < 3:
         raise ReliabilityError(f"need at least 3 items; got {x.shape[1]}.")
     complete = ~np.isnan(x).any(axis=1) & pd.notna(cl)
-    codes, _ = pd.factorize(cl[complete])
-    full = np.flatnonzero(complete)
-    return _two_level_fit(_two_level_stats(x, np.arange(x.shape[1]), full, codes), names)
+    codes, _ = pd.factorize(cl)
+    x = np.asfortranarray(x)
+    return _two_level_fit(_two_level_stats(x, np.arange(x.shape[1]), complete, codes), names)
 
 
 #: Rows per block when the pooled within-client SSCP is accumulated (bounds the temporary).
@@ -1068,26 +1069,27 @@ _BLOCK_ROWS = 1 << 16
 
 
 def _two_level_stats(
-    x: np.ndarray, cols: np.ndarray, rows: np.ndarray, codes: np.ndarray
+    x: np.ndarray, cols: np.ndarray, use: np.ndarray, codes: np.ndarray
 ) -> dict[str, Any]:
     """Sufficient statistics of the two-level model in one pass over the rows used.
 
-    ``x`` is the item matrix (any rows and columns), ``cols`` the columns of the scale, ``rows``
-    the positions of the complete rows and ``codes`` their cluster codes (integers, any
-    numbering). Returns the cluster sizes, the pooled within-client SSCP, and per distinct
-    cluster size the count of clusters, the sum of their mean vectors and the sum of the outer
-    products of their means (float64; the likelihood then costs O(p^3 x distinct sizes)).
+    ``x`` is the item matrix (any rows and columns; column-major is fastest), ``cols`` the
+    columns of the scale, ``use`` a boolean mask of the complete rows of ``x`` and ``codes``
+    the cluster code of every row of ``x`` (integers, any numbering; only rows in ``use``
+    count). Returns the cluster sizes, the pooled within-client SSCP, and per distinct cluster
+    size the count of clusters, the sum of their mean vectors and the sum of the outer products
+    of their means (float64), so that the likelihood costs O(p^3 x distinct sizes), not
+    O(rows).
     """
     p = cols.size
-    n = rows.size
-    codes = np.asarray(codes, dtype=np.intp)
-    nj_all = np.bincount(codes) if n else np.zeros(0, dtype=np.intp)
-    present = nj_all > 0
-    if not present.all():  # renumber the clusters with a complete row
-        remap = np.cumsum(present) - 1
-        codes = remap[codes]
-        nj_all = nj_all[present]
-    nj = nj_all
+    cu = np.asarray(codes, dtype=np.intp)[use]
+    n = cu.size
+    # clusters numbered by first appearance among the rows used (as pd.factorize would)
+    uniq, first = np.unique(cu, return_index=True)
+    rank = np.empty(uniq.size, dtype=np.intp)
+    rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+    cu = rank[np.searchsorted(uniq, cu)]
+    nj = np.bincount(cu, minlength=uniq.size)
     nclus = nj.size
     if nclus < p + 2 or n <= nclus:
         raise ReliabilityError(
@@ -1097,14 +1099,18 @@ def _two_level_stats(
     sums = np.empty((nclus, p))
     itemvar = np.empty(p)
     for j, c in enumerate(cols):  # one bincount per item column (O(rows)), not per row
-        col = x[rows, c]
-        sums[:, j] = np.bincount(codes, weights=col, minlength=nclus)
+        col = x[:, c][use]
+        sums[:, j] = np.bincount(cu, weights=col, minlength=nclus)
         itemvar[j] = col.var(ddof=1)
     ybar = sums / nj[:, None]
     wss = np.zeros((p, p))
+    where = np.flatnonzero(use)
     for lo in range(0, n, _BLOCK_ROWS):  # blocks of rows bound the temporary deviations
-        blk = slice(lo, lo + _BLOCK_ROWS)
-        dev = x[np.ix_(rows[blk], cols)] - ybar[codes[blk]]
+        at = where[lo : lo + _BLOCK_ROWS]
+        cb = cu[lo : lo + _BLOCK_ROWS]
+        dev = np.empty((at.size, p), order="F")
+        for j, c in enumerate(cols):
+            dev[:, j] = x[at, c] - ybar[cb, j]
         wss += dev.T @ dev
     sizes, size_of = np.unique(nj, return_inverse=True)
     cnt = np.bincount(size_of, minlength=sizes.size)
@@ -1340,10 +1346,12 @@ def _clean_matrix(
     text = np.zeros((n, p), dtype=bool, order="F") if p else np.zeros((n, 0), dtype=bool)
     has_text = False
     for j, c in enumerate(cols):  # one pass per item column, never per row
-        col = df[c] if rows is None else df[c].iloc[rows]
+        col = df[c]
         if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-            x[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            x[:, j] = values if rows is None else values[rows]
         else:
+            col = col if rows is None else col.iloc[rows]
             num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             x[:, j] = num
             text[:, j] = col.notna().to_numpy() & np.isnan(num)
@@ -1766,6 +1774,8 @@ def _multilevel_reliability(
     records = []
     for key, pos in groups:  # loop over groups and scales, never rows
         key = key if isinstance(key, tuple) else (key,)
+        in_group = np.zeros(x.shape[0], dtype=bool)
+        in_group[pos] = True
         for name, numbers in scales.items():
             rec: dict[str, Any] = dict(zip(by_cols, key, strict=True)) | {"scale": name}
             rec["n_items"] = len(numbers)
@@ -1777,9 +1787,10 @@ def _multilevel_reliability(
                 idx = np.array([col_of[i] for i in numbers], dtype=np.intp)
                 if idx.size < 3:
                     raise ReliabilityError(f"need at least 3 items; got {idx.size}.")
-                complete = ~np.isnan(x[np.ix_(pos, idx)]).any(axis=1) & (codes[pos] >= 0)
-                use = pos[complete]
-                st = _two_level_stats(x, idx, use, codes[use])
+                use = in_group & (codes >= 0)
+                for j in idx:  # complete rows of the scale, one column at a time
+                    use &= ~np.isnan(x[:, j])
+                st = _two_level_stats(x, idx, use, codes)
                 m = _two_level_fit(st, [mapping[i] for i in numbers])
                 rec.update(
                     n=m.n,
