@@ -1084,12 +1084,11 @@ def _two_level_stats(
     p = cols.size
     cu = np.asarray(codes, dtype=np.intp)[use]
     n = cu.size
-    # clusters numbered by first appearance among the rows used (as pd.factorize would)
-    uniq, first = np.unique(cu, return_index=True)
-    rank = np.empty(uniq.size, dtype=np.intp)
-    rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
-    cu = rank[np.searchsorted(uniq, cu)]
-    nj = np.bincount(cu, minlength=uniq.size)
+    nj = np.bincount(cu) if n else np.zeros(0, dtype=np.intp)
+    present = nj > 0
+    if not present.all():  # renumber the clusters with a complete row (order kept)
+        cu = (np.cumsum(present) - 1)[cu]
+        nj = nj[present]
     nclus = nj.size
     if nclus < p + 2 or n <= nclus:
         raise ReliabilityError(
@@ -1365,10 +1364,9 @@ def _clean_matrix(
         xj = x[:, j]
         if codes:
             xj[np.isin(xj, codes)] = np.nan
-        present = ~np.isnan(xj)
-        badj = present & ((xj < lo) | (xj > hi))
+        badj = (xj < lo) | (xj > hi)  # False for NaN
         if inst.integer_scale:
-            badj |= present & (xj != np.round(xj))
+            badj |= np.abs(xj - np.round(xj)) > 0  # False for NaN
         bad[:, j] |= badj
     bad_rows = bad.any(axis=1)
     if bad_rows.any() and errors == "raise":
