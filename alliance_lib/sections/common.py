@@ -450,8 +450,12 @@ def multilevel_reliability_table(wave) -> pd.DataFrame:
         parts = []
         _, clusters = _client_codes(wave)
         for inst, rater, pos in _rated_groups(wave):
+            # clients numbered by first appearance in the rater's rows, as multilevel_reliability
+            # numbers them on that rater's frame (the same sums in the same order)
+            own = clusters[pos]
+            codes = np.where(own >= 0, pd.factorize(own)[0], -1)
             m = _multilevel_reliability(
-                wave.scored, inst, "client_id", [], (), "raise", rows=pos, codes=clusters[pos]
+                wave.scored, inst, "client_id", [], (), "raise", rows=pos, codes=codes
             )
             m.insert(0, "rater", rater)
             m.insert(0, "instrument", inst.id)
