@@ -187,6 +187,13 @@ def _prepare(
             f"nan_policy must be one of {_NAN_POLICIES}; got {nan_policy!r}.", value=nan_policy
         )
     x, names, _ = _item_matrix(items, missing_codes)
+    return _prepare_array(x, names, nan_policy, min_items)
+
+
+def _prepare_array(
+    x: np.ndarray, names: list[str], nan_policy: str, min_items: int = 2
+) -> tuple[np.ndarray, list[str]]:
+    """The row selection and checks of :func:`_prepare` on a float matrix already cleaned."""
     if x.shape[1] < min_items:
         raise ReliabilityError(
             f"need at least {min_items} items; got {x.shape[1]} ({', '.join(names) or 'none'})."
@@ -375,6 +382,11 @@ def cronbach_alpha(
     """
     _check_ci(ci)
     x, names = _prepare(items, nan_policy, missing_codes)
+    return _alpha_x(x, names, ci, nan_policy)
+
+
+def _alpha_x(x: np.ndarray, names: list[str], ci: float, nan_policy: str) -> AlphaResult:
+    """:func:`cronbach_alpha` on the rows kept by :func:`_prepare`."""
     c = _covariance(x, names)
     r = _cov2cor(c)
     k = c.shape[0]
@@ -614,6 +626,11 @@ def omega(
     [0.52, 0.59, 0.78, 0.85]
     """
     x, names = _prepare(items, nan_policy, missing_codes, min_items=3)
+    return _omega_x(x, names, nan_policy)
+
+
+def _omega_x(x: np.ndarray, names: list[str], nan_policy: str) -> OmegaResult:
+    """:func:`omega` on the rows kept by :func:`_prepare`."""
     r = _correlation(x, names)
     load, psi, converged, message = _one_factor_ml(r)
     h2 = load**2
@@ -758,7 +775,7 @@ def _oblimin(a: np.ndarray, eps: float = 1e-10, maxit: int = 5000) -> tuple[np.n
     Returns the pattern loadings and the factor correlations, from the identity start.
     """
     k = a.shape[1]
-    off = ~np.eye(k, dtype=bool)
+    off = (~np.eye(k, dtype=bool)).astype(float)  # cast once, not at every product
 
     def vgq(lo):
         x = (lo**2) @ off
@@ -778,13 +795,14 @@ def _oblimin(a: np.ndarray, eps: float = 1e-10, maxit: int = 5000) -> tuple[np.n
         for _ in range(11):
             x = tm - al * gp
             tmt = x / np.sqrt((x**2).sum(axis=0))
-            lo = a @ np.linalg.inv(tmt).T
+            inv_t = np.linalg.inv(tmt)  # reused for the gradient below
+            lo = a @ inv_t.T
             gqt, ft = vgq(lo)
             if f - ft > 0.5 * s**2 * al:
                 break
             al /= 2.0
         tm, f = tmt, ft
-        g = -(lo.T @ gqt @ np.linalg.inv(tmt)).T
+        g = -(lo.T @ gqt @ inv_t).T
     return lo, tm.T @ tm
 
 
@@ -849,8 +867,12 @@ def omega_hierarchical(
     """
     if int(n_factors) != n_factors or n_factors < 2:
         raise ReliabilityError(f"n_factors must be a whole number >= 2; got {n_factors!r}.")
-    k = int(n_factors)
     x, names = _prepare(items, nan_policy, missing_codes, min_items=3)
+    return _omega_h_x(x, names, int(n_factors), nan_policy)
+
+
+def _omega_h_x(x: np.ndarray, names: list[str], k: int, nan_policy: str):
+    """:func:`omega_hierarchical` on the rows kept by :func:`_prepare`."""
     r = _correlation(x, names)
     load, psi, converged, message = _ml_factors(r, k)
     orth = _varimax(load)
@@ -1034,33 +1056,91 @@ def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float]
         raise ReliabilityError(
             f"cluster has {cl.shape[0]} labels for {x.shape[0]} rows of items.", value=cl.shape[0]
         )
+    if x.shape[1] < 3:
+        raise ReliabilityError(f"need at least 3 items; got {x.shape[1]}.")
     complete = ~np.isnan(x).any(axis=1) & pd.notna(cl)
-    x, cl = x[complete], cl[complete]
-    p = x.shape[1]
-    if p < 3:
-        raise ReliabilityError(f"need at least 3 items; got {p}.")
-    codes, levels = pd.factorize(cl)
-    nj = np.bincount(codes)
+    codes, _ = pd.factorize(cl)
+    x = np.asfortranarray(x)
+    return _two_level_fit(_two_level_stats(x, np.arange(x.shape[1]), complete, codes), names)
+
+
+#: Rows per block when the pooled within-client SSCP is accumulated (bounds the temporary).
+_BLOCK_ROWS = 1 << 16
+
+
+def _two_level_stats(
+    x: np.ndarray, cols: np.ndarray, use: np.ndarray, codes: np.ndarray
+) -> dict[str, Any]:
+    """Sufficient statistics of the two-level model in one pass over the rows used.
+
+    ``x`` is the item matrix (any rows and columns; column-major is fastest), ``cols`` the
+    columns of the scale, ``use`` a boolean mask of the complete rows of ``x`` and ``codes``
+    the cluster code of every row of ``x`` (integers, any numbering; only rows in ``use``
+    count). Returns the cluster sizes, the pooled within-client SSCP, and per distinct cluster
+    size the count of clusters, the sum of their mean vectors and the sum of the outer products
+    of their means (float64), so that the likelihood costs O(p^3 x distinct sizes), not
+    O(rows).
+    """
+    p = cols.size
+    cu = np.asarray(codes, dtype=np.intp)[use]
+    n = cu.size
+    nj = np.bincount(cu) if n else np.zeros(0, dtype=np.intp)
+    present = nj > 0
+    if not present.all():  # renumber the clusters with a complete row (order kept)
+        cu = (np.cumsum(present) - 1)[cu]
+        nj = nj[present]
     nclus = nj.size
-    if nclus < p + 2 or x.shape[0] <= nclus:
+    if nclus < p + 2 or n <= nclus:
         raise ReliabilityError(
-            f"{nclus} clients with {x.shape[0]} complete administrations: a two-level model of "
+            f"{nclus} clients with {n} complete administrations: a two-level model of "
             f"{p} items needs more clients than items and repeated administrations."
         )
-    n = x.shape[0]
-    sums = np.zeros((nclus, p))
-    np.add.at(sums, codes, x)
+    sums = np.empty((nclus, p))
+    itemvar = np.empty(p)
+    for j, c in enumerate(cols):  # one bincount per item column (O(rows)), not per row
+        col = x[:, c][use]
+        sums[:, j] = np.bincount(cu, weights=col, minlength=nclus)
+        itemvar[j] = col.var(ddof=1)
     ybar = sums / nj[:, None]
-    dev = x - ybar[codes]
-    wss = dev.T @ dev
+    wss = np.zeros((p, p))
+    where = np.flatnonzero(use)
+    for lo in range(0, n, _BLOCK_ROWS):  # blocks of rows bound the temporary deviations
+        at = where[lo : lo + _BLOCK_ROWS]
+        cb = cu[lo : lo + _BLOCK_ROWS]
+        dev = np.empty((at.size, p), order="F")
+        for j, c in enumerate(cols):
+            dev[:, j] = x[at, c] - ybar[cb, j]
+        wss += dev.T @ dev
     sizes, size_of = np.unique(nj, return_inverse=True)
-    cnt = np.bincount(size_of)
-    msum = np.zeros((sizes.size, p))
-    np.add.at(msum, size_of, ybar)
-    s2 = np.einsum("js,jt->jst", ybar, ybar)
-    s2sum = np.zeros((sizes.size, p, p))
-    np.add.at(s2sum, size_of, s2)
-    itemvar = x.var(axis=0, ddof=1)
+    cnt = np.bincount(size_of, minlength=sizes.size)
+    order = np.argsort(size_of, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    msum = np.empty((sizes.size, p))
+    s2sum = np.empty((sizes.size, p, p))
+    for s, (a, m) in enumerate(zip(starts, cnt, strict=True)):  # one per distinct size
+        yb = ybar[order[a : a + m]]
+        msum[s] = yb.sum(axis=0)
+        s2sum[s] = yb.T @ yb
+    return {
+        "n": int(n),
+        "nclus": int(nclus),
+        "nj_mean": float(nj.mean()),
+        "wss": wss,
+        "sizes": sizes.astype(float),
+        "cnt": cnt.astype(float),
+        "msum": msum,
+        "s2sum": s2sum,
+        "cov_means": np.cov(ybar, rowvar=False),
+        "itemvar": itemvar,
+    }
+
+
+def _two_level_fit(st: dict[str, Any], names: Sequence[str]) -> MultilevelOmegaResult:
+    """ML fit of the two-level one-factor CFA from :func:`_two_level_stats`."""
+    n, nclus, wss = st["n"], st["nclus"], st["wss"]
+    sizes, cnt, msum, s2sum = st["sizes"], st["cnt"], st["msum"], st["s2sum"]
+    itemvar = st["itemvar"]
+    p = wss.shape[0]
 
     def unpack(par):
         return par[:p], par[p : 2 * p], par[2 * p : 3 * p], par[3 * p :]
@@ -1093,7 +1173,7 @@ def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float]
             + quad
             + n * p * math.log(2 * math.pi)
         )
-        vdv = np.einsum("sij,sjk,skl->sil", vi, d, vi)
+        vdv = vi @ d @ vi  # batched matrix products: O(sizes x p^3)
         term = cnt[:, None, None] * vi - sizes[:, None, None] * vdv
         gw = (n - nclus) * swi - swi @ wss @ swi + term.sum(axis=0)
         gb = (sizes[:, None, None] * term).sum(axis=0)
@@ -1102,8 +1182,8 @@ def multilevel_omega(items: Any, cluster: Any, *, missing_codes: Iterable[float]
 
     # start: pooled within and between (MUML-style) moments
     spw = wss / (n - nclus)
-    cov_means = np.cov(ybar, rowvar=False)
-    sb0 = cov_means - spw / float(nj.mean())
+    cov_means = st["cov_means"]
+    sb0 = cov_means - spw / st["nj_mean"]
     w, v = np.linalg.eigh(spw)
     lw0 = v[:, -1] * np.sqrt(w[-1])
     w, v = np.linalg.eigh(sb0)
@@ -1172,12 +1252,27 @@ def _instrument_items(df: pd.DataFrame, inst: Any) -> dict[int, str]:
     return dict(zip(inst.items, inst.columns, strict=True))
 
 
-def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str, n_groups: int = 0) -> dict[str, Any]:
-    """alpha and the omega that fits the scale: one-factor (unidimensional) or Schmid-Leiman."""
+def _scale_row(
+    x: Any, ci: float, nan_policy: str, n_groups: int = 0, names: list[str] | None = None
+) -> dict[str, Any]:
+    """alpha and the omega that fits the scale: one-factor (unidimensional) or Schmid-Leiman.
+
+    ``x``: the scale's cleaned items (a frame, or a float matrix with ``names``); the rows are
+    selected and checked once for all three estimates."""
+    if isinstance(x, pd.DataFrame):
+        names = [str(c) for c in x.columns]
+        x = x.to_numpy(dtype=float, na_value=np.nan)
     row: dict[str, Any] = {"n_items": x.shape[1]}
     notes = []
     try:
-        a = cronbach_alpha(x, ci=ci, nan_policy=nan_policy)
+        xp, _ = _prepare_array(x, names, nan_policy, min_items=2)
+        failed = None
+    except ReliabilityError as exc:
+        xp, failed = None, exc
+    try:
+        if failed is not None:
+            raise failed
+        a = _alpha_x(xp, names, ci, nan_policy)
         row.update(
             n=a.n,
             alpha=a.alpha,
@@ -1191,7 +1286,9 @@ def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str, n_groups: int = 0) -
     if n_groups >= 2:
         row["omega_model"] = f"Schmid-Leiman, {n_groups} group factors (psych::omega, fm='ml')"
         try:
-            h = omega_hierarchical(x, n_groups, nan_policy=nan_policy)
+            if failed is not None:
+                raise failed
+            h = _omega_h_x(xp, names, int(n_groups), nan_policy)
             row.update(omega=h.omega_total, omega_std=h.omega_total, omega_h=h.omega_h)
             if h.heywood:
                 notes.append("omega: Heywood case (a uniqueness at its 0.005 bound)")
@@ -1202,7 +1299,9 @@ def _scale_row(x: pd.DataFrame, ci: float, nan_policy: str, n_groups: int = 0) -
     elif x.shape[1] >= 3:
         row["omega_model"] = "one factor (unidimensional scale)"
         try:
-            o = omega(x, nan_policy=nan_policy)
+            if failed is not None:
+                raise failed
+            o = _omega_x(xp, names, nan_policy)
             row.update(omega=o.omega, omega_std=o.omega_std)
             if o.heywood:
                 notes.append("omega: Heywood case (a uniqueness at its 0.005 bound)")
@@ -1225,45 +1324,86 @@ def _clean_items(
     df: pd.DataFrame, inst: Any, missing_codes: Iterable[float], errors: str
 ) -> tuple[pd.DataFrame, dict[int, str], int]:
     """Item table with missing codes as NaN, invalid rows raised or blanked, reverse keys applied."""
+    x, mapping, n_omitted = _clean_matrix(df, inst, missing_codes, errors)
+    return pd.DataFrame(x, columns=list(mapping.values()), index=df.index), mapping, n_omitted
+
+
+def _clean_matrix(
+    df: pd.DataFrame,
+    inst: Any,
+    missing_codes: Iterable[float],
+    errors: str,
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[int, str], int]:
+    """:func:`_clean_items` as one float64 matrix (column-major, one column per item), filled
+    column by column from the frame without copying the frame; ``rows``: positions to take
+    (all rows when None)."""
     mapping = _instrument_items(df, inst)
     cols = list(mapping.values())
-    raw = df[cols]
-    num = raw.apply(pd.to_numeric, errors="coerce")  # one call per column, not per row
-    x = num.to_numpy(dtype=float, na_value=np.nan).copy()  # writable under copy-on-write
-    index = df.index
+    n, p = (len(df) if rows is None else len(rows)), len(cols)
+    x = np.empty((n, p), order="F")
+    text = np.zeros((n, p), dtype=bool, order="F") if p else np.zeros((n, 0), dtype=bool)
+    has_text = False
+    for j, c in enumerate(cols):  # one pass per item column, never per row
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+            x[:, j] = values if rows is None else values[rows]
+        else:
+            col = col if rows is None else col.iloc[rows]
+            num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            x[:, j] = num
+            text[:, j] = col.notna().to_numpy() & np.isnan(num)
+            has_text = has_text or bool(text[:, j].any())
+    index = df.index if rows is None else df.index[rows]
+    at = np.arange(len(df)) if rows is None else np.asarray(rows)
     codes = [float(c) for c in missing_codes]
-    text = raw.notna().to_numpy() & np.isnan(x)
-    if codes:
-        x = np.where(np.isin(x, codes), np.nan, x)
     lo, hi = float(inst.scale_min), float(inst.scale_max)
-    present = ~np.isnan(x)
-    bad = text | (present & ((x < lo) | (x > hi)))
-    if inst.integer_scale:
-        bad |= present & (x != np.round(x))
+    bad = text if has_text else np.zeros((n, p), dtype=bool, order="F")
+    for j in range(p):  # column by column: no (rows x items) temporaries but the flags
+        xj = x[:, j]
+        if codes:
+            xj[np.isin(xj, codes)] = np.nan
+        badj = (xj < lo) | (xj > hi)  # False for NaN
+        if inst.integer_scale:
+            badj |= np.abs(xj - np.round(xj)) > 0  # False for NaN
+        bad[:, j] |= badj
     bad_rows = bad.any(axis=1)
     if bad_rows.any() and errors == "raise":
         rows, cols_idx = np.nonzero(bad)
-        values = raw.to_numpy(dtype=object)
+        rows, cols_idx = rows[:5], cols_idx[:5]
+        total = int(bad.sum())
         labels = index[rows].tolist()
         cells = ", ".join(
-            f"row {labels[m]!r} {cols[j]}={values[i, j]!r}"
-            for m, (i, j) in enumerate(zip(rows[:5].tolist(), cols_idx[:5].tolist(), strict=True))
+            f"row {labels[m]!r} {cols[j]}={df[cols[j]].to_numpy(dtype=object)[at[i]]!r}"
+            for m, (i, j) in enumerate(zip(rows.tolist(), cols_idx.tolist(), strict=True))
         )
-        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        more = f" and {total - 5} more" if total > 5 else ""
         raise ReliabilityError(
-            f"instrument {inst.id!r}: {len(rows)} item value(s) that are text, outside the "
+            f"instrument {inst.id!r}: {total} item value(s) that are text, outside the "
             f"scale {lo:g}-{hi:g}{' or not whole numbers' if inst.integer_scale else ''}: "
             f"{cells}{more}. Declare missing codes with missing_codes=, quarantine the rows with "
             "alliance_lib.validate, or pass errors='omit'.",
             row=labels[0],
             column=cols[int(cols_idx[0])],
-            value=values[rows[0], cols_idx[0]],
+            value=df[cols[int(cols_idx[0])]].to_numpy(dtype=object)[int(at[rows[0]])],
         )
     x[bad_rows] = np.nan  # errors="omit": such rows count as not administered
-    rev = [mapping[i] for i in inst.reverse]
-    rev_mask = np.isin(np.asarray(cols, dtype=object), rev)
-    x[:, rev_mask] = lo + hi - x[:, rev_mask]
-    return pd.DataFrame(x, columns=cols, index=index), mapping, int(bad_rows.sum())
+    rev = set(inst.reverse)
+    for j, item in enumerate(mapping):  # reverse keys, column by column
+        if item in rev:
+            x[:, j] = lo + hi - x[:, j]
+    return x, mapping, int(bad_rows.sum())
+
+
+def _group_codes(df: pd.DataFrame, cols: list[str], rows: np.ndarray | None) -> np.ndarray:
+    """Integer code of each row's combination of ``cols`` (NaN a value of its own)."""
+    if len(cols) == 1:
+        col = df[cols[0]]
+        values = col.to_numpy() if rows is None else col.to_numpy()[rows]
+        return pd.factorize(values, use_na_sentinel=False)[0]
+    sub = df[cols] if rows is None else df[cols].iloc[rows]
+    return sub.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
 
 
 def _select_administration(
@@ -1275,9 +1415,14 @@ def _select_administration(
     administration: Any,
     by_cols: list[str],
     errors: str = "raise",
+    rows: np.ndarray | None = None,
+    codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Rows used (one administration per client within ``by`` groups, or all) and the number of
-    duplicated rows left out (``errors="omit"``)."""
+    duplicated rows left out (``errors="omit"``).
+
+    ``rows``: positions of the rows of ``df`` the items came from (all when None); ``codes``:
+    the (by groups and) client code of those rows, when already factorised."""
     if isinstance(administration, str) and administration == "all":
         return administered, 0
     is_first = isinstance(administration, str) and administration == "first"
@@ -1300,25 +1445,35 @@ def _select_administration(
                 column=col,
             )
     ses = pd.to_numeric(df[session], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    keys = [df[c] for c in [*by_cols, client]]
+    if rows is not None:
+        ses = ses[rows]
+    if codes is None:
+        codes = _group_codes(df, [*by_cols, client], rows)
     if is_first:
-        candidate = pd.Series(np.where(administered, ses, np.nan), index=df.index)
-        first = candidate.groupby(keys, dropna=False).transform("min").to_numpy()
+        candidate = np.where(administered, ses, np.nan)
+        first = pd.Series(candidate).groupby(codes).transform("min").to_numpy()
         keep = administered & (ses == first)
     else:
         keep = administered & (ses == float(administration))
-    kept = df.loc[keep, [*by_cols, client]]
-    dup = kept.duplicated(keep=False).to_numpy()
+    kept = np.flatnonzero(keep)
+    kc = codes[kept]
+    count = np.bincount(kc, minlength=int(codes.max()) + 1 if codes.size else 0)
+    dup = count[kc] > 1
     if dup.any() and errors == "omit":
-        extra = kept.index[kept.duplicated(keep="first").to_numpy()]
-        keep = keep & ~df.index.isin(extra)
-        return keep, int(len(extra))
+        first_of = np.unique(kc, return_index=True)[1]
+        extra = np.ones(kept.size, dtype=bool)
+        extra[first_of] = False  # keeps the first row of each client, in row order
+        keep = keep.copy()
+        keep[kept[extra]] = False
+        return keep, int(extra.sum())
     if dup.any():
-        label = kept.index[dup][0]
+        pos = kept[np.argmax(dup)]
+        at = int(pos) if rows is None else int(rows[pos])
+        label = df.index[at]
         raise ReliabilityError(
             f"{int(dup.sum())} rows share a {client} and session after choosing one "
             f"administration per client (e.g. row {label!r}, {client}="
-            f"{df.loc[label, client]!r}); several raters per session? Pass by='rater', select "
+            f"{df[client].iloc[at]!r}); several raters per session? Pass by='rater', select "
             "one rater first, remove duplicated rows, or pass errors='omit' (keeps the first).",
             row=label,
             column=client,
@@ -1421,9 +1576,40 @@ def reliability(
     if errors not in ("raise", "omit"):
         raise ReliabilityError(f"errors must be 'raise' or 'omit'; got {errors!r}.", value=errors)
     inst = get_instrument(instrument, folder)
-    items, mapping, n_omitted = _clean_items(df, inst, missing_codes, errors)
-    administered = items.notna().any(axis=1).to_numpy()
     by_cols = [by] if isinstance(by, str) else list(by or [])
+    return _reliability(
+        df,
+        inst,
+        client=client,
+        session=session,
+        administration=administration,
+        by_cols=by_cols,
+        ci=ci,
+        nan_policy=nan_policy,
+        missing_codes=missing_codes,
+        errors=errors,
+    )
+
+
+def _reliability(
+    df: pd.DataFrame,
+    inst: Any,
+    *,
+    client: str,
+    session: str,
+    administration: Any,
+    by_cols: list[str],
+    ci: float,
+    nan_policy: str,
+    missing_codes: Iterable[float],
+    errors: str,
+    rows: np.ndarray | None = None,
+    codes: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """:func:`reliability` on the rows at positions ``rows`` of ``df`` (all when None), with
+    the client codes of those rows when already factorised (``by_cols`` empty)."""
+    x, mapping, n_omitted = _clean_matrix(df, inst, missing_codes, errors, rows)
+    administered = ~np.isnan(x).all(axis=1) if x.shape[1] else np.zeros(len(x), dtype=bool)
     require_columns(df, by_cols, f"reliability({inst.id}) by=")
     used, n_duplicates = _select_administration(
         df,
@@ -1433,20 +1619,31 @@ def reliability(
         administration=administration,
         by_cols=by_cols,
         errors=errors,
+        rows=rows,
+        codes=codes if not by_cols else None,
     )
-    items = items[used]
-    keys = df.loc[used, by_cols] if by_cols else None
+    used_pos = np.flatnonzero(used)
+    xu = x[used_pos]  # the chosen administrations only (one row per client)
+    del x
     scales = {name: tuple(numbers) for name, numbers in inst.scales.items()}  # total first
     n_sub = len(scales) - 1 if "total" in scales else 0
-
-    groups = [((), items)] if keys is None else items.groupby([keys[c] for c in by_cols])
+    col_of = {item: j for j, item in enumerate(mapping)}
+    if by_cols:
+        at = used_pos if rows is None else np.asarray(rows)[used_pos]
+        keys = df[by_cols].iloc[at].reset_index(drop=True)
+        groups = [(k, g.index.to_numpy()) for k, g in keys.groupby(by_cols)]
+    else:
+        groups = [((), np.arange(xu.shape[0]))]
     records = []
-    for key, sub in groups:  # loop over groups and scales, never rows
+    for key, pos in groups:  # loop over groups and scales, never rows
         key = key if isinstance(key, tuple) else (key,)
+        sub = xu[pos]
         for name, numbers in scales.items():
             rec = dict(zip(by_cols, key, strict=True)) | {"scale": name}
             n_groups = n_sub if (name == "total" and n_sub >= 2) else 0
-            rec |= _scale_row(sub[[mapping[i] for i in numbers]], ci, nan_policy, n_groups)
+            idx = [col_of[i] for i in numbers]
+            names = [mapping[i] for i in numbers]
+            rec |= _scale_row(sub[:, idx], ci, nan_policy, n_groups, names)
             records.append(rec)
     columns = [
         *by_cols,
@@ -1538,21 +1735,45 @@ def multilevel_reliability(
             "name the client column with client=.",
             column=client,
         )
-    items, mapping, n_omitted = _clean_items(df, inst, missing_codes, errors)
     by_cols = [by] if isinstance(by, str) else list(by or [])
     missing_by = [c for c in by_cols if c not in df.columns]
     if missing_by:
         raise ReliabilityError(f"by column(s) {missing_by} not in the data.", column=missing_by[0])
-    administered = items.notna().any(axis=1).to_numpy()
-    items = items[administered]
-    ids = df.loc[administered, client]
-    keys = df.loc[administered, by_cols] if by_cols else None
+    return _multilevel_reliability(df, inst, client, by_cols, missing_codes, errors)
+
+
+def _multilevel_reliability(
+    df: pd.DataFrame,
+    inst: Any,
+    client: str,
+    by_cols: list[str],
+    missing_codes: Iterable[float],
+    errors: str,
+    rows: np.ndarray | None = None,
+    codes: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """:func:`multilevel_reliability` on the rows at positions ``rows`` (all when None), with
+    their client codes when already factorised (-1: no client)."""
+    x, mapping, n_omitted = _clean_matrix(df, inst, missing_codes, errors, rows)
+    if codes is None:
+        ids = df[client].to_numpy() if rows is None else df[client].to_numpy()[rows]
+        codes = pd.factorize(ids)[0]  # NaN: -1, never in a cluster
+    administered = ~np.isnan(x).all(axis=1) if x.shape[1] else np.zeros(len(x), dtype=bool)
     scales = {name: tuple(numbers) for name, numbers in inst.scales.items()}
     n_sub = len(scales) - 1 if "total" in scales else 0
-    groups = [((), items)] if keys is None else items.groupby([keys[c] for c in by_cols])
+    col_of = {item: j for j, item in enumerate(mapping)}
+    adm = np.flatnonzero(administered)
+    if by_cols:
+        at = adm if rows is None else np.asarray(rows)[adm]
+        keys = df[by_cols].iloc[at].reset_index(drop=True)
+        groups = [(k, adm[g.index.to_numpy()]) for k, g in keys.groupby(by_cols)]
+    else:
+        groups = [((), adm)]
     records = []
-    for key, sub in groups:  # loop over groups and scales, never rows
+    for key, pos in groups:  # loop over groups and scales, never rows
         key = key if isinstance(key, tuple) else (key,)
+        in_group = np.zeros(x.shape[0], dtype=bool)
+        in_group[pos] = True
         for name, numbers in scales.items():
             rec: dict[str, Any] = dict(zip(by_cols, key, strict=True)) | {"scale": name}
             rec["n_items"] = len(numbers)
@@ -1561,7 +1782,14 @@ def multilevel_reliability(
             if name == "total" and n_sub >= 2:
                 notes.append(f"the total has {n_sub} subscales: one factor per level simplifies it")
             try:
-                m = multilevel_omega(sub[[mapping[i] for i in numbers]], ids.loc[sub.index])
+                idx = np.array([col_of[i] for i in numbers], dtype=np.intp)
+                if idx.size < 3:
+                    raise ReliabilityError(f"need at least 3 items; got {idx.size}.")
+                use = in_group & (codes >= 0)
+                for j in idx:  # complete rows of the scale, one column at a time
+                    use &= ~np.isnan(x[:, j])
+                st = _two_level_stats(x, idx, use, codes)
+                m = _two_level_fit(st, [mapping[i] for i in numbers])
                 rec.update(
                     n=m.n,
                     n_clients=m.n_clients,

@@ -32,7 +32,7 @@ import alliance_lib.raters as raters
 import alliance_lib.trajectories as traj
 from alliance_lib.errors import DataError, DefinitionError
 from alliance_lib.registry import Instrument, get_instrument
-from alliance_lib.reliability import multilevel_reliability, reliability
+from alliance_lib.reliability import _multilevel_reliability, _reliability
 from alliance_lib.ruptures import compare_rupture_presets
 from alliance_lib.tables import instrument_label
 
@@ -340,19 +340,44 @@ def early_alliance_by_session(wave, early_session: int) -> tuple[dict, pd.DataFr
 
 # ---------------------------------------------------------------- measurement
 def _rated_groups(wave):
-    """(instrument, rater, rows) for every instrument and rater with answered items."""
+    """(instrument, rater, positions) for every instrument and rater with answered items.
+
+    ``positions``: the rows of ``wave.scored`` of that rater (sorted); the analyses read their
+    item columns at these rows, so no frame is copied per group."""
+    scored = wave.scored
     insts = [alliance_instrument(wave)] + (
         [outcome_instrument(wave)] if outcome_instrument(wave) else []
     )
+    if "rater" not in scored:
+        return
+    rater_codes, raters_found = pd.factorize(scored["rater"], sort=True)  # NaN rater: -1
+    order = np.argsort(rater_codes, kind="stable")
+    bounds = np.searchsorted(rater_codes[order], np.arange(len(raters_found) + 1))
     for inst in insts:
-        if not set(inst.columns) <= set(wave.scored.columns):
+        if not set(inst.columns) <= set(scored.columns):
             continue  # a pre-scored total (instruments: {outcome: {id, total}}): no items
-        keep = [c for c in ("client_id", "therapist_id", "session", "rater") if c in wave.scored]
-        # only the columns the analyses use are grouped (a group copies every column it holds)
-        rows = wave.scored[keep + [c for c in inst.columns if c not in keep]]
-        for rater, g in rows.groupby("rater", sort=True):
-            if g[list(inst.columns)].notna().any(axis=None):
-                yield inst, rater, g
+        for k, rater in enumerate(raters_found):
+            pos = order[bounds[k] : bounds[k + 1]]
+            answered = False
+            for c in inst.columns:  # one column at a time: no copy of the item block
+                if scored[c].iloc[pos].notna().any():
+                    answered = True
+                    break
+            if answered:
+                yield inst, rater, pos
+
+
+def _client_codes(wave) -> tuple[np.ndarray, np.ndarray]:
+    """Client codes of ``wave.scored`` in sorted client order, computed once per wave: with a
+    code for a missing client (one administration per client) and with -1 for it (clusters)."""
+
+    def compute():
+        codes, uniques = pd.factorize(wave.scored["client_id"], sort=True, use_na_sentinel=False)
+        missing = np.flatnonzero(pd.isna(uniques))
+        clusters = np.where(np.isin(codes, missing), -1, codes) if missing.size else codes
+        return codes, clusters
+
+    return cached(wave, ("client_codes",), compute)
 
 
 def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
@@ -368,10 +393,29 @@ def reliability_table(wave) -> tuple[pd.DataFrame, list[str]]:
     def compute():
         tables, footnotes = [], []
         seen = []
-        for inst, rater, g in _rated_groups(wave):
-            r = reliability(g, inst, **COLUMNS, administration="first")
-            answered = g[list(inst.columns)].notna().any(axis=1)
-            first = g.loc[answered].groupby("client_id")["session"].min()
+        scored = wave.scored
+        codes, clusters = _client_codes(wave)
+        ses = scored["session"].to_numpy()
+        for inst, rater, pos in _rated_groups(wave):
+            r = _reliability(
+                scored,
+                inst,
+                **COLUMNS,
+                administration="first",
+                by_cols=[],
+                ci=0.95,
+                nan_policy="listwise",
+                missing_codes=(),
+                errors="raise",
+                rows=pos,
+                codes=codes[pos],
+            )
+            answered = np.zeros(pos.size, dtype=bool)
+            for col in inst.columns:  # one column at a time
+                answered |= scored[col].iloc[pos].notna().to_numpy()
+            a = pos[answered]
+            a = a[clusters[a] >= 0]  # as a group-by on client_id: no missing client
+            first = pd.Series(ses[a]).groupby(codes[a]).min()  # sorted client order
             counts = first.value_counts()
             r.insert(0, "rater", rater)
             r.insert(0, "instrument", inst.id)
@@ -406,8 +450,15 @@ def multilevel_reliability_table(wave) -> pd.DataFrame:
 
     def compute():
         parts = []
-        for inst, rater, g in _rated_groups(wave):
-            m = multilevel_reliability(g, inst, client="client_id")
+        _, clusters = _client_codes(wave)
+        for inst, rater, pos in _rated_groups(wave):
+            # clients numbered by first appearance in the rater's rows, as multilevel_reliability
+            # numbers them on that rater's frame (the same sums in the same order)
+            own = clusters[pos]
+            codes = np.where(own >= 0, pd.factorize(own)[0], -1)
+            m = _multilevel_reliability(
+                wave.scored, inst, "client_id", [], (), "raise", rows=pos, codes=codes
+            )
             m.insert(0, "rater", rater)
             m.insert(0, "instrument", inst.id)
             parts.append(m)
