@@ -210,6 +210,31 @@ def ruptures_section(wave) -> Section:
     )
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """``to_jsonable(frame)`` for a frame of text, whole-number and float columns with a range
+    index, column by column (one ``tolist`` each) rather than value by value."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        return to_jsonable(frame)
+    cols = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_extension_array_dtype(
+            col.dtype
+        ):
+            cols[str(name)] = col.to_numpy().tolist()
+        elif pd.api.types.is_float_dtype(col.dtype) and not col.hasnans:
+            vals = col.to_numpy(dtype=float)
+            if not np.isfinite(vals).all():
+                return to_jsonable(frame)
+            cols[str(name)] = vals.tolist()
+        elif pd.api.types.is_string_dtype(col.dtype) and not col.hasnans:
+            cols[str(name)] = [str(v) for v in col.to_numpy()]
+        else:  # anything else (missing values, booleans, dates): the general converter
+            return to_jsonable(frame)
+    names = list(cols)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
 def _nested(cmp) -> bool:
     """Whether every client the first rule flags is flagged by the last (crosstab zeros)."""
     ct = cmp.crosstab
@@ -251,7 +276,7 @@ def sudden_gains_section(wave) -> Section:
         "share_clients_with_gain": gains["client_id"].nunique() / n_clients,
         "share_gains_reversed": float(gains["reversal"].mean()) if len(gains) else None,
         "median_magnitude": float(gains["magnitude"].median()) if len(gains) else None,
-        "intervals": to_jsonable(intervals),
+        "intervals": _records(intervals),
     }
     out = c.outcome_instrument(wave).id.upper()
     rows = [
