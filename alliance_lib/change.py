@@ -1019,7 +1019,9 @@ def treatment_status(
     if date is not None:
         raw = data[date]
         when = pd.to_datetime(raw, errors="coerce", format="mixed")
-        bad = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        bad = when.isna() & raw.notna()
+        if bad.any():  # blank text is no date, anything else that does not parse is an error
+            bad[bad] = raw[bad].astype(str).str.strip() != ""
         if bad.any():
             row = raw.index[np.argmax(bad.to_numpy())]
             raise ChangeInputError(
@@ -1465,6 +1467,15 @@ def reliable_change_from_long(
         data = keep_ended_clients(data, status, client=client)
         counts = data.attrs["treatment_status"]
     grid = _session_grid(data, score, client, session)
+    out = _reliable_change_on_grid(grid, client=client, first=first, last=last, **kwargs)
+    if counts is not None:
+        out.attrs["treatment_status"] = counts
+    return out
+
+
+def _reliable_change_on_grid(grid, *, client, first=None, last=None, **kwargs):
+    """:func:`reliable_change_from_long` on a session grid (``status`` applied by the caller,
+    e.g. with :meth:`SessionGrid.subset`)."""
     x = grid.values
     observed = ~np.isnan(x)
     k = x.shape[1]
@@ -1496,10 +1507,7 @@ def reliable_change_from_long(
             "post": np.where(ok2, x[rows, i2], np.nan),
         }
     )
-    out = reliable_change(wide, pre="pre", post="post", **kwargs)
-    if counts is not None:
-        out.attrs["treatment_status"] = counts
-    return out
+    return reliable_change(wide, pre="pre", post="post", **kwargs)
 
 
 def clinical_significance(

@@ -637,10 +637,15 @@ def clinical_change(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
     def compute():
         inst = outcome_instrument(wave)
         status, _ = treatment_status(wave)
-        rc = change.reliable_change_from_long(
-            sessions(wave), "outcome", **COLUMNS, instrument=inst, status=status
-        )
-        counts = rc.attrs.get("treatment_status")
+        # change.reliable_change_from_long(sessions(wave), ..., status=status) on the outcome
+        # grid laid out once: the ended clients' rows (change.keep_ended_clients) are its rows
+        grid, counts = _outcome_grid(wave), None
+        if status is not None:
+            of_client = status.set_index(COLUMNS["client"])["status"].astype(str)
+            st = of_client.reindex(grid.clients).fillna("unknown").to_numpy()
+            counts = {s: int((st == s).sum()) for s in change.TREATMENT_STATUSES}
+            grid = grid.subset(st == "ended")
+        rc = change._reliable_change_on_grid(grid, client=COLUMNS["client"], instrument=inst)
         rc = rc[rc["post_session"] > rc["pre_session"]]
         rc.attrs["treatment_status"] = counts
         cs = change.clinical_significance(rc, pre="pre", post="post", instrument=inst)
