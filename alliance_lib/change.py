@@ -174,14 +174,23 @@ def _nullable_bool(values: np.ndarray, missing: np.ndarray) -> pd.arrays.Boolean
 
 
 def _window_stats(padded: np.ndarray, start: np.ndarray, width: int = 3):
-    """n, mean and sum of squared deviations of width-3 windows starting at padded columns."""
-    win = sliding_window_view(padded, width, axis=1)[:, start, :]  # (C, I, 3)
-    ok = ~np.isnan(win)
-    n = ok.sum(axis=2)
-    total = np.where(ok, win, 0.0).sum(axis=2)
+    """n, mean and sum of squared deviations of width-3 windows starting at padded columns.
+
+    Column by column (the same additions, in the same order, as a sum over a (C, I, 3) window
+    array, without building it).
+    """
+    cols = [padded[:, start + j] for j in range(width)]
+    oks = [~np.isnan(c) for c in cols]
+    n = oks[0].astype(np.int64)
+    total = np.where(oks[0], cols[0], 0.0)
+    for c, ok in zip(cols[1:], oks[1:], strict=True):
+        n += ok
+        total += np.where(ok, c, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / n
-        ss = np.where(ok, (win - mean[..., None]) ** 2, 0.0).sum(axis=2)
+        ss = np.where(oks[0], (cols[0] - mean) ** 2, 0.0)
+        for c, ok in zip(cols[1:], oks[1:], strict=True):
+            ss += np.where(ok, (c - mean) ** 2, 0.0)
     return n, mean, ss
 
 

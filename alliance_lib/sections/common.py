@@ -537,7 +537,10 @@ def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | 
         better = outcome_instrument(wave).direction == "higher_is_better"
         found = {
             kind: change._sudden_on_grid(
-                grid, kind=kind, client=COLUMNS["client"], cutoff=cutoff,
+                grid,
+                kind=kind,
+                client=COLUMNS["client"],
+                cutoff=cutoff,
                 higher_is_better=better,
             )  # fmt: skip
             for kind in ("gain", "loss")
