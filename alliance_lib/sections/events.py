@@ -18,7 +18,7 @@ import pandas as pd
 
 from alliance_lib import plots, privacy
 from alliance_lib.results import to_jsonable
-from alliance_lib.ruptures import change_event_timeline
+from alliance_lib.ruptures import MAX_SIMULATED_CLIENTS, change_event_timeline
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
 from alliance_lib.tables import format_int, format_number, format_pct, format_prop
@@ -149,7 +149,7 @@ def ruptures_section(wave) -> Section:
         f"Both rules with a minimum drop of {format_number(a['rupture_min_drop'])} item-mean "
         "points; clients = with enough ratings to set their own level. Expected by chance: "
         f"share of clients flagged in {c.RUPTURE_SIMULATIONS} simulated data sets without "
-        "ruptures, with this wave's client means and session-to-session noise (within-client SD "
+        f"ruptures{_sampled_words(summ)}, with this wave's client means and session-to-session noise (within-client SD "
         f"{format_number(noise.get('within_sd'), 2)}, between-client SD "
         f"{format_number(noise.get('between_sd'), 2)}; seed {wave.study.seed}). Excess over "
         "chance: % with a rupture minus the expected false alarms, in percentage points."
@@ -233,6 +233,14 @@ def _records(frame: pd.DataFrame) -> list[dict]:
             return to_jsonable(frame)
     names = list(cols)
     return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
+def _sampled_words(summ: pd.DataFrame) -> str:
+    """Words on the false-alarm simulation's sample of clients, when it used one."""
+    cap = MAX_SIMULATED_CLIENTS
+    if cap is None or summ["n_clients"].max() <= cap:
+        return ""
+    return f" (each of {format_int(cap)} randomly drawn clients with enough ratings)"
 
 
 def _nested(cmp) -> bool:
