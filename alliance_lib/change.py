@@ -51,11 +51,46 @@ ChangeInputError = DataError
 
 @dataclass(frozen=True)
 class SessionGrid:
-    """Scores laid out as a client x session matrix (missing = NaN)."""
+    """Scores laid out as a client x session matrix (missing = NaN).
+
+    ``first`` and ``last`` (optional) are each client's lowest and highest session in the
+    data, rows without a score included, so that :meth:`subset` gives the grid of a subset of
+    the clients exactly as :func:`_session_grid` would lay out their rows; ``default_grid``
+    says the sessions were the default range rather than given.
+    """
 
     clients: pd.Index
     sessions: np.ndarray
     values: np.ndarray  # shape (n_clients, n_sessions), float
+    first: np.ndarray | None = None
+    last: np.ndarray | None = None
+    default_grid: bool = False
+
+    def subset(self, rows: np.ndarray) -> SessionGrid:
+        """The grid of the clients where ``rows`` (bool, one per client) is True: the rows of
+        the data of those clients laid out on their own default session range (the full
+        grid's sessions when they were given)."""
+        rows = np.asarray(rows, dtype=bool)
+        values, sessions = self.values[rows], self.sessions
+        first = None if self.first is None else self.first[rows]
+        last = None if self.last is None else self.last[rows]
+        if self.default_grid:
+            if first is None or last is None:
+                raise ValueError("a default-range grid without first/last cannot be subset")
+            if len(first):
+                lo = np.searchsorted(sessions, first.min())
+                hi = np.searchsorted(sessions, last.max()) + 1
+            else:
+                lo = hi = 0
+            values, sessions = values[:, lo:hi], sessions[lo:hi]
+        return SessionGrid(
+            clients=self.clients[rows],
+            sessions=sessions,
+            values=values,
+            first=first,
+            last=last,
+            default_grid=self.default_grid,
+        )
 
 
 def _session_grid(
@@ -80,14 +115,20 @@ def _session_grid(
         sort_levels=True,
         what="change events",
     )
-    sess, values, ids = mf.values("session"), mf.values("score"), mf.data[client]
+    sess, values = mf.values("session"), mf.values("score")
+    codes, clients = mf.codes["client"], mf.levels["client"]
     # Rows without a score (e.g. another rater's row, or an instrument not administered) carry
     # no information, so only scored rows must be unique per client and session.
     scored = ~np.isnan(values)
     dup = np.zeros(len(sess), dtype=bool)
-    keys = pd.DataFrame({"c": ids.to_numpy()[scored], "s": sess[scored]})
-    dup[scored] = keys.duplicated(keep=False).to_numpy()
+    if len(sess):
+        s_int = sess.astype(np.int64)
+        s_min = int(s_int.min())
+        span = int(s_int.max()) - s_min + 1
+        key = codes[scored].astype(np.int64) * span + (s_int[scored] - s_min)
+        dup[scored] = pd.Series(key).duplicated(keep=False).to_numpy()
     if dup.any():
+        ids = mf.data[client]
         rows = list(data.index[dup][:4])
         raise ChangeInputError(
             f"client {ids.to_numpy()[dup][0]!r} has more than one row for session "
@@ -103,7 +144,6 @@ def _session_grid(
             grid = np.arange(int(sess.min()), int(sess.max()) + 1)
     else:
         grid = np.unique(np.asarray(list(sessions), dtype=int))
-    codes, clients = mf.codes["client"], mf.levels["client"]
     pos = np.searchsorted(grid, sess)
     pos_clipped = np.minimum(pos, max(len(grid) - 1, 0))
     if len(grid):
@@ -112,7 +152,15 @@ def _session_grid(
         on_grid = np.zeros(len(sess), dtype=bool)
     matrix = np.full((len(clients), len(grid)), np.nan)
     matrix[codes[on_grid], pos[on_grid]] = values[on_grid]
-    return SessionGrid(clients=pd.Index(clients, name=client), sessions=grid, values=matrix)
+    by_client = pd.Series(sess).groupby(codes)  # every client has a row (levels of kept rows)
+    return SessionGrid(
+        clients=pd.Index(clients, name=client),
+        sessions=grid,
+        values=matrix,
+        first=by_client.min().to_numpy().astype(np.int64) if len(sess) else np.zeros(0, int),
+        last=by_client.max().to_numpy().astype(np.int64) if len(sess) else np.zeros(0, int),
+        default_grid=sessions is None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,14 +174,23 @@ def _nullable_bool(values: np.ndarray, missing: np.ndarray) -> pd.arrays.Boolean
 
 
 def _window_stats(padded: np.ndarray, start: np.ndarray, width: int = 3):
-    """n, mean and sum of squared deviations of width-3 windows starting at padded columns."""
-    win = sliding_window_view(padded, width, axis=1)[:, start, :]  # (C, I, 3)
-    ok = ~np.isnan(win)
-    n = ok.sum(axis=2)
-    total = np.where(ok, win, 0.0).sum(axis=2)
+    """n, mean and sum of squared deviations of width-3 windows starting at padded columns.
+
+    Column by column (the same additions, in the same order, as a sum over a (C, I, 3) window
+    array, without building it).
+    """
+    cols = [padded[:, start + j] for j in range(width)]
+    oks = [~np.isnan(c) for c in cols]
+    n = oks[0].astype(np.int64)
+    total = np.where(oks[0], cols[0], 0.0)
+    for c, ok in zip(cols[1:], oks[1:], strict=True):
+        n += ok
+        total += np.where(ok, c, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / n
-        ss = np.where(ok, (win - mean[..., None]) ** 2, 0.0).sum(axis=2)
+        ss = np.where(oks[0], (cols[0] - mean) ** 2, 0.0)
+        for c, ok in zip(cols[1:], oks[1:], strict=True):
+            ss += np.where(ok, (c - mean) ** 2, 0.0)
     return n, mean, ss
 
 
@@ -189,7 +246,10 @@ def _interval_criteria(
     df = n_pre + n_post - 2
     enough = (n_pre >= 2) & (n_post >= 2)
     if adjust_crit3:
-        t_crit = np.where(enough, stats.t.ppf(1 - alpha / 2, np.maximum(df, 1)), np.nan)
+        # df takes a handful of whole values (2 to 4): the quantile of each, looked up
+        dfs = np.maximum(df, 1)
+        table = stats.t.ppf(1 - alpha / 2, np.arange(1, int(dfs.max(initial=1)) + 1))
+        t_crit = np.where(enough, table[dfs - 1], np.nan)
     else:
         t_crit = np.where(enough, critical_value, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -373,6 +433,19 @@ def _sudden(
 ) -> pd.DataFrame:  # fmt: skip
     _check_sg_args(cutoff, pct, crit3, alpha, critical_value)
     grid = _session_grid(data, score, client, session, sessions)
+    return _sudden_on_grid(
+        grid, kind=kind, client=client, cutoff=cutoff, pct=pct, crit3=crit3,
+        adjust_crit3=adjust_crit3, alpha=alpha, critical_value=critical_value,
+        higher_is_better=higher_is_better, tx_start=tx_start, tx_end=tx_end,
+    )  # fmt: skip
+
+
+def _sudden_on_grid(
+    grid, *, kind, client, cutoff, pct=0.25, crit3=True, adjust_crit3=True, alpha=0.05,
+    critical_value=2.776, higher_is_better=False, tx_start=None, tx_end=None,
+) -> pd.DataFrame:  # fmt: skip
+    """:func:`sudden_gains` / :func:`sudden_losses` on a session grid laid out once."""
+    _check_sg_args(cutoff, pct, crit3, alpha, critical_value)
     up = _is_up(kind, higher_is_better)
     res = _interval_criteria(
         grid,
@@ -684,13 +757,26 @@ def count_intervals(
     0         a            6         4             2                 2
     """
     grid = _session_grid(data, score, client, session, sessions)
-    res = _interval_criteria(
-        grid, up=False, cutoff=1.0, pct=0.25, crit3=crit3, adjust_crit3=True, alpha=0.05,
-        critical_value=2.776,
-    )  # fmt: skip
-    k = grid.values.shape[1]
-    analysable = (~np.isnan(res["event"])).sum(axis=1)
-    n_tested = res["event"].shape[1]
+    return _count_intervals_on_grid(grid, client=client, crit3=crit3)
+
+
+def _count_intervals_on_grid(grid: SessionGrid, *, client: str, crit3: bool = True):
+    """:func:`count_intervals` on a session grid: an interval is analysable when both its
+    sessions are observed and (with criterion 3) each three-session window around it holds at
+    least 2 values, the cells where :func:`_interval_criteria` is not NaN."""
+    observed = ~np.isnan(grid.values)
+    k = observed.shape[1]
+    n_tested = max(k - 3, 0)
+    p = np.arange(1, 1 + n_tested)
+    ok = observed[:, p] & observed[:, p + 1]
+    if crit3:
+        # observed counts of the windows p-2..p and p+1..p+3 from a running count
+        padded = np.pad(observed, ((0, 0), (2, 2))).astype(np.int16)
+        run = np.pad(np.cumsum(padded, axis=1), ((0, 0), (1, 0)))  # run[:, j] = sum of [0, j)
+        n_pre = run[:, p + 3] - run[:, p]  # padded columns p .. p+2 = original p-2 .. p
+        n_post = run[:, p + 6] - run[:, p + 3]  # padded p+3 .. p+5 = original p+1 .. p+3
+        ok &= (n_pre >= 2) & (n_post >= 2)
+    analysable = ok.sum(axis=1)
     return pd.DataFrame(
         {
             client: grid.clients.to_numpy(),
@@ -770,6 +856,11 @@ def select_sudden_gain_cases(
             f"method='min_sess' needs min_sessions, a whole number >= 1 (got {min_sessions!r})"
         )
     grid = _session_grid(data, score, client, session, sessions)
+    return _select_cases_on_grid(grid, client=client, method=method, min_sessions=min_sessions)
+
+
+def _select_cases_on_grid(grid: SessionGrid, *, client: str, method: str, min_sessions=None):
+    """:func:`select_sudden_gain_cases` on a session grid (arguments checked by the caller)."""
     observed = ~np.isnan(grid.values)
     n_obs = observed.sum(axis=1)
     if method == "min_sess":
@@ -937,7 +1028,9 @@ def treatment_status(
     if date is not None:
         raw = data[date]
         when = pd.to_datetime(raw, errors="coerce", format="mixed")
-        bad = when.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        bad = when.isna() & raw.notna()
+        if bad.any():  # blank text is no date, anything else that does not parse is an error
+            bad[bad] = raw[bad].astype(str).str.strip() != ""
         if bad.any():
             row = raw.index[np.argmax(bad.to_numpy())]
             raise ChangeInputError(
@@ -1383,6 +1476,15 @@ def reliable_change_from_long(
         data = keep_ended_clients(data, status, client=client)
         counts = data.attrs["treatment_status"]
     grid = _session_grid(data, score, client, session)
+    out = _reliable_change_on_grid(grid, client=client, first=first, last=last, **kwargs)
+    if counts is not None:
+        out.attrs["treatment_status"] = counts
+    return out
+
+
+def _reliable_change_on_grid(grid, *, client, first=None, last=None, **kwargs):
+    """:func:`reliable_change_from_long` on a session grid (``status`` applied by the caller,
+    e.g. with :meth:`SessionGrid.subset`)."""
     x = grid.values
     observed = ~np.isnan(x)
     k = x.shape[1]
@@ -1414,10 +1516,7 @@ def reliable_change_from_long(
             "post": np.where(ok2, x[rows, i2], np.nan),
         }
     )
-    out = reliable_change(wide, pre="pre", post="post", **kwargs)
-    if counts is not None:
-        out.attrs["treatment_status"] = counts
-    return out
+    return reliable_change(wide, pre="pre", post="post", **kwargs)
 
 
 def clinical_significance(

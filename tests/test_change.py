@@ -1113,3 +1113,128 @@ def test_study_defaults_have_treatment_status_settings():
 
     assert ANALYSIS_DEFAULTS["ongoing_within_days"] == 28
     assert ANALYSIS_DEFAULTS["end_of_treatment"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale (issue 16): the grid-sharing code against the implementation before it
+# (tests/events_reference.py), on random data with ties, missing sessions, single-session
+# clients and clients without an outcome score. Tolerance: exact (assert_frame_equal, no rtol).
+# ---------------------------------------------------------------------------------------------
+
+import events_reference as ref  # noqa: E402
+
+from alliance_lib import change  # noqa: E402
+
+
+def messy_panel(seed: int, n_clients: int = 400) -> pd.DataFrame:
+    """Long data: 1-16 sessions per client starting at 0-2, a third of the sessions missing,
+    integer scores (ties), some single-session clients and a client with no outcome at all."""
+    rng = np.random.default_rng(seed)
+    n_sess = rng.integers(1, 17, n_clients)
+    n_sess[:20] = 1
+    start = rng.integers(0, 3, n_clients)
+    cid = np.repeat(np.arange(n_clients), n_sess)
+    sess = np.concatenate([np.arange(n) for n in n_sess]) + np.repeat(start, n_sess)
+    level = rng.normal(70, 15, n_clients)
+    drift = rng.normal(-1.5, 1.5, n_clients)
+    y = np.round(level[cid] + drift[cid] * sess + rng.normal(0, 8, len(cid)) * 1.4)
+    jump = rng.random(len(cid)) < 0.06
+    y[jump] -= rng.integers(10, 30, jump.sum())
+    y[rng.random(len(cid)) < 0.3] = np.nan  # a row without a score (e.g. alliance only)
+    y[cid == 5] = np.nan
+    df = pd.DataFrame({"client_id": [f"c{i:03d}" for i in cid], "session": sess, "outcome": y})
+    keep = rng.random(len(df)) > 0.1  # absent rows: missing sessions on the grid
+    keep[cid < 20] = True
+    return df[keep].sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_grid_subset_equals_the_grid_of_the_subset(seed):
+    df = messy_panel(seed)
+    grid = change._session_grid(df, "outcome", "client_id", "session")
+    pick = np.random.default_rng(seed).random(len(grid.clients)) < 0.3
+    pick[np.argmin(grid.first)] = False  # the subset's range is narrower than the full grid's
+    sub = grid.subset(pick)
+    rows = df[df["client_id"].isin(grid.clients[pick])]
+    direct = change._session_grid(rows, "outcome", "client_id", "session")
+    assert sub.clients.equals(direct.clients)
+    assert_array_equal(sub.sessions, direct.sessions)
+    assert_array_equal(sub.values, direct.values)
+    old = ref._session_grid(df, "outcome", "client_id", "session")
+    assert_array_equal(grid.values, old.values) and grid.clients.equals(old.clients)
+    given = change._session_grid(df, "outcome", "client_id", "session", sessions=range(0, 20))
+    assert_array_equal(given.subset(pick).sessions, np.arange(20))  # a given grid is kept
+    assert grid.subset(np.zeros(len(grid.clients), bool)).values.shape == (0, 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("better", [False, True])
+def test_sudden_gain_pipeline_matches_the_previous_implementation(seed, better):
+    df = messy_panel(seed)
+    chosen, gains, losses, counts = ref.old_gains_and_losses(df, cutoff=9, better=better)
+    grid = change._session_grid(df, "outcome", "client_id", "session")
+    sel = change._select_cases_on_grid(grid, client="client_id", method="pattern")
+    pd.testing.assert_frame_equal(sel, chosen)
+    sub = grid.subset(sel["selected"].to_numpy())
+    for kind, old in (("gain", gains), ("loss", losses)):
+        new = change._sudden_on_grid(
+            sub, kind=kind, client="client_id", cutoff=9, higher_is_better=better
+        )
+        pd.testing.assert_frame_equal(new, old)
+    assert len(gains) > 0 and len(losses) > 0 and len(gains) + len(losses) > 8  # not vacuous
+    for crit3 in (True, False):
+        pd.testing.assert_frame_equal(
+            change._count_intervals_on_grid(grid, client="client_id", crit3=crit3),
+            ref.count_intervals(df, "outcome", crit3=crit3),
+        )
+    # the public functions (their own grid) agree too
+    pd.testing.assert_frame_equal(al.count_intervals(df, "outcome"), counts)
+    pd.testing.assert_frame_equal(al.select_sudden_gain_cases(df, "outcome"), chosen)
+    sub_rows = df[df["client_id"].isin(chosen.loc[chosen["selected"], "client_id"])]
+    pd.testing.assert_frame_equal(
+        al.sudden_gains(sub_rows, "outcome", cutoff=9, higher_is_better=better), gains
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_reliable_change_on_the_ended_subset_matches_the_previous_implementation(seed):
+    df = messy_panel(seed)
+    rng = np.random.default_rng(seed)
+    status = al.treatment_status(
+        df.assign(end=rng.random(len(df)) < 0.05), end="end", ongoing_within_days=None
+    )
+    status = status.iloc[3:]  # clients absent from the status table count as unknown
+    inst = al.get_instrument("oq-45.2")
+    old = ref.old_clinical_change(df, status, inst)
+    grid = change._session_grid(df, "outcome", "client_id", "session")
+    st = status.set_index("client_id")["status"].astype(str)
+    st = st.reindex(grid.clients).fillna("unknown").to_numpy()
+    new = change._reliable_change_on_grid(grid.subset(st == "ended"), client="client_id",
+                                          instrument=inst)  # fmt: skip
+    new = new[new["post_session"] > new["pre_session"]]
+    pd.testing.assert_frame_equal(new, old)
+    assert {s: int((st == s).sum()) for s in change.TREATMENT_STATUSES} == old.attrs[
+        "treatment_status"
+    ]
+    public = al.reliable_change_from_long(df, "outcome", instrument=inst, status=status)
+    assert public.attrs["treatment_status"] == old.attrs["treatment_status"]
+
+
+def test_demo_event_analyses_match_the_previous_implementation(demo_study_yaml):
+    from alliance_lib.sections import common as c
+    from alliance_lib.study import load_study
+    from alliance_lib.waves import prepare_wave
+
+    w = prepare_wave(load_study(demo_study_yaml), 3)
+    s = c.sessions(w)
+    better = c.outcome_instrument(w).direction == "higher_is_better"
+    chosen, gains, losses, counts = ref.old_gains_and_losses(s, c.sudden_gain_cutoff(w), better)
+    new = c.gains_and_losses(w)
+    pd.testing.assert_frame_equal(c.sudden_gain_cases(w), chosen)
+    for a, b in zip(new, (gains, losses, counts), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    status, _ = c.treatment_status(w)
+    old_rc = ref.old_clinical_change(s, status, c.outcome_instrument(w))
+    rc, _ = c.clinical_change(w)
+    pd.testing.assert_frame_equal(rc, old_rc)
+    assert rc.attrs["treatment_status"] == old_rc.attrs["treatment_status"]

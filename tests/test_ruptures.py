@@ -414,3 +414,63 @@ def test_compare_presets_matches_single_rule_calls():
     assert "999" in cmp.episodes["stiles"]["client_id"].tolist()  # ids are text
     with pytest.raises(TypeError, match="preset"):
         al.compare_rupture_presets(df, "wai", k_sd=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale (issue 16): against the implementation before it (tests/events_reference.py)
+# ---------------------------------------------------------------------------------------------
+
+import events_reference as ref  # noqa: E402
+
+
+def messy_alliance(seed, n_clients=300):
+    """Client levels, noise, V-shaped drops, scores rounded to quarter points (ties), 1-15
+    sessions, a fifth of the sessions absent and some rows without a score."""
+    rng = np.random.default_rng(seed)
+    n_sess = rng.integers(1, 16, n_clients)
+    cid = np.repeat(np.arange(n_clients), n_sess)
+    sess = np.concatenate([np.arange(1, n + 1) for n in n_sess])
+    y = 3.9 + 0.4 * rng.standard_normal(n_clients)[cid] + 0.35 * rng.standard_normal(len(cid))
+    drop = rng.random(len(cid)) < 0.05
+    y[drop] -= rng.uniform(0.8, 2.0, drop.sum())
+    y = np.round(y * 4) / 4
+    y[rng.random(len(cid)) < 0.1] = np.nan
+    df = pd.DataFrame({"client_id": cid, "session": sess, "wai": y})
+    return df[rng.random(len(df)) > 0.2].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("options", [{"min_drop": 0.5}, {"reference": "prior_mean"}, {}])
+def test_compare_presets_matches_the_previous_implementation(seed, options):
+    df = messy_alliance(seed)
+    presets = ("stiles", "gumz", "strauss")
+    kw = dict(presets=presets, n_simulations=15, seed=seed, **options)
+    old = ref.compare_rupture_presets(df, "wai", **kw)
+    # below max_clients every client is simulated, with the same random numbers: exact
+    for new in (al.compare_rupture_presets(df, "wai", **kw),
+                al.compare_rupture_presets(df, "wai", max_clients=None, **kw)):  # fmt: skip
+        pd.testing.assert_frame_equal(new.summary, old.summary)
+        pd.testing.assert_frame_equal(new.crosstab, old.crosstab)
+        for p in presets:
+            pd.testing.assert_frame_equal(new.episodes[p], old.episodes[p])
+            pd.testing.assert_frame_equal(new.patterns[p], old.patterns[p])
+            assert new.null[p] == old.null[p]
+    assert old.summary["n_episodes"].min() > 0
+
+
+def test_false_alarms_with_sampled_clients_estimate_the_same_rate():
+    # 2,000 analysable clients, 250 per simulated data set: the estimate of the same mean
+    # rate, within 4 combined Monte Carlo SEs of every client simulated in every data set
+    df = null_panel(np.random.default_rng(11), n_clients=2000, n_sessions=10)
+    for preset, min_drop in (("stiles", 0.5), ("gumz", 0.5), ("strauss", None)):
+        kw = dict(preset=preset, min_drop=min_drop, n_simulations=150)
+        full = ref.rupture_false_alarms(df, "wai", seed=4, **kw)
+        part = al.rupture_false_alarms(df, "wai", seed=5, max_clients=250, **kw)
+        se = np.hypot(full["share_clients_se"], part["share_clients_se"])
+        assert part["share_clients"] == pytest.approx(full["share_clients"], abs=4 * se)
+        assert part["share_clients_se"] > full["share_clients_se"]  # fewer client draws
+        assert part["session_rate"] == pytest.approx(full["session_rate"], rel=0.05)
+        for key in ("within_sd", "between_sd", "n_clients", "n_simulations"):
+            assert part[key] == full[key]
+    with pytest.raises(ValueError, match="max_clients"):
+        al.rupture_false_alarms(df, "wai", max_clients=1)

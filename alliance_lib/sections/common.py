@@ -585,17 +585,34 @@ def gains_and_losses(wave) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | 
         return None
 
     def compute():
-        s = sessions(wave)
+        # the selected clients' own grid, as change.sudden_gains lays out their rows
         chosen = sudden_gain_cases(wave)
-        s = s[s["client_id"].isin(chosen.loc[chosen["selected"], "client_id"])]
+        grid = _outcome_grid(wave).subset(chosen["selected"].to_numpy())
         better = outcome_instrument(wave).direction == "higher_is_better"
-        gains = change.sudden_gains(s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better)
-        losses = change.sudden_losses(
-            s, "outcome", **COLUMNS, cutoff=cutoff, higher_is_better=better
-        )
-        return gains, losses, change.count_intervals(sessions(wave), "outcome", **COLUMNS)
+        found = {
+            kind: change._sudden_on_grid(
+                grid,
+                kind=kind,
+                client=COLUMNS["client"],
+                cutoff=cutoff,
+                higher_is_better=better,
+            )  # fmt: skip
+            for kind in ("gain", "loss")
+        }
+        counts = change._count_intervals_on_grid(_outcome_grid(wave), client=COLUMNS["client"])
+        return found["gain"], found["loss"], counts
 
     return cached(wave, ("gains",), compute)
+
+
+def _outcome_grid(wave):
+    """The outcome on the client x session grid (laid out once for the sudden-gain analyses:
+    :func:`alliance_lib.select_sudden_gain_cases`, ``sudden_gains``, ``count_intervals``)."""
+    return cached(
+        wave,
+        ("outcome_grid",),
+        lambda: change._session_grid(sessions(wave), "outcome", **COLUMNS),
+    )
 
 
 def sudden_gain_cases(wave) -> pd.DataFrame:
@@ -605,8 +622,8 @@ def sudden_gain_cases(wave) -> pd.DataFrame:
     return cached(
         wave,
         ("sudden_gain_cases",),
-        lambda: change.select_sudden_gain_cases(
-            sessions(wave), "outcome", **COLUMNS, method="pattern"
+        lambda: change._select_cases_on_grid(
+            _outcome_grid(wave), client=COLUMNS["client"], method="pattern"
         ),
     )
 
@@ -677,10 +694,15 @@ def clinical_change(wave) -> tuple[pd.DataFrame, pd.DataFrame]:
     def compute():
         inst = outcome_instrument(wave)
         status, _ = treatment_status(wave)
-        rc = change.reliable_change_from_long(
-            sessions(wave), "outcome", **COLUMNS, instrument=inst, status=status
-        )
-        counts = rc.attrs.get("treatment_status")
+        # change.reliable_change_from_long(sessions(wave), ..., status=status) on the outcome
+        # grid laid out once: the ended clients' rows (change.keep_ended_clients) are its rows
+        grid, counts = _outcome_grid(wave), None
+        if status is not None:
+            of_client = status.set_index(COLUMNS["client"])["status"].astype(str)
+            st = of_client.reindex(grid.clients).fillna("unknown").to_numpy()
+            counts = {s: int((st == s).sum()) for s in change.TREATMENT_STATUSES}
+            grid = grid.subset(st == "ended")
+        rc = change._reliable_change_on_grid(grid, client=COLUMNS["client"], instrument=inst)
         rc = rc[rc["post_session"] > rc["pre_session"]]
         rc.attrs["treatment_status"] = counts
         cs = change.clinical_significance(rc, pre="pre", post="post", instrument=inst)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from alliance_lib import plots, privacy
 from alliance_lib.results import to_jsonable
-from alliance_lib.ruptures import change_event_timeline
+from alliance_lib.ruptures import MAX_SIMULATED_CLIENTS, change_event_timeline
 from alliance_lib.sections import common as c
 from alliance_lib.sections.base import Figure, Section, Table
 from alliance_lib.tables import format_int, format_number, format_pct, format_prop
@@ -149,7 +149,7 @@ def ruptures_section(wave) -> Section:
         f"Both rules with a minimum drop of {format_number(a['rupture_min_drop'])} item-mean "
         "points; clients = with enough ratings to set their own level. Expected by chance: "
         f"share of clients flagged in {c.RUPTURE_SIMULATIONS} simulated data sets without "
-        "ruptures, with this wave's client means and session-to-session noise (within-client SD "
+        f"ruptures{_sampled_words(summ)}, with this wave's client means and session-to-session noise (within-client SD "
         f"{format_number(noise.get('within_sd'), 2)}, between-client SD "
         f"{format_number(noise.get('between_sd'), 2)}; seed {wave.study.seed}). Excess over "
         "chance: % with a rupture minus the expected false alarms, in percentage points."
@@ -210,6 +210,39 @@ def ruptures_section(wave) -> Section:
     )
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """``to_jsonable(frame)`` for a frame of text, whole-number and float columns with a range
+    index, column by column (one ``tolist`` each) rather than value by value."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        return to_jsonable(frame)
+    cols = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_extension_array_dtype(
+            col.dtype
+        ):
+            cols[str(name)] = col.to_numpy().tolist()
+        elif pd.api.types.is_float_dtype(col.dtype) and not col.hasnans:
+            vals = col.to_numpy(dtype=float)
+            if not np.isfinite(vals).all():
+                return to_jsonable(frame)
+            cols[str(name)] = vals.tolist()
+        elif pd.api.types.is_string_dtype(col.dtype) and not col.hasnans:
+            cols[str(name)] = [str(v) for v in col.to_numpy()]
+        else:  # anything else (missing values, booleans, dates): the general converter
+            return to_jsonable(frame)
+    names = list(cols)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
+def _sampled_words(summ: pd.DataFrame) -> str:
+    """Words on the false-alarm simulation's sample of clients, when it used one."""
+    cap = MAX_SIMULATED_CLIENTS
+    if cap is None or summ["n_clients"].max() <= cap:
+        return ""
+    return f" (each of {format_int(cap)} randomly drawn clients with enough ratings)"
+
+
 def _nested(cmp) -> bool:
     """Whether every client the first rule flags is flagged by the last (crosstab zeros)."""
     ct = cmp.crosstab
@@ -251,7 +284,6 @@ def sudden_gains_section(wave) -> Section:
         "share_clients_with_gain": gains["client_id"].nunique() / n_clients,
         "share_gains_reversed": float(gains["reversal"].mean()) if len(gains) else None,
         "median_magnitude": float(gains["magnitude"].median()) if len(gains) else None,
-        "intervals": to_jsonable(intervals),
     }
     out = c.outcome_instrument(wave).id.upper()
     rows = [
@@ -284,7 +316,9 @@ def sudden_gains_section(wave) -> Section:
     return Section(
         key="sudden_gains",
         title=title,
-        numbers=to_jsonable(numbers),
+        # the per-client interval counts are plain already (to_jsonable value by value would
+        # take seconds at 100,000 clients)
+        numbers={**to_jsonable(numbers), "intervals": _records(intervals)},
         tables=[
             Table(
                 f"Sudden Gains and Losses in {out}",
