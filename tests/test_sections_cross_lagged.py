@@ -73,7 +73,7 @@ def test_section_reads_the_client_rows_of_the_session_table():
     from alliance_lib.sections.cross_lagged import _session_scores
 
     wave = _wave()
-    full = wave.sessions()
+    full = wave.sessions().astype({"client_id": object})  # (categorical there)
     full = full[full["alliance"].notna() | full["outcome"].notna()].reset_index(drop=True)
     lean = _session_scores(wave)
     cols = ["client_id", "session", "alliance", "outcome"]
