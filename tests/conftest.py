@@ -2,6 +2,7 @@
 report run once per test session, and the grouping that lets ``make test`` run on two workers
 (pytest-xdist, ``-n 2 --dist loadgroup``)."""
 
+import json
 import os
 import stat
 import tempfile
@@ -54,16 +55,59 @@ def _group(item) -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist appends the group name to the node id
+# xdist's own ``--dist loadgroup`` renames each grouped test's node id, which pytest 9.2 no longer
+# reads (node ids are structured), so the groups are handed to the controller directly: every
+# worker writes {node id: group} of its collection to a folder the controller named (an
+# environment variable set before the workers start), and the controller's scheduler reads it.
+_GROUPS_ENV = "ALLIANCE_TEST_XDIST_GROUPS"
+
+
+def pytest_configure(config):
+    controller = not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
+    if controller and config.getoption("dist") == "loadgroup":
+        os.environ[_GROUPS_ENV] = tempfile.mkdtemp(prefix="alliance-xdist-groups-")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    groups = {}
     for item in items:
         group = _group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # longest first, so the two workers finish together: slow tests ahead of the rest (a
-        # stable sort: the order within each tier is the collection order on every worker)
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+            groups[item.nodeid] = group
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None:
+        return
+    # longest first, so the two workers finish together: slow tests ahead of the rest (a stable
+    # sort: the order within each tier is the collection order, the same on every worker)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    folder = os.environ.get(_GROUPS_ENV)
+    if folder:
+        target = Path(folder, f"{worker}.json")
+        target.with_suffix(".tmp").write_text(json.dumps(groups))
+        target.with_suffix(".tmp").replace(target)  # complete before the collection is reported
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with the groups of :func:`_group` (read from the workers' files)."""
+    folder = os.environ.get(_GROUPS_ENV)
+    if config.getoption("dist") != "loadgroup" or not folder:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        _groups: dict | None = None
+
+        def _split_scope(self, nodeid):
+            if self._groups is None:  # called once every worker has collected
+                self._groups = {}
+                for path in sorted(Path(folder).glob("*.json")):
+                    self._groups.update(json.loads(path.read_text()))
+            return self._groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @contextmanager
