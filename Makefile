@@ -54,11 +54,17 @@ test-latest:
 report: $(STAMP)
 	$(BIN)/alliance report $(STUDY) --wave $(WAVE)
 
+# One pytest run on TEST_WORKERS processes (pytest-xdist): the unit tests, the doctests and every
+# notebook of notebooks/ through nbval. --dist loadgroup keeps on one worker the cells of a
+# notebook and the tests sharing a module-scoped fixture (tests/conftest.py groups them); the
+# report template is run by the report tests, not by nbval (it needs its parameters); the 15
+# slowest tests are listed at the end, to keep an eye on the 15-minute budget.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
-	$(BIN)/pytest -o addopts="-p no:cacheprovider" --nbval-lax --nbval-current-env notebooks
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 --nbval-lax --nbval-current-env \
+	  --ignore=alliance_lib/templates tests alliance_lib notebooks
 
 # JupyterLab on a working copy (work/, git-ignored; copied once, never overwritten), so running a
 # notebook never writes outputs into the tracked one

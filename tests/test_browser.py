@@ -9,13 +9,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from alliance_lib.report import run_report
-
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "study.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDFTOTEXT = shutil.which("pdftotext")
 
@@ -87,10 +83,10 @@ def _tables(page: str) -> list[tuple[list[str], list[list[str]]]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("browser") / "demo" / "wave-3"
-    return run_report(DEMO, 3, out, quiet=True)
+@pytest.fixture
+def report(demo_wave3_report):
+    """The session's demo wave-3 report (tests/conftest.py), read-only."""
+    return demo_wave3_report
 
 
 @pytest.mark.parametrize("width", [1280, 1024])

@@ -26,9 +26,10 @@ def demo_wave1(tmp_path_factory):
     return run_report(DEMO, 1, tmp_path_factory.mktemp("reports"), quiet=True)
 
 
-@pytest.fixture(scope="module")
-def demo_wave3(tmp_path_factory):
-    return run_report(DEMO, 3, tmp_path_factory.mktemp("reports"), quiet=True)
+@pytest.fixture
+def demo_wave3(demo_wave3_report):
+    """The session's demo wave-3 report (tests/conftest.py), read-only."""
+    return demo_wave3_report
 
 
 def test_wave3_has_every_section_and_wave_over_wave(demo_wave3):
