@@ -261,11 +261,27 @@ class ExploreServer:
         raise AllianceError(f"voila did not listen on port {self.port} within {timeout:g} s")
 
     def fetch(self, timeout: float = 90.0, *, token: bool = True) -> str:
-        """GET the rendered app page from 127.0.0.1 (Voilà runs the notebook before answering)."""
+        """GET the rendered app page from 127.0.0.1 (Voilà runs the notebook before answering).
+
+        ``timeout`` bounds the whole page, not each read: Voilà streams the page while the
+        notebook runs, so a kernel that never runs it would otherwise keep the request open.
+        """
         self.wait_listening(min(timeout, 60.0))
         url = self.url if token else self.url.split("?")[0]
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (localhost)
-            return resp.read().decode("utf-8", errors="replace")
+        deadline = time.monotonic() + timeout
+        chunks = []
+        with urllib.request.urlopen(url, timeout=min(timeout, 30.0)) as resp:  # noqa: S310
+            while True:
+                if time.monotonic() > deadline:
+                    raise AllianceError(
+                        f"voila did not finish the page within {timeout:g} s: {self.log_tail()}",
+                        hint="run `alliance explore` again (the notebook's kernel did not answer)",
+                    )
+                chunk = resp.read1(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def log_tail(self, n: int = 5) -> str:
         path = self.work_dir / "voila.log"
