@@ -235,7 +235,12 @@ class ExploreServer:
         self.process = subprocess.Popen(
             voila_command(self.notebook, port=self.port),
             cwd=self.work_dir,
-            env={**os.environ, "JUPYTER_TOKEN": self.token},
+            # (not PYTEST_CURRENT_TEST: with it ipykernel skips its output redirection and the
+            # app's kernel never answered Voila when the server ran inside a test)
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
+                "JUPYTER_TOKEN": self.token,
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

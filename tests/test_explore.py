@@ -148,7 +148,7 @@ def test_voila_serves_the_app_on_localhost_without_raw_ids():
         start = time.monotonic()
         try:
             html = app.fetch(timeout=90)  # Voila answers once the notebook has run
-        except AllianceError:  # a kernel that never ran the notebook: once more, a new server
+        except AllianceError:  # a kernel that never started the notebook: a new server, once
             app.stop()
             assert not work.exists()
             app = explore.ExploreServer(DEMO, 3)
@@ -253,56 +253,59 @@ def test_widgets_render_and_react_in_a_browser():
 
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
         pytest.skip("headless Chromium not found (install the Debian package 'chromium')")
-    with explore.ExploreServer(DEMO, 3) as app:
-        app.wait_listening()
-        with _chromium_page(app.url, explore.free_port()) as call:
-            ready = r"Client (C-[0-9a-f]+), sessions by state"
+    ready = r"Client (C-[0-9a-f]+), sessions by state"
+    with contextlib.ExitStack() as stack:
+        # now and then the app's kernel never starts the notebook (Voila waits on it for good):
+        # a user would restart `alliance explore`, and so does the test, once (twice fails)
+        for attempt in (1, 2):
+            app = stack.enter_context(explore.ExploreServer(DEMO, 3))
+            app.wait_listening()
+            call = stack.enter_context(_chromium_page(app.url, explore.free_port()))
             try:
-                first = _wait_for(call, ready, 60).group(1)
-            except AssertionError:
-                # on a loaded machine the page's kernel connection can miss the start; a user
-                # would reload, and so does the test (once: a second miss fails)
-                call("Page.reload", ignoreCache=True)
                 first = _wait_for(call, ready, 90).group(1)
-            text = _text(call)
-            assert "Loading widget" not in text and not RAW_ID.search(text)
-            n_img = call("Runtime.evaluate", expression="document.images.length",
-                         returnByValue=True)["result"]["value"]  # fmt: skip
-            assert n_img >= 2  # the trajectory figure and the expected-response figure
-            # choose another client in the Client dropdown: the monitoring panel follows
-            pick = (
-                "(() => { const s = [...document.querySelectorAll('select')].find("
-                "e => [...e.options].some(o => o.text.startsWith('C-')));"
-                "s.selectedIndex = 1; s.dispatchEvent(new Event('change', {bubbles: true}));"
-                "return s.options[1].text; })()"
-            )
-            second = call("Runtime.evaluate", expression=pick, returnByValue=True)["result"]
-            second = second["value"]
-            assert second != first
-            _wait_for(call, rf"Client {second}, sessions by state", 60)
-            # type a raw ID into "Find ID": hashed in the kernel, selected, never shown
-            import alliance_lib as al
-            from alliance_lib.waves import read_wave
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+                stack.close()
+        text = _text(call)
+        assert "Loading widget" not in text and not RAW_ID.search(text)
+        n_img = call("Runtime.evaluate", expression="document.images.length",
+                     returnByValue=True)["result"]["value"]  # fmt: skip
+        assert n_img >= 2  # the trajectory figure and the expected-response figure
+        # choose another client in the Client dropdown: the monitoring panel follows
+        pick = (
+            "(() => { const s = [...document.querySelectorAll('select')].find("
+            "e => [...e.options].some(o => o.text.startsWith('C-')));"
+            "s.selectedIndex = 1; s.dispatchEvent(new Event('change', {bubbles: true}));"
+            "return s.options[1].text; })()"
+        )
+        second = call("Runtime.evaluate", expression=pick, returnByValue=True)["result"]
+        second = second["value"]
+        assert second != first
+        _wait_for(call, rf"Client {second}, sessions by state", 60)
+        # type a raw ID into "Find ID": hashed in the kernel, selected, never shown
+        import alliance_lib as al
+        from alliance_lib.waves import read_wave
 
-            study = al.load_study(DEMO)
-            raw = str(read_wave(study, 3)["client_id"].iloc[-1])
-            with pytest.warns(UserWarning, match="pseudonym key"):  # the demo's key is tracked
-                key = study.salt
-            expected = al.privacy.pseudonymise(pd.Series([raw]), salt=key).iloc[0]
-            typed = (
-                "(() => { const i = document.querySelector('input[type=password]');"
-                f"i.value = {raw!r}; i.dispatchEvent(new Event('change', {{bubbles: true}}));"
-                "return true; })()"
-            )
-            call("Runtime.evaluate", expression=typed, returnByValue=True)
-            _wait_for(call, rf"Found: shown as {expected}", 60)
-            _wait_for(call, rf"Client {expected}, sessions by state", 60)
-            box = "document.querySelector('input[type=password]').value"
-            assert (
-                call("Runtime.evaluate", expression=box, returnByValue=True)["result"]["value"]
-                == ""
-            )  # the kernel cleared it
-            assert raw not in _text(call) and not RAW_ID.search(_text(call))
+        study = al.load_study(DEMO)
+        raw = str(read_wave(study, 3)["client_id"].iloc[-1])
+        with pytest.warns(UserWarning, match="pseudonym key"):  # the demo's key is tracked
+            key = study.salt
+        expected = al.privacy.pseudonymise(pd.Series([raw]), salt=key).iloc[0]
+        typed = (
+            "(() => { const i = document.querySelector('input[type=password]');"
+            f"i.value = {raw!r}; i.dispatchEvent(new Event('change', {{bubbles: true}}));"
+            "return true; })()"
+        )
+        call("Runtime.evaluate", expression=typed, returnByValue=True)
+        _wait_for(call, rf"Found: shown as {expected}", 60)
+        _wait_for(call, rf"Client {expected}, sessions by state", 60)
+        box = "document.querySelector('input[type=password]').value"
+        assert (
+            call("Runtime.evaluate", expression=box, returnByValue=True)["result"]["value"] == ""
+        )  # the kernel cleared it
+        assert raw not in _text(call) and not RAW_ID.search(_text(call))
 
 
 def test_a_port_in_use_is_refused_before_voila_starts():
