@@ -133,18 +133,16 @@ def write_docx(path: str | Path, document, *, title: str | None = None) -> Path:
         word.add_paragraph().add_run(table.title).italic = True
         shown = format_table(table)
         grid = word.add_table(rows=len(shown) + 1, cols=len(shown.columns))
-        for j, col in enumerate(shown.columns):
-            cell = grid.cell(0, j)
-            cell.text = str(col)
-            _rule(cell, {"top": 12, "bottom": 6})
-        for i, row in enumerate(shown.itertuples(index=False), start=1):
-            for j, value in enumerate(row):
-                cell = grid.cell(i, j)
-                cell.text = value
-                if i == len(shown):
+        # one pass over the rows, each row's cells taken once (``grid.cell(i, j)`` lists every
+        # cell of the table on each call: quadratic, minutes for a 2,000-row table)
+        values = [list(map(str, shown.columns))] + [list(r) for r in shown.itertuples(index=False)]
+        for i, (row, texts) in enumerate(zip(grid.rows, values, strict=True)):
+            for cell, text in zip(row.cells, texts, strict=True):
+                cell.text = text
+                if i == 0:
+                    _rule(cell, {"top": 12, "bottom": 6})
+                elif i == len(shown):
                     _rule(cell, {"bottom": 12})
-        for row in grid.rows:
-            for cell in row.cells:
                 for para in cell.paragraphs:
                     for run in para.runs:
                         run.font.size = Pt(9)
