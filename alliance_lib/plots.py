@@ -70,19 +70,24 @@ def thin(data: pd.DataFrame, max_points: int = MAX_POINTS, seed: int = 0) -> pd.
     return data.iloc[pick]
 
 
+def _corner_note(ax, text: str, *, top: bool = False) -> None:
+    """A small grey note in the axes' right corner (bottom, or top)."""
+    ax.text(
+        0.99,
+        0.99 if top else 0.01,
+        text,
+        transform=ax.transAxes,
+        ha="right",
+        va="top" if top else "bottom",
+        fontsize=7,
+        color="#555555",
+    )
+
+
 def _sample_note(ax, shown: int, total: int, what: str = "points") -> None:
     """A small note in the axes when a scatter shows a sample of its rows."""
     if shown < total:
-        ax.text(
-            0.99,
-            0.01,
-            f"{shown:,} of {total:,} {what} drawn (random sample); lines use all",
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=7,
-            color="#555555",
-        )
+        _corner_note(ax, f"{shown:,} of {total:,} {what} drawn (random sample); lines use all")
 
 
 def _ols_band(ax, x: np.ndarray, y: np.ndarray, *, level: float = 0.95, color=None) -> None:
@@ -202,16 +207,7 @@ def distribution_by_session(
         showfliers=len(data) <= MAX_FLIERS,
     )
     if len(data) > MAX_FLIERS:
-        ax.text(
-            0.99,
-            0.99,
-            f"outliers not drawn ({len(data):,} values)",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=7,
-            color="#555555",
-        )
+        _corner_note(ax, f"outliers not drawn ({len(data):,} values)", top=True)
     counts = data.groupby(session).size().reindex(order)
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{s}\nn={n}" for s, n in zip(order, counts, strict=True)], fontsize=7)

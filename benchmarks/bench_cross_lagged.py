@@ -190,26 +190,13 @@ def section_benchmark(n_clients: int, n_therapists: int, baseline_ref: str) -> d
     import pickle
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_report import collision_free_key
-
-    import alliance_lib as al
+    from bench_report import prepare_simulated, write_simulated_study
 
     out = {"n_clients": n_clients, "n_therapists": n_therapists, "baseline_ref": baseline_ref}
     with tempfile.TemporaryDirectory(prefix="alliance-bench-cl-") as tmp:
         folder = Path(tmp)
-        data = al.simulate_study(n_clients=n_clients, n_therapists=n_therapists, seed=7)
-        out["n_rows"] = len(data)
-        os.environ["ALLIANCE_SALT"] = collision_free_key(data)
-        data.to_csv(folder / "wave1.csv", index=False)
-        del data
-        (folder / "study.yaml").write_text(
-            "study: Benchmark study\ndata: {1: wave1.csv}\n"
-            "columns: {client: client_id, therapist: therapist_id, session: session, "
-            "rater: rater}\nmissing_codes: [-99, 999]\n"
-            "instruments: {alliance: wai-sr, outcome: oq-45.2}\n",
-            encoding="utf-8",
-        )
-        wave = al.prepare_wave(al.load_study(folder / "study.yaml"), 1)
+        out["n_rows"] = write_simulated_study(folder, n_clients, n_therapists)
+        wave = prepare_simulated(folder)
         sessions = wave.sessions()
         sessions = sessions[sessions["alliance"].notna() | sessions["outcome"].notna()]
         wave_pkl = folder / "wave.pkl"

@@ -45,13 +45,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import alliance_lib as al
 from alliance_lib.sections import common as c
 from alliance_lib.sections import events
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import events_reference as ref  # noqa: E402
+from bench_report import prepare_simulated, write_simulated_study  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "events.json"
 EVENT_KEYS = {
@@ -79,22 +80,8 @@ def prepared_wave(n_clients: int, n_therapists: int, pickled: Path | None):
             return pickle.load(f)
     with tempfile.TemporaryDirectory(prefix="alliance-bench-events-") as tmp:
         folder = Path(tmp)
-        data = al.simulate_study(n_clients=n_clients, n_therapists=n_therapists, seed=7)
-        data.to_csv(folder / "wave1.csv", index=False)
-        del data
-        (folder / "study.yaml").write_text(
-            "study: Benchmark study\ndata: {1: wave1.csv}\n"
-            "columns: {client: client_id, therapist: therapist_id, session: session, "
-            "rater: rater}\nmissing_codes: [-99, 999]\n"
-            "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
-            "privacy: {salt: bench-secret-key-0001}\n",
-            encoding="utf-8",
-        )
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the key in the study file (a benchmark)
-            wave = al.prepare_wave(al.load_study(folder / "study.yaml"), 1)
+        write_simulated_study(folder, n_clients, n_therapists)
+        wave = prepare_simulated(folder)
     if pickled is not None:
         with open(pickled, "wb") as f:
             pickle.dump(wave, f, protocol=5)

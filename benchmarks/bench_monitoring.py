@@ -40,27 +40,14 @@ import alliance_lib as al
 from alliance_lib import monitoring as mon
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_report import collision_free_key, measure  # noqa: E402
+from bench_report import measure, prepare_simulated, write_simulated_study  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+# the AUC before issue 16 (np.add.at on a dense replicates x n weight matrix), kept in the tests
+from test_monitoring import _weighted_auc_reference  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "monitoring.json"
 TARGET_CPU_S = 15.0
-
-
-def _old_weighted_auc(score, label, W):
-    """The AUC before issue 16: np.add.at on a dense replicates x n weight matrix."""
-    order = np.argsort(score, kind="stable")
-    sc, lab, Wo = score[order], label[order], W[:, order]
-    _, grp = np.unique(sc, return_inverse=True)
-    wneg = Wo * (~lab)
-    wpos = Wo * lab
-    ng = grp.max() + 1 if grp.size else 0
-    neg_g = np.zeros((W.shape[0], ng))
-    np.add.at(neg_g.T, grp, wneg.T)
-    below = np.cumsum(neg_g, axis=1) - neg_g
-    contrib = (below[:, grp] + 0.5 * neg_g[:, grp]) * wpos
-    denom = wpos.sum(axis=1) * wneg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return contrib.sum(axis=1) / denom
 
 
 def prepared_wave(args):
@@ -69,18 +56,8 @@ def prepared_wave(args):
             return pickle.load(f), None
     tmp = tempfile.TemporaryDirectory(prefix="alliance-bench-monitoring-")
     folder = Path(tmp.name)
-    data = al.simulate_study(n_clients=args.clients, n_therapists=args.therapists, seed=7)
-    os.environ["ALLIANCE_SALT"] = collision_free_key(data)
-    data.to_csv(folder / "wave1.csv", index=False)
-    del data
-    (folder / "study.yaml").write_text(
-        "study: Benchmark study\ndata: {1: wave1.csv}\n"
-        "columns: {client: client_id, therapist: therapist_id, session: session, "
-        "rater: rater}\nmissing_codes: [-99, 999]\n"
-        "instruments: {alliance: wai-sr, outcome: oq-45.2}\n",
-        encoding="utf-8",
-    )
-    wave = al.prepare_wave(al.load_study(folder / "study.yaml"), 1)
+    write_simulated_study(folder, args.clients, args.therapists)
+    wave = prepare_simulated(folder)
     if args.pickle:
         args.pickle.parent.mkdir(parents=True, exist_ok=True)
         with open(args.pickle, "wb") as f:
@@ -176,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     Wall = np.vstack([np.ones(clusters.size), Wc]).astype(float)
     new_auc, *m = measure(lambda: mon._weighted_auc(score, lab, Wall, cw))
     add("bootstrap AUC, one session (new)", *m, n=int(score.size))
-    old_auc, *m = measure(lambda: _old_weighted_auc(score, lab, Wall[:, cw]))
+    old_auc, *m = measure(lambda: _weighted_auc_reference(score, lab, Wall[:, cw]))
     add("bootstrap AUC, one session (old np.add.at)", *m, n=int(score.size))
     same = bool(np.array_equal(new_auc, old_auc, equal_nan=True))
 

@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import alliance_lib as al
 from alliance_lib.sections import common
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_report import RssPeak  # noqa: E402
+from bench_report import RssPeak, prepare_simulated, write_simulated_study  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "reliability.json"
 LEGACY_COMMIT = "cacbbd7"
@@ -133,23 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="alliance-bench-rel-") as tmp:
         folder = Path(tmp)
-        data = al.simulate_study(n_clients=args.clients, n_therapists=args.therapists, seed=7)
-        n_rows = len(data)
-        data.to_csv(folder / "wave1.csv", index=False)
-        del data
-        (folder / "study.yaml").write_text(
-            "study: Benchmark study\ndata: {1: wave1.csv}\n"
-            "columns: {client: client_id, therapist: therapist_id, session: session, "
-            "rater: rater}\nmissing_codes: [-99, 999]\n"
-            "instruments: {alliance: wai-sr, outcome: oq-45.2}\n"
-            "privacy: {salt: bench-secret-key-0001}\n",
-            encoding="utf-8",
-        )
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the key written in study.yaml (a benchmark)
-            wave = al.prepare_wave(al.load_study(folder / "study.yaml"), 1)
+        n_rows = write_simulated_study(folder, args.clients, args.therapists)
+        wave = prepare_simulated(folder)
     steps = []
 
     def add(name, wall, cpu, grow):

@@ -292,3 +292,18 @@ def test_ols_band_is_the_t_interval_of_the_mean_line():
     assert at_x0.min() == pytest.approx(fit0 - half, rel=1e-9)
     assert at_x0.max() == pytest.approx(fit0 + half, rel=1e-9)
     plt.close("all")
+
+
+def test_box_plots_of_many_values_leave_the_outliers_out_and_say_so(monkeypatch):
+    from alliance_lib import plots
+
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"session": np.repeat([1, 2], 500), "outcome": rng.standard_t(2, 1000)})
+    few = plots.distribution_by_session(d, score="outcome")
+    assert any(len(line.get_xdata()) for line in few.axes[0].lines if line.get_marker() != "None")
+    assert not few.axes[0].texts
+    monkeypatch.setattr(plots, "MAX_FLIERS", 999)
+    many = plots.distribution_by_session(d, score="outcome")
+    fliers = [line for line in many.axes[0].lines if line.get_marker() not in ("None", "")]
+    assert all(len(line.get_xdata()) == 0 for line in fliers)
+    assert [t.get_text() for t in many.axes[0].texts] == ["outliers not drawn (1,000 values)"]
