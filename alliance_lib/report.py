@@ -120,20 +120,18 @@ def _relative(path: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
 
 
-def _declared(template: Path) -> dict:
+def _check_parameters(template: Path, parameters: dict) -> dict:
+    """The template's declared parameters; every given one must be among them."""
     import papermill as pm
 
-    return pm.inspect_notebook(str(template))
-
-
-def _check_parameters(template: Path, parameters: dict) -> None:
-    declared = _declared(template)
+    declared = pm.inspect_notebook(str(template))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise ReportError(
             f"{template.name}: unknown parameter(s) {', '.join(unknown)}; the notebook declares "
             f"{', '.join(declared)}"
         )
+    return declared
 
 
 def _pid_alive(pid: int) -> bool:
@@ -496,7 +494,7 @@ def _run_wave(
     replaceable = _check_replaceable(target, flag)
     # fail fast, before a kernel starts: an unknown wave, an unreadable file, a mapped column that
     # is absent, or a wave with no analysable row raise StudyError / DataError naming the file,
-    # the key and the problem (the prepared wave is discarded: the notebook prepares its own)
+    # the key and the problem (the prepared wave is then handed to the notebook, below)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_wave(study, wave)
@@ -519,11 +517,11 @@ def _run_wave(
         "out_dir": _relative(staging, base),
         "seed": int(study.seed),
     }
-    _check_parameters(template, parameters)
+    declared = _check_parameters(template, parameters)
     # the kernel takes the wave prepared here instead of reading and scoring it again (a
     # template that does not declare ``prepared_wave`` prepares its own)
     handoff = None
-    if "prepared_wave" in _declared(template):
+    if "prepared_wave" in declared:
         handoff = staging / PREPARED_NAME
         save_prepared(prepared, handoff)
         parameters["prepared_wave"] = _relative(handoff, base)
