@@ -160,6 +160,9 @@ def voila_command(notebook: str | Path, *, port: int) -> list[str]:
         "--Voila.auto_token=True",  # require a token: JUPYTER_TOKEN from the environment
         "--no-browser",  # serve() opens the address itself, once the server listens
         "--VoilaConfiguration.show_tracebacks=False",  # a traceback could show data values
+        # the kernel talks to Voila over local sockets, not TCP ports (no port another kernel
+        # starting at the same moment can take; nothing listening on the network)
+        "--KernelManager.transport=ipc",
     ]
 
 

@@ -93,6 +93,7 @@ def test_voila_command_serves_localhost_only():
     assert cmd[:4] == [sys.executable, "-m", "voila", str(Path("w/explore.ipynb"))]
     assert "--Voila.ip=127.0.0.1" in cmd and "--port=8765" in cmd and "--no-browser" in cmd
     assert "--Voila.auto_token=True" in cmd and "--Voila.port_retries=0" in cmd
+    assert "--KernelManager.transport=ipc" in cmd  # the kernel on local sockets, not TCP ports
     assert not any("0.0.0.0" in part or part.startswith("--Voila.token") for part in cmd)
 
 
