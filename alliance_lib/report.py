@@ -250,14 +250,15 @@ def _ours_index(path: Path) -> bool:
 
 def _remove_stale_staging(target: Path) -> None:
     """Remove staging folders left by killed runs (their process no longer exists and they hold
-    nothing but report files)."""
+    nothing but report files and the wave handed to the kernel)."""
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if not (pid.isdigit() and stale.is_dir() and not stale.is_symlink()):
             continue
         if _pid_alive(int(pid)):
             continue
-        if all(f.split("/")[0] in OUTPUTS + EXPORT_DIRS for f in _files(stale)):
+        ours = (*OUTPUTS, *EXPORT_DIRS, PREPARED_NAME)
+        if all(f.split("/")[0] in ours for f in _files(stale)):
             shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -341,3 +341,27 @@ def test_exports_match_the_report(demo_wave3):
     n_tab = len(re.findall(r"<strong>Table (\d+)</strong>", page))
     assert len(list((demo_wave3 / "tables").glob("table-*.csv"))) == n_tab
     assert len(WordDocument(str(demo_wave3 / "tables.docx")).tables) == n_tab
+
+
+def test_a_dead_runs_staging_with_the_handed_over_wave_is_cleared(tmp_path):
+    import subprocess
+    import sys
+
+    from alliance_lib import report
+    from alliance_lib.waves import PREPARED_NAME
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    target = tmp_path / "demo" / "wave-1"
+    ours = target.parent / f".wave-1.tmp-{dead}"
+    ours.mkdir(parents=True)
+    (ours / PREPARED_NAME).write_bytes(b"pickle")  # killed while the kernel ran
+    (ours / "report.ipynb").write_text("{}")
+    report._remove_stale_staging(target)
+    assert not ours.exists()
+    foreign = target.parent / f".wave-1.tmp-{dead}"
+    foreign.mkdir()
+    (foreign / PREPARED_NAME).write_bytes(b"pickle")
+    (foreign / "notes.txt").write_text("the user's")  # not ours: the folder stays
+    report._remove_stale_staging(target)
+    assert (foreign / "notes.txt").read_text() == "the user's"
