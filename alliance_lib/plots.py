@@ -318,6 +318,11 @@ def rater_plot(
     return fig
 
 
+#: Most units a caterpillar plot labels one by one; beyond it the units are drawn by rank
+#: (a fixed-height figure without per-unit labels, the IDs being in the section's table).
+MAX_LABELLED = 60
+
+
 def caterpillar_plot(
     effects: pd.DataFrame,
     *,
@@ -327,24 +332,48 @@ def caterpillar_plot(
     label: str = "therapist_id",
     xlabel: str = "Therapist effect",
     title: str | None = None,
+    max_labelled: int = MAX_LABELLED,
+    units: str = "therapists",
 ):
-    """Therapist (or client) effects sorted by size with their intervals."""
+    """Therapist (or client) effects sorted by size with their intervals.
+
+    Up to ``max_labelled`` units each get a row with its label; beyond it the units are drawn
+    by rank in a figure of fixed height (the figure says so): 2,000 labelled rows would make a
+    figure 440 inches tall that no reader can use, and cost seconds to draw.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fx = pd.DataFrame({"therapist_id": ["T1", "T2"], "estimate": [0.2, -0.1],
+    ...                    "ci_low": [0.0, -0.3], "ci_high": [0.4, 0.1]})
+    >>> [t.get_text() for t in caterpillar_plot(fx).axes[0].get_yticklabels()]
+    ['T2', 'T1']
+    """
     data = effects.dropna(subset=[estimate]).sort_values(estimate).reset_index(drop=True)
-    fig, ax = _fig(6.5, max(3.0, 0.22 * len(data) + 1.2))
+    labelled = len(data) <= max_labelled
+    height = max(3.0, 0.22 * len(data) + 1.2) if labelled else 4.8
+    fig, ax = _fig(6.5, height)
     y = np.arange(len(data))
-    ax.errorbar(
-        data[estimate],
-        y,
-        xerr=[data[estimate] - data[low], data[high] - data[estimate]],
-        fmt="o",
-        ms=4,
-        color=PALETTE["client"],
-        ecolor=PALETTE["band"],
-        capsize=0,
-    )
+    if labelled:
+        ax.errorbar(
+            data[estimate],
+            y,
+            xerr=[data[estimate] - data[low], data[high] - data[estimate]],
+            fmt="o",
+            ms=4,
+            color=PALETTE["client"],
+            ecolor=PALETTE["band"],
+            capsize=0,
+        )
+        ax.set_yticks(y)
+        ax.set_yticklabels(data[label], fontsize=7)
+    else:
+        ax.hlines(y, data[low], data[high], color=PALETTE["band"], lw=0.6)
+        ax.plot(data[estimate], y, ls="none", marker="o", ms=1.5, color=PALETTE["client"])
+        ax.set_ylim(-0.01 * len(data), 1.01 * len(data) - 1)
+        ax.set_ylabel("Rank (lowest effect at the bottom)")
+        _corner_note(ax, f"{len(data):,} {units} by rank, unlabelled above {max_labelled}")
     ax.axvline(0, color="grey", ls=":", lw=0.8)
-    ax.set_yticks(y)
-    ax.set_yticklabels(data[label], fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Therapist effects (empirical Bayes, 95% intervals)")
     sns.despine(fig)

@@ -357,6 +357,23 @@ def _fix_notebook_metadata(executed: Path, template_name: str) -> None:
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _release_memory() -> None:
+    """Hand the freed heap of the prepared wave back to the system (glibc's ``malloc_trim``).
+
+    The prepared wave is freed once the kernel has it, but glibc keeps freed heap pages; at
+    100,000 clients this process then sat on about 1 GB for the whole kernel run. Elsewhere than
+    glibc this does nothing.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _log(message: str, quiet: bool) -> None:
     if not quiet:
         print(f"[alliance report] {message}", file=sys.stderr, flush=True)
@@ -527,6 +544,7 @@ def _run_wave(
         save_prepared(prepared, handoff)
         parameters["prepared_wave"] = _relative(handoff, base)
     del prepared
+    _release_memory()  # the kernel holds the wave now; this process waits for it
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     if progress_bar is None:

@@ -307,3 +307,29 @@ def test_box_plots_of_many_values_leave_the_outliers_out_and_say_so(monkeypatch)
     fliers = [line for line in many.axes[0].lines if line.get_marker() not in ("None", "")]
     assert all(len(line.get_xdata()) == 0 for line in fliers)
     assert [t.get_text() for t in many.axes[0].texts] == ["outliers not drawn (1,000 values)"]
+
+
+def test_caterpillar_labels_few_units_and_draws_many_by_rank():
+    rng = np.random.default_rng(4)
+
+    def effects(n):
+        est = rng.normal(0, 0.2, n)
+        return pd.DataFrame(
+            {"therapist_id": [f"T{i}" for i in range(n)], "estimate": est,
+             "ci_low": est - 0.1, "ci_high": est + 0.1}
+        )
+
+    few = plots.caterpillar_plot(effects(12))
+    labels = [t.get_text() for t in few.axes[0].get_yticklabels()]
+    assert len(labels) == 12 and set(labels) == {f"T{i}" for i in range(12)}
+    many = effects(plots.MAX_LABELLED + 1)
+    fig = plots.caterpillar_plot(many)
+    ax = fig.axes[0]
+    # a fixed height, no unit labels, and every unit's interval drawn at its rank
+    assert fig.get_figheight() == 4.8 and ax.get_ylabel().startswith("Rank")
+    assert not any(t.get_text().startswith("T") for t in ax.get_yticklabels())
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == len(many)
+    lows = sorted(float(s[0][0]) for s in segments)
+    assert np.allclose(lows, np.sort(many["ci_low"]))
+    assert any(f"{len(many)} therapists by rank" in t.get_text() for t in ax.texts)

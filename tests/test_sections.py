@@ -542,6 +542,12 @@ def test_sudden_gains_are_searched_in_the_selected_cases_only(wave3):
     assert (s.numbers["n_gains"], s.numbers["n_losses"]) == (45, 1)
     assert "254 of 300 clients" in s.sentences[1]
     assert "select_cases" in s.tables[0].note
+    # results.json keeps the interval counts' study totals, not one record per client
+    counts = al.count_intervals(common.sessions(wave3), "outcome")
+    totals = s.numbers["intervals"]
+    assert totals["n_clients"] == counts["client_id"].nunique() == 300
+    for col in ("n_intervals", "n_tested", "n_analysable", "n_not_analysable"):
+        assert totals[col] == int(counts[col].sum()) > 0
 
 
 def test_the_adjusted_early_alliance_estimate_is_primary(wave3):

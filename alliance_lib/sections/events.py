@@ -210,31 +210,6 @@ def ruptures_section(wave) -> Section:
     )
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """``to_jsonable(frame)`` for a frame of text, whole-number and float columns with a range
-    index, column by column (one ``tolist`` each) rather than value by value."""
-    if not isinstance(frame.index, pd.RangeIndex):
-        return to_jsonable(frame)
-    cols = {}
-    for name in frame.columns:
-        col = frame[name]
-        if pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_extension_array_dtype(
-            col.dtype
-        ):
-            cols[str(name)] = col.to_numpy().tolist()
-        elif pd.api.types.is_float_dtype(col.dtype) and not col.hasnans:
-            vals = col.to_numpy(dtype=float)
-            if not np.isfinite(vals).all():
-                return to_jsonable(frame)
-            cols[str(name)] = vals.tolist()
-        elif pd.api.types.is_string_dtype(col.dtype) and not col.hasnans:
-            cols[str(name)] = [str(v) for v in col.to_numpy()]
-        else:  # anything else (missing values, booleans, dates): the general converter
-            return to_jsonable(frame)
-    names = list(cols)
-    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
-
-
 def _sampled_words(summ: pd.DataFrame) -> str:
     """Words on the false-alarm simulation's sample of clients, when it used one."""
     cap = MAX_SIMULATED_CLIENTS
@@ -250,6 +225,12 @@ def _nested(cmp) -> bool:
     if "no rupture" not in ct.columns or not flagged:
         return False
     return bool((ct.loc[flagged, "no rupture"] == 0).all())
+
+
+def _interval_totals(intervals: pd.DataFrame) -> dict:
+    """Study totals of :func:`alliance_lib.change.count_intervals` (clients and intervals)."""
+    cols = ["n_intervals", "n_tested", "n_analysable", "n_not_analysable"]
+    return {"n_clients": int(len(intervals)), **{k: int(intervals[k].sum()) for k in cols}}
 
 
 def sudden_gains_section(wave) -> Section:
@@ -316,9 +297,10 @@ def sudden_gains_section(wave) -> Section:
     return Section(
         key="sudden_gains",
         title=title,
-        # the per-client interval counts are plain already (to_jsonable value by value would
-        # take seconds at 100,000 clients)
-        numbers={**to_jsonable(numbers), "intervals": _records(intervals)},
+        # the study totals of the interval counts (as suddengains' count_intervals reports
+        # them); the per-client counts are al.count_intervals, not a results.json list that
+        # grew by 110 bytes a client (11 MB at 100,000 clients)
+        numbers={**to_jsonable(numbers), "intervals": _interval_totals(intervals)},
         tables=[
             Table(
                 f"Sudden Gains and Losses in {out}",

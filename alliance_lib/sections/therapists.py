@@ -173,7 +173,12 @@ def therapist_effects_section(wave) -> Section:
             Figure(
                 fig,
                 f"Therapist effects on the client-rated alliance: empirical Bayes predictions "
-                f"with 95% prediction intervals for {len(kept)} therapists (pseudonymous IDs)"
+                f"with 95% prediction intervals for {len(kept)} therapists ("
+                + (
+                    "pseudonymous IDs)"
+                    if len(kept) <= plots.MAX_LABELLED
+                    else "by rank; their pseudonymous IDs are in results.json)"
+                )
                 + (f"; {n_sup} with fewer than {threshold} clients not shown" if n_sup else "")
                 + ". An interval that excludes 0 marks a therapist whose clients rate the "
                 "alliance differently from the average therapist's.",
