@@ -315,8 +315,12 @@ def test_caterpillar_labels_few_units_and_draws_many_by_rank():
     def effects(n):
         est = rng.normal(0, 0.2, n)
         return pd.DataFrame(
-            {"therapist_id": [f"T{i}" for i in range(n)], "estimate": est,
-             "ci_low": est - 0.1, "ci_high": est + 0.1}
+            {
+                "therapist_id": [f"T{i}" for i in range(n)],
+                "estimate": est,
+                "ci_low": est - 0.1,
+                "ci_high": est + 0.1,
+            }
         )
 
     few = plots.caterpillar_plot(effects(12))
