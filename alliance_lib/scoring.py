@@ -629,13 +629,16 @@ def score(
         x = np.asfortranarray(x)
 
     def own(x):  # a private copy before any change in place (validate's block is shared)
+        if isinstance(x, _Reflected):
+            return x.materialise()
         return x if x.flags.writeable else np.array(x, order="F")
 
     reflect = inst.scale_min + inst.scale_max
-    if inst.reverse:
-        x = own(x)
-    for i in inst.reverse:
-        np.subtract(reflect, x[:, i - 1], out=x[:, i - 1])
+    if inst.reverse and not x.flags.writeable:  # validate's shared block: no copy
+        x = _Reflected(x, [i - 1 for i in inst.reverse], reflect)
+    else:
+        for i in inst.reverse:
+            np.subtract(reflect, x[:, i - 1], out=x[:, i - 1])
     scales = inst.scales
     names = list(scales)  # "total" first
     sizes = np.array([len(scales[s]) for s in names])
@@ -664,7 +667,8 @@ def score(
             _column_sums(sub_miss, scales, names, partition, counts)
             miss_counts[gappy] = counts
     else:
-        miss = check.missing if check.missing is not None else np.isnan(x)
+        # (reflection keeps NaN and finite values as they are: the mask of the unreflected block)
+        miss = check.missing if check.missing is not None else np.isnan(_base(x))
         any_missing = bool(miss.any())
         if any_missing:
             _column_sums(np.asfortranarray(miss), scales, names, partition, miss_counts)
@@ -710,8 +714,10 @@ def score(
             sums[gappy] = redo
     else:
         if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
-            x = own(x)
-            _zero_missing(x, inst, miss)
+            if x.flags.writeable if isinstance(x, np.ndarray) else False:
+                _zero_missing(x, inst, miss)
+            else:  # validate's shared block: zeroed column by column as it is summed
+                x = (x if isinstance(x, _Reflected) else _Reflected(x, (), 0.0)).zeroed(inst, miss)
         _column_sums(x, scales, names, partition, sums)
     prorated = np.zeros(n, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -812,6 +818,51 @@ def _existing_columns(df: pd.DataFrame, inst: Instrument, existing: str) -> list
             hint="existing='keep' (old values as {column}_input) or existing='replace'",
         )
     return clash
+
+
+class _Reflected:
+    """A read-only item block seen column by column as the sums read it, ``x[:, j]``: the
+    reverse-keyed columns reflected (``reflect - x``) and, after :meth:`zeroed`, the missing
+    cells set to 0 (:func:`_zero_missing`'s rule). The same values, from the same arithmetic,
+    as changing a private copy of the block in place, without the copy (750 MB for the OQ-45.2
+    at 2 million rows)."""
+
+    def __init__(self, x: np.ndarray, reversed_cols, reflect: float, zero=None):
+        self.base, self.reflect = x, reflect
+        self.reversed = set(reversed_cols)
+        self.zero = zero  # None, or (instrument, missing mask)
+        self.shape, self.dtype = x.shape, x.dtype
+
+    def zeroed(self, inst: Instrument, miss: np.ndarray) -> _Reflected:
+        return _Reflected(self.base, self.reversed, self.reflect, zero=(inst, miss))
+
+    def __getitem__(self, key):
+        rows, j = key
+        if rows != slice(None) or not isinstance(j, int | np.integer):
+            raise TypeError("_Reflected supports x[:, j] only")
+        j = int(j)
+        col = self.base[:, j]
+        if j in self.reversed:
+            col = np.subtract(self.reflect, col)
+        if self.zero is not None:
+            inst, miss = self.zero
+            col = col.reshape(-1, 1) if col.flags.writeable else col.reshape(-1, 1).copy()
+            _zero_missing(col, inst, miss[:, [j]])
+            col = col[:, 0]
+        return col
+
+    def materialise(self) -> np.ndarray:
+        """A private, reflected (and zeroed) column-major copy."""
+        out = np.array(self.base, order="F")
+        for j in self.reversed:
+            np.subtract(self.reflect, out[:, j], out=out[:, j])
+        if self.zero is not None:
+            _zero_missing(out, *self.zero)
+        return out
+
+
+def _base(x) -> np.ndarray:
+    return x.base if isinstance(x, _Reflected) else x
 
 
 def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -491,6 +491,9 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     work = df[~flagged] if flagged.any() else df
     totals, total_reasons = _check_totals(work, study, insts, codes)
     groups, rater_reasons = _validate_groups(work, item_insts, codes, str(source))
+    # the item cells live on in the blocks validate checked; the read table keeps the rest
+    del work
+    df = intake.table = _without_items(df, item_insts)
     extra = _join_reasons(total_reasons, rater_reasons)
     extra_bad = extra.ne("")
 
@@ -617,6 +620,19 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
         notes=tuple(notes),
         pseudonym_length=n_id,
     )
+
+
+def _without_items(df: pd.DataFrame, item_insts: list) -> pd.DataFrame:
+    """The read table without the item columns of ``item_insts``, its other columns copied
+    one by one so that no column keeps a block of item cells alive (half the memory of a wave
+    read as one float block: 1.2 GB at 100,000 clients)."""
+    items = {c for inst in item_insts for c in inst.columns}
+    if not items & set(df.columns):
+        return df
+    kept = {c: df[c].copy(deep=True) for c in df.columns if c not in items}
+    out = pd.DataFrame(kept, index=df.index) if kept else pd.DataFrame(index=df.index)
+    out.attrs = dict(df.attrs)
+    return out
 
 
 def _compare_calculated(scored: pd.DataFrame) -> list[str]:

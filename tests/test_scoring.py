@@ -806,3 +806,32 @@ def test_existing_score_columns_are_never_overwritten_silently():
     close(v.score(existing="keep")[f"{total}_input"], [8, 99])
     with pytest.raises(ValueError, match="existing must be"):
         al.score(df, "phq-9", existing="ignore")
+
+
+@pytest.mark.parametrize("ident", ["core-10", "core-om", "haq-ii", "oq-45.2", "wai", "wai-s"])
+@pytest.mark.parametrize("p_missing", [0.002, 0.3])
+def test_validated_blocks_score_like_a_private_copy(ident, p_missing):
+    """Scoring from validate's shared, read-only block (reverse-keyed columns reflected and
+    missing cells zeroed column by column as they are summed) gives exactly the scores of
+    scoring a private copy of the same cells in place."""
+    from alliance_lib import validate
+
+    inst = al.get_instrument(ident)
+    rng = np.random.default_rng(11)
+    n = 3000
+    items = rng.integers(inst.scale_min, inst.scale_max + 1, (n, inst.n_items)).astype(float)
+    items[rng.random(items.shape) < p_missing] = np.nan
+    items[:50] = np.nan  # not administered
+    df = pd.DataFrame(items, columns=list(inst.columns))
+    df.insert(0, "session", np.arange(n) % 9 + 1)
+    df.insert(0, "client_id", [f"c{i // 9}" for i in range(n)])
+    checked = validate(df, ident)
+    assert not checked.checked_items[inst.id].flags.writeable
+    shared = checked.score(ident)
+    private = al.score(checked.clean.copy(deep=True), ident)
+    scores = [c for c in shared.columns if c.startswith(inst.prefix + "_") and c not in df]
+    assert len(scores) > 3
+    pd.testing.assert_frame_equal(shared[scores], private[scores], check_exact=True)
+    # and the shared block is unchanged (reflection and zeroing happened outside it)
+    block = checked.checked_items[inst.id]
+    assert np.array_equal(block, df.loc[checked.clean.index, list(inst.columns)], equal_nan=True)
