@@ -52,6 +52,10 @@ FAILURES = ("reliable_deterioration", "no_reliable_improvement", "not_recovered"
 reliable deterioration (end - intake >= RCI), no reliable improvement (intake - end < RCI),
 not recovered (clients starting in the clinical range: not both reliably improved and out of it)."""
 STATES = ("white", "green", "yellow", "red")
+WARM_START_MIN_CLIENTS = 8000
+"""From this many clients the cross-validation folds' fits start from a fit of overlapping
+data (the full fit, or the first fold's) instead of a pilot fit and a global search; below it
+(the engine's pilot threshold) every fold is fitted from scratch."""
 LOTO_MAX_THERAPISTS = 50
 """Most therapists for which ``validate_alerts(cv="therapist")`` leaves one therapist out at a
 time; with more, whole therapists go to ``k`` folds (grouped k-fold), one refit per fold."""
@@ -335,7 +339,7 @@ def _conformal_quantile(res: np.ndarray, q: np.ndarray) -> np.ndarray:
     return res[k]
 
 
-def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
+def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, start=None, **meta):
     frame = post.assign(intake=post["intake"] - (intake_mean or 0.0))
     frame = frame.rename(columns={"session": "t"})
     frame["t"] = frame["t"] - meta["intake_session"]
@@ -354,6 +358,7 @@ def _fit_reference(post, *, shape, knot, therapist, intake_mean=None, **meta):
             # intercept is the expected score at intake for the centred intake score (a log
             # curve, log t, is anchored at the first session after intake, where log t = 0)
             time_zero=1 if shape == "log" else 0,
+            start=start,
         )
     last = post.groupby(_key(post))["session"].max()
     return ExpectedResponse(
@@ -385,6 +390,7 @@ def expected_response(
     direction: str = "higher_is_worse",
     min_calibration: int = 50,
     seed: int = 0,
+    start: np.ndarray | None = None,
 ) -> ExpectedResponse:
     """Fit expected treatment response curves conditioned on the intake score.
 
@@ -414,6 +420,10 @@ def expected_response(
         Which way is worse (bands and alerts are stated in the worse direction).
     seed : int
         Seed of the conformal split.
+    start : array, optional
+        Variance parameters (``fit.theta``) of a fit of overlapping data to start the curve's
+        fit from (:func:`~alliance_lib.trajectories.fit_trajectory`); cross-validation folds
+        on large data use it.
 
     Returns
     -------
@@ -480,7 +490,7 @@ def expected_response(
     )
     imean = float(post.drop_duplicates(_key(post))["intake"].mean())
     common = dict(shape=shape, knot=knot, therapist=therapist, intake_mean=imean)
-    ref = _fit_reference(post, method="normal", _calibration={}, **common, **meta)
+    ref = _fit_reference(post, method="normal", _calibration={}, start=start, **common, **meta)
     if method == "conformal":
         rng = np.random.default_rng(seed)
         ids = post["client"].unique()
@@ -1083,17 +1093,27 @@ def validate_alerts(
     g_code, g_levels = pd.factorize(groups, use_na_sentinel=False)
     row_group = g_code[row_client]
     held = []
+    # on large data every fold's fit starts from the full fit's optimum (or the first fold's):
+    # the training sets overlap, and a start there replaces the pilot fit and its search
+    start = None
+    warm = len(ids) >= WARM_START_MIN_CLIENTS
+    if warm and reference is not None and reference.shape == shape:
+        if bool(reference.therapist) == bool(therapist):
+            start = reference.fit.theta
     for g in range(len(g_levels)):
         in_test = row_group == g
         train = post[~in_test] if cv != "none" else post
         test = post[in_test]
-        held.append(_score_fold(train, test, labels, failures, **kw))
+        fold, fold_ref = _score_fold(train, test, labels, failures, start=start, **kw)
+        held.append(fold)
+        if warm and start is None:
+            start = fold_ref.fit.theta
     scores = pd.concat(held, ignore_index=True)
     scores = scores.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
     if in_sample and cv != "none":
         if reference is not None:
             _check_same_fit(reference, post, shape=shape, therapist=therapist)
-        ins = _score_fold(post, post, labels, failures, ref=reference, **kw)
+        ins, _ = _score_fold(post, post, labels, failures, ref=reference, **kw)
         ins = ins.set_index(["client", "session"]).reindex(
             pd.MultiIndex.from_frame(scores[["client", "session"]])
         )
@@ -1224,11 +1244,13 @@ def _score_fold(
     therapist,
     direction,
     ref=None,
+    start=None,
 ):
-    """Out-of-sample predictions for the held-out clients from a reference fitted on train.
+    """Out-of-sample predictions for the held-out clients from a reference fitted on train,
+    and that reference.
 
     Scores arrive on the worse scale already, so the reference is fitted higher-is-worse (or
-    ``ref``, the same fit done before, is used).
+    ``ref``, the same fit done before, is used; ``start``: theta to start the fit from).
     """
     imean = float(train.drop_duplicates(_key(train))["intake"].mean())
     ref = ref or _fit_reference(
@@ -1245,6 +1267,7 @@ def _score_fold(
         intake_session=intake_session,
         direction="higher_is_worse",
         n_dropped={},
+        start=start,
     )
     iw, s, y = test["intake"].to_numpy(), test["session"].to_numpy(), test["y"].to_numpy()
     mean, sd = ref._moments(iw, s)
@@ -1288,7 +1311,7 @@ def _score_fold(
         else:
             out[f"intake_{f}"] = np.nan
             out[f"intake_cut_{f}"] = np.nan
-    return out
+    return out, ref
 
 
 def _predictors(at, f, alert, ideal):
@@ -1562,6 +1585,9 @@ def evaluate_alliance_signals(
     )
     fold_of = folds.reindex(ids).to_numpy()
     sig_parts, nt_parts = [], []
+    # on large data folds after the first start from its optima (see validate_alerts)
+    warm = folds.size >= WARM_START_MIN_CLIENTS
+    a_start = o_start = None
     for f in range(k):
         train, test = data[fold_of != f], data[fold_of == f]
         aref = expected_response(
@@ -1571,6 +1597,7 @@ def evaluate_alliance_signals(
             session=session,
             intake_session=alliance_intake_session,
             direction="higher_is_better",
+            start=a_start,
         )
         sig_parts.append(
             alliance_signals(
@@ -1586,8 +1613,10 @@ def evaluate_alliance_signals(
             )
         )
         oref = expected_response(
-            train, outcome, client=client, session=session, direction=direction
+            train, outcome, client=client, session=session, direction=direction, start=o_start
         )
+        if warm:
+            a_start, o_start = aref.fit.theta, oref.fit.theta
         nt_parts.append(
             not_on_track(
                 test,

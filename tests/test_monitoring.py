@@ -637,3 +637,32 @@ def test_other_curve_shapes(shape, knot):
     assert (grid["p90"] > grid["expected"]).all() and (grid["p10"] < grid["expected"]).all()
     nt = mon.not_on_track(df, "outcome", reference=ref, rci=14, failure="no_reliable_improvement")
     assert nt["p_failure"].between(0, 1).all()
+
+
+def test_large_data_folds_start_from_the_first_fit_and_agree_with_cold_fits(mixture, monkeypatch):
+    """From WARM_START_MIN_CLIENTS clients each fold's fit starts from the optimum of a fit of
+    overlapping data (the reference, or the first fold): the fold optima agree with fits from
+    scratch to the optimiser's tolerance, and so do the alert scores."""
+    kw = dict(therapist="therapist_id", cutoff=64, rci=14, sessions=[3], n_boot=10)
+    kw.update(failures=["no_reliable_improvement"], in_sample=False, ideal=False, k=4, seed=3)
+    kw.update(loto_max=5)
+    starts = []
+    real = mon._fit_reference
+
+    def spy(post, **options):
+        starts.append(options.get("start"))
+        return real(post, **options)
+
+    monkeypatch.setattr(mon, "_fit_reference", spy)
+    cold = mon.validate_alerts(mixture, "outcome", **kw)
+    assert len(starts) == 4 and all(s is None for s in starts)  # small data: from scratch
+    starts.clear()
+    monkeypatch.setattr(mon, "WARM_START_MIN_CLIENTS", 10)
+    warm = mon.validate_alerts(mixture, "outcome", **kw)
+    assert starts[0] is None and all(s is not None for s in starts[1:]) and len(starts) == 4
+    pd.testing.assert_series_equal(
+        warm.scores["percentile"], cold.scores["percentile"], check_exact=False, atol=1e-6
+    )
+    a = warm.at(3, "no_reliable_improvement").loc["expected curve"]
+    b = cold.at(3, "no_reliable_improvement").loc["expected curve"]
+    assert a["n"] == b["n"] and abs(a["auc"] - b["auc"]) < 1e-6
