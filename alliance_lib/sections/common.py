@@ -39,6 +39,7 @@ from alliance_lib.tables import instrument_label
 __all__ = [
     "COLUMNS",
     "cached",
+    "forget",
     "sessions",
     "alliance_instrument",
     "outcome_instrument",
@@ -88,6 +89,20 @@ def cached(wave, key: tuple, compute: Callable[[], Any]) -> Any:
     if key not in store:
         store[key] = compute()
     return store[key]
+
+
+def forget(wave, key: tuple) -> None:
+    """Drop one cached result (a section done with a large one that no later section uses);
+    asked for again, it is computed again.
+
+    Examples
+    --------
+    >>> class Wave: ...
+    >>> w = Wave()
+    >>> cached(w, ("n",), lambda: 1), forget(w, ("n",)), cached(w, ("n",), lambda: 2)
+    (1, None, 2)
+    """
+    wave.__dict__.get("_section_cache", {}).pop(key, None)
 
 
 def sessions(wave) -> pd.DataFrame:
@@ -183,25 +198,25 @@ def icc_table(wave) -> pd.DataFrame:
 
 
 def shape_fits(wave) -> dict:
-    """Every candidate shape of ``analysis.compare_shapes``, by ML (comparable likelihoods)."""
+    """Every candidate shape of ``analysis.compare_shapes``, by ML (comparable likelihoods).
+
+    Not cached: the shape comparison is their only user and caches its own table; kept, the
+    fits' design matrices held 2.8 GB for the rest of a 1,000,000-client report.
+    """
     study = wave.study
-
-    def fit():
-        return {
-            shape: traj.fit_trajectory(
-                sessions(wave),
-                "alliance",
-                client="client_id",
-                therapist=therapist_column(wave),
-                shape=shape,
-                knot=study.analysis["knot"],
-                method="ml",
-                time_zero=study.analysis["time_zero"],
-            )
-            for shape in study.analysis["compare_shapes"]
-        }
-
-    return cached(wave, ("shapes",), fit)
+    return {
+        shape: traj.fit_trajectory(
+            sessions(wave),
+            "alliance",
+            client="client_id",
+            therapist=therapist_column(wave),
+            shape=shape,
+            knot=study.analysis["knot"],
+            method="ml",
+            time_zero=study.analysis["time_zero"],
+        )
+        for shape in study.analysis["compare_shapes"]
+    }
 
 
 def therapist_intervals(wave) -> pd.DataFrame:

@@ -186,6 +186,9 @@ def rater_agreement_section(wave) -> Section:
                 name="rater_agreement",
             )
         )
+    # the fits hold every rated pair and per-client slopes (2 GB at 1,000,000 clients), and no
+    # later section uses them
+    c.forget(wave, ("raters",))
     return Section(
         key="rater_agreement",
         title=title,
