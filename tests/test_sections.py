@@ -392,6 +392,8 @@ def test_icc_flags_a_small_pilot_as_imprecise(tmp_path):
 @pytest.mark.slow
 def test_rater_agreement_is_clustered_with_the_independent_pairs_as_sensitivity(wave3):
     s = raters.rater_agreement_section(wave3)
+    # the section's fits (every rated pair) are not kept for the rest of the report
+    assert ("raters",) not in wave3.__dict__.get("_section_cache", {})
     rows = pd.DataFrame(s.numbers)
     fit = al.rater_agreement(
         wave3.scored, "wai_sr_total", seed=wave3.study.seed, n_boot=common.RATER_BOOT
