@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from alliance_lib._memory import release_memory
 from alliance_lib._version import __version__
 from alliance_lib.errors import ReportError
 from alliance_lib.study import Study, load_study
@@ -357,26 +358,6 @@ def _fix_notebook_metadata(executed: Path, template_name: str) -> None:
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _release_memory() -> None:
-    """Hand the freed heap of the prepared wave back to the system (glibc's ``malloc_trim``).
-
-    The prepared wave is freed once the kernel has it, but glibc (and Arrow's memory pool, for
-    a Parquet wave) keep freed pages; at 100,000 clients this process then sat on about 1 GB
-    for the whole kernel run. Elsewhere than glibc only Arrow's pool is released.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    arrow = sys.modules.get("pyarrow")  # a Parquet wave: Arrow's own pool keeps freed memory too
-    if arrow is not None:
-        arrow.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def _log(message: str, quiet: bool) -> None:
     if not quiet:
         print(f"[alliance report] {message}", file=sys.stderr, flush=True)
@@ -547,7 +528,7 @@ def _run_wave(
         save_prepared(prepared, handoff)
         parameters["prepared_wave"] = _relative(handoff, base)
     del prepared
-    _release_memory()  # the kernel holds the wave now; this process waits for it
+    release_memory()  # the kernel holds the wave now; this process waits for it
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     if progress_bar is None:

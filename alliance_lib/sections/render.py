@@ -28,6 +28,7 @@ from importlib import metadata
 
 import numpy as np
 
+from alliance_lib._memory import release_memory
 from alliance_lib.errors import AllianceError
 from alliance_lib.sections.base import Figure, Section, Table
 from alliance_lib.tables import table_html
@@ -149,13 +150,21 @@ def run(section, wave, **options) -> Section:
     try:
         return section(wave, **options)
     except (AllianceError, ValueError, np.linalg.LinAlgError) as exc:
-        key = section.__name__.removesuffix("_section")
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Section.skip(
-            key,
-            key.replace("_", " ").capitalize(),
-            f"could not be computed for this wave: {reason}",
-        )
+        return _not_applicable(section, exc)
+    finally:
+        # the section's temporaries back to the system before the next one (at 1,000,000
+        # clients the kernel otherwise grew by the fragments of every section)
+        release_memory()
+
+
+def _not_applicable(section, exc: Exception) -> Section:
+    key = section.__name__.removesuffix("_section")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Section.skip(
+        key,
+        key.replace("_", " ").capitalize(),
+        f"could not be computed for this wave: {reason}",
+    )
 
 
 def record(results, sections: Iterable[Section]) -> None:
