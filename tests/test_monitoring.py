@@ -590,6 +590,34 @@ def test_not_on_track_list_is_pseudonymous_and_respects_small_cells(demo_section
     assert len(hidden) == len(listed) and hidden["Therapist"].isna().all()
 
 
+@pytest.mark.slow
+def test_monitoring_validates_on_sampled_therapists_above_the_cap(demo_sections, monkeypatch):
+    """Above VALIDATION_MAX_CLIENTS ended clients the accuracy is estimated on the clients of
+    seeded, whole, randomly drawn therapists; the expected curves still use every client."""
+    import dataclasses
+
+    from alliance_lib.sections import monitoring as sm
+
+    wave, section = demo_sections[3]
+    full = section(wave, n_boot=20)
+    assert full.numbers["validation_sample"] is None and "seeded random sample" not in full.methods
+    monkeypatch.setattr(sm, "VALIDATION_MAX_CLIENTS", 100)
+    fresh = dataclasses.replace(wave)  # no cached analyses from the run above
+    part = section(fresh, n_boot=20)
+    info = part.numbers["validation_sample"]
+    assert info["unit"] == "therapists" and info["of_units"] == 20
+    assert 100 <= info["clients"] < info["of_clients"] == full.numbers["clients_ended"]
+    assert info["units"] < 20
+    assert part.numbers["reference"] == full.numbers["reference"]  # every client
+    n_part = {r["predictor"]: r["n"] for r in part.numbers["validation"]["3"][sm.FAILURE]}
+    n_full = {r["predictor"]: r["n"] for r in full.numbers["validation"]["3"][sm.FAILURE]}
+    assert n_part["expected curve"] < n_full["expected curve"]
+    assert f"{info['clients']:,} ended clients of a seeded random sample" in part.methods
+    # the same seed draws the same therapists
+    again = section(dataclasses.replace(wave), n_boot=20).numbers["validation_sample"]
+    assert again == info
+
+
 def test_monitoring_section_skips_without_an_outcome(demo_sections):
     import dataclasses
 
