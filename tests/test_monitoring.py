@@ -613,6 +613,8 @@ def test_monitoring_validates_on_sampled_therapists_above_the_cap(demo_sections,
     n_full = {r["predictor"]: r["n"] for r in full.numbers["validation"]["3"][sm.FAILURE]}
     assert n_part["expected curve"] < n_full["expected curve"]
     assert f"{info['clients']:,} ended clients of a seeded random sample" in part.methods
+    assert f"seeded random sample of {info['units']} of 20 therapists" in part.tables[0].note
+    assert "seeded random sample" not in full.tables[0].note
     # the same seed draws the same therapists
     again = section(dataclasses.replace(wave), n_boot=20).numbers["validation_sample"]
     assert again == info

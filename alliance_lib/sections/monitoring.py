@@ -311,6 +311,13 @@ def monitoring_section(
         "held-out clients. Failure: "
         f"{failure_words} between intake and the last session (RCI = {val.settings['rci']:g}). "
         f"CIs: 95 % percentile intervals from {n_boot} bootstrap samples of therapists."
+        + (
+            f" Clients of a seeded random sample of {sample['units']:,} of "
+            f"{sample['of_units']:,} {sample['unit']} ({sample['clients']:,} of "
+            f"{sample['of_clients']:,} ended clients; above {VALIDATION_MAX_CLIENTS:,})."
+            if sample
+            else ""
+        )
     )
     accuracy_cols = ["Session", "Predictor", "Clients", "Failures", "Alerted", "Sensitivity"]
     accuracy_cols += ["Sensitivity 95% CI", "Specificity", "Specificity 95% CI"]
@@ -432,7 +439,7 @@ def monitoring_section(
         p = tab.loc["failure probability"]
         sentences.append(
             f"At session {t}, a red alert flagged {e['alert_rate']:.0%} of the "
-            f"{int(e['n'])} clients still in treatment; it caught {e['sensitivity']:.0%} of "
+            f"{int(e['n']):,} clients still in treatment; it caught {e['sensitivity']:.0%} of "
             f"those who ended without reliable improvement (specificity {e['specificity']:.0%}, "
             f"PPV {e['ppv']:.0%}); the failure probability had AUC {p['auc']:.2f} "
             f"[{p['auc_low']:.2f}, {p['auc_high']:.2f}] out of sample."
@@ -458,7 +465,7 @@ def monitoring_section(
     e0 = val.at(t0, failure).loc["expected curve"]
     summary = (
         f"Not-on-track alerts from the study's own expected curves had AUC {e0['auc']:.2f} at "
-        f"session {t0} (out of sample); {int(state_counts['red'])} current clients are red."
+        f"session {t0} (out of sample); {int(state_counts['red']):,} current clients are red."
     )
     methods = (
         f"Expected treatment response curves: a linear mixed model of the {name} total at "
