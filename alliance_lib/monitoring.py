@@ -1097,9 +1097,9 @@ def validate_alerts(
     # the training sets overlap, and a start there replaces the pilot fit and its search
     start = None
     warm = len(ids) >= WARM_START_MIN_CLIENTS
-    if warm and reference is not None and reference.shape == shape:
-        if bool(reference.therapist) == bool(therapist):
-            start = reference.fit.theta
+    same_model = reference is not None and reference.shape == shape
+    if warm and same_model and bool(reference.therapist) == bool(therapist):
+        start = reference.fit.theta
     for g in range(len(g_levels)):
         in_test = row_group == g
         train = post[~in_test] if cv != "none" else post

@@ -319,7 +319,7 @@ def rater_plot(
 
 
 #: Most units a caterpillar plot labels one by one; beyond it the units are drawn by rank
-#: (a fixed-height figure without per-unit labels, the IDs being in the section's table).
+#: (a fixed-height figure without per-unit labels; the report keeps the IDs in results.json).
 MAX_LABELLED = 60
 
 

@@ -714,7 +714,7 @@ def score(
             sums[gappy] = redo
     else:
         if not all_ok:  # NaN -> 0 before summing (rows with invalid cells are not scored anyway)
-            if x.flags.writeable if isinstance(x, np.ndarray) else False:
+            if isinstance(x, np.ndarray) and x.flags.writeable:
                 _zero_missing(x, inst, miss)
             else:  # validate's shared block: zeroed column by column as it is summed
                 x = (x if isinstance(x, _Reflected) else _Reflected(x, (), 0.0)).zeroed(inst, miss)
