@@ -24,15 +24,11 @@ time and the peak growth of resident memory (sampled every 10 ms). Writes
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,54 +38,13 @@ import pandas as pd
 from alliance_lib.sections import common
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_report import RssPeak, prepare_simulated, write_simulated_study  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "reference"))
+from bench_report import measure, prepare_simulated, write_simulated_study  # noqa: E402
+from make_reliability_legacy import COMMIT as LEGACY_COMMIT  # noqa: E402
+from make_reliability_legacy import legacy as legacy_module  # noqa: E402
+from make_reliability_legacy import legacy_tables  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "reliability.json"
-LEGACY_COMMIT = "cacbbd7"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def legacy_module():
-    """The reliability module of :data:`LEGACY_COMMIT` (the implementation replaced)."""
-    src = subprocess.run(
-        ["git", "show", f"{LEGACY_COMMIT}:alliance_lib/reliability.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp(prefix="alliance-legacy-")) / "legacy_reliability.py"
-    path.write_text(src, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("legacy_reliability", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["legacy_reliability"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def legacy_tables(wave, old) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both tables as the old ``common.py`` computed them (same row order and columns)."""
-    insts = [common.alliance_instrument(wave)]
-    if common.outcome_instrument(wave):
-        insts.append(common.outcome_instrument(wave))
-    single, multi = [], []
-    for inst in insts:
-        if not set(inst.columns) <= set(wave.scored.columns):
-            continue
-        keep = [c for c in ("client_id", "therapist_id", "session", "rater") if c in wave.scored]
-        rows = wave.scored[keep + [c for c in inst.columns if c not in keep]]
-        for rater, g in rows.groupby("rater", sort=True):
-            if not g[list(inst.columns)].notna().any(axis=None):
-                continue
-            r = old.reliability(g, inst, **common.COLUMNS, administration="first")
-            r.insert(0, "rater", rater)
-            r.insert(0, "instrument", inst.id)
-            single.append(r)
-            m = old.multilevel_reliability(g, inst, client="client_id")
-            m.insert(0, "rater", rater)
-            m.insert(0, "instrument", inst.id)
-            multi.append(m)
-    return pd.concat(single, ignore_index=True), pd.concat(multi, ignore_index=True)
 
 
 def max_rel_diff(new: pd.DataFrame, old: pd.DataFrame) -> dict[str, float]:
@@ -112,15 +67,6 @@ def max_rel_diff(new: pd.DataFrame, old: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def measure(fn):
-    gc.collect()
-    with RssPeak() as rss:
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return out, wall, cpu, rss.peak - rss.start
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100_000)
@@ -136,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         wave = prepare_simulated(folder)
     steps = []
 
-    def add(name, wall, cpu, grow):
+    def add(name, wall, cpu, peak, grow):  # (bench_report.measure's figures)
         steps.append({"step": name, "wall_s": wall, "cpu_s": cpu, "rss_growth_mib": grow / mib})
         print(f"{name:<44} {wall:8.2f} {cpu:8.2f} {grow / mib:9.0f}", flush=True)
 

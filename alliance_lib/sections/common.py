@@ -200,8 +200,8 @@ def icc_table(wave) -> pd.DataFrame:
 def shape_fits(wave) -> dict:
     """Every candidate shape of ``analysis.compare_shapes``, by ML (comparable likelihoods).
 
-    Not cached: the shape comparison is their only user and caches its own table; kept, the
-    fits' design matrices held 2.8 GB for the rest of a 1,000,000-client report.
+    Not cached: the shape-comparison section is their only user; kept, the fits' design
+    matrices held 2.8 GB for the rest of a 1,000,000-client report.
     """
     study = wave.study
     return {

@@ -209,7 +209,7 @@ def shape_comparison_section(wave) -> Section:
     """Candidate trajectory shapes fitted by ML and compared (AIC, BIC, likelihood-ratio test),
     drawn over the observed session means with the number of clients at each session."""
     fits = c.shape_fits(wave)
-    comparison = c.cached(wave, ("shape_comparison",), lambda: _compare(fits))
+    comparison = _compare(fits)
     s = c.sessions(wave)
     observed = (
         s.dropna(subset=["alliance"])

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import alliance_lib as al
 from alliance_lib.sections import common
@@ -31,6 +32,8 @@ OUT = Path(__file__).parent / "fixtures" / "reliability_legacy.json"
 
 
 def legacy():
+    """The reliability module of :data:`COMMIT` (the implementation replaced), loaded from git;
+    ``benchmarks/bench_reliability.py`` times it."""
     src = subprocess.run(
         ["git", "show", f"{COMMIT}:alliance_lib/reliability.py"],
         cwd=ROOT,
@@ -45,6 +48,31 @@ def legacy():
     sys.modules["legacy_reliability"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def legacy_tables(wave, old) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both tables as the old ``common.py`` computed them (same row order and columns)."""
+    insts = [common.alliance_instrument(wave)]
+    if common.outcome_instrument(wave):
+        insts.append(common.outcome_instrument(wave))
+    single, multi = [], []
+    for inst in insts:
+        if not set(inst.columns) <= set(wave.scored.columns):
+            continue
+        keep = [c for c in ("client_id", "therapist_id", "session", "rater") if c in wave.scored]
+        rows = wave.scored[keep + [c for c in inst.columns if c not in keep]]
+        for rater, g in rows.groupby("rater", sort=True):
+            if not g[list(inst.columns)].notna().any(axis=None):
+                continue
+            r = old.reliability(g, inst, **common.COLUMNS, administration="first")
+            r.insert(0, "rater", rater)
+            r.insert(0, "instrument", inst.id)
+            single.append(r)
+            m = old.multilevel_reliability(g, inst, client="client_id")
+            m.insert(0, "rater", rater)
+            m.insert(0, "instrument", inst.id)
+            multi.append(m)
+    return pd.concat(single, ignore_index=True), pd.concat(multi, ignore_index=True)
 
 
 def records(table):
@@ -68,27 +96,11 @@ def main():
     old = legacy()
     warnings.simplefilter("ignore")
     wave = al.prepare_wave(al.load_study(ROOT / "data" / "demo" / "study.yaml"), 3)
-    single, multi = [], []
-    for inst in [common.alliance_instrument(wave), common.outcome_instrument(wave)]:
-        keep = ["client_id", "therapist_id", "session", "rater"]
-        rows = wave.scored[keep + list(inst.columns)]
-        for rater, g in rows.groupby("rater", sort=True):
-            if not g[list(inst.columns)].notna().any(axis=None):
-                continue  # as the old _rated_groups: no answered item for this rater
-            r = old.reliability(g, inst, **common.COLUMNS, administration="first")
-            r.insert(0, "rater", rater)
-            r.insert(0, "instrument", inst.id)
-            single.append(r)
-            m = old.multilevel_reliability(g, inst, client="client_id")
-            m.insert(0, "rater", rater)
-            m.insert(0, "instrument", inst.id)
-            multi.append(m)
-    import pandas as pd
-
+    single, multi = legacy_tables(wave, old)
     out = {
         "commit": COMMIT,
-        "demo_single": records(pd.concat(single, ignore_index=True)),
-        "demo_multilevel": records(pd.concat(multi, ignore_index=True)),
+        "demo_single": records(single),
+        "demo_multilevel": records(multi),
     }
     df = al.simulate_study(n_therapists=10, n_clients=400, seed=3)
     kw = dict(by="rater", missing_codes=(-99, 999), errors="omit")
