@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
+import os
 import sys
+from collections.abc import Iterator
 
-__all__ = ["release_memory"]
+__all__ = ["release_memory", "system_arrow_pool"]
+
+#: Environment variable that chooses Arrow's memory pool when pyarrow is first imported.
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def release_memory() -> None:
@@ -35,3 +41,41 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+@contextlib.contextmanager
+def system_arrow_pool() -> Iterator[None]:
+    """Within the block, Arrow allocates with the C library's ``malloc`` (its "system" pool), in
+    this process and in the processes it starts (the report's kernel); both are put back after.
+
+    pandas keeps text columns in Arrow arrays, and Arrow's default mimalloc pool keeps freed
+    pages for reuse: after the monitoring section at 100,000 clients it still held 300 MB that
+    :func:`release_memory` could not return, which every later step carried. With ``malloc``
+    those pages go back with ``malloc_trim`` (the section's peak fell from 2.50 to 2.39 GB and its
+    resident memory after it from 1.40 to 1.10 GB, at the same speed). A choice made by the user
+    (the environment variable already set) is kept.
+
+    References
+    ----------
+    Apache Arrow, "Memory Management": ``ARROW_DEFAULT_MEMORY_POOL`` and
+    ``pyarrow.set_memory_pool``.
+
+    Examples
+    --------
+    >>> with system_arrow_pool():
+    ...     pass
+    """
+    if ARROW_POOL_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[ARROW_POOL_VARIABLE] = "system"
+    arrow = sys.modules.get("pyarrow")
+    before = arrow.default_memory_pool() if arrow is not None else None
+    if arrow is not None:
+        arrow.set_memory_pool(arrow.system_memory_pool())
+    try:
+        yield
+    finally:
+        os.environ.pop(ARROW_POOL_VARIABLE, None)
+        if before is not None:
+            arrow.set_memory_pool(before)

@@ -1092,7 +1092,7 @@ def validate_alerts(
     row_client = pd.factorize(post["code"].to_numpy())[0]
     g_code, g_levels = pd.factorize(groups, use_na_sentinel=False)
     row_group = g_code[row_client]
-    held = []
+    held, at = [], []
     # on large data every fold's fit starts from the full fit's optimum (or the first fold's):
     # the training sets overlap, and a start there replaces the pilot fit and its search
     start = None
@@ -1105,11 +1105,17 @@ def validate_alerts(
         train = post[~in_test] if cv != "none" else post
         test = post[in_test]
         fold, fold_ref = _score_fold(train, test, labels, failures, start=start, **kw)
-        held.append(fold)
         if warm and start is None:
             start = fold_ref.fit.theta
+        del train, test, fold_ref  # (the next fold's are built before these would go)
+        held.append(fold)
+        at.append(np.flatnonzero(in_test))
     scores = pd.concat(held, ignore_index=True)
-    scores = scores.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
+    del held
+    # back in post's order (client, then session: each row once), without sorting the ids
+    order = np.argsort(np.concatenate(at), kind="stable")
+    if not np.array_equal(order, np.arange(order.size)):
+        scores = scores.take(order).reset_index(drop=True)
     if in_sample and cv != "none":
         if reference is not None:
             _check_same_fit(reference, post, shape=shape, therapist=therapist)

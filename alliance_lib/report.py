@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from alliance_lib._memory import release_memory
+from alliance_lib._memory import release_memory, system_arrow_pool
 from alliance_lib._version import __version__
 from alliance_lib.errors import ReportError
 from alliance_lib.study import Study, load_study
@@ -463,12 +463,14 @@ def run_report(
                 file=f"{study.slug}/index.html",
                 hint=f"choose another {_flag(out_flag)}",
             )
-        paths = [_run_wave(study, w, root, **options) for w in study.waves]
+        with system_arrow_pool():  # freed text columns go back to the system (both processes)
+            paths = [_run_wave(study, w, root, **options) for w in study.waves]
         from alliance_lib.exports import write_index
 
         write_index(root, study, study.waves)
         return paths
-    return _run_wave(study, wave, root, **options)
+    with system_arrow_pool():
+        return _run_wave(study, wave, root, **options)
 
 
 def _flag(out_flag: str) -> str:

@@ -566,10 +566,13 @@ FAST_CASES = {
 }
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, io_module._READ_CHUNK_ROWS])
 @pytest.mark.parametrize("name", sorted(FAST_CASES))
-def test_fast_path_gives_the_general_paths_result(tmp_path, monkeypatch, name):
+def test_fast_path_gives_the_general_paths_result(tmp_path, monkeypatch, name, chunk_rows):
     # the fast path either returns exactly what the general path returns (cells, dtypes, index,
-    # attrs, warnings) or hands the file over to the general path (errors included)
+    # attrs, warnings) or hands the file over to the general path (errors included); read in
+    # chunks of one or two records, every column is typed differently in different chunks
+    monkeypatch.setattr(io_module, "_READ_CHUNK_ROWS", chunk_rows)
     p = write(tmp_path, "w.csv", FAST_CASES[name])
     general, fast, _ = _read_both(monkeypatch, p)
     if isinstance(general, tuple):
@@ -634,6 +637,41 @@ def test_large_regular_file_takes_the_fast_path_with_file_rows(tmp_path, monkeyp
     assert df["wai_sr_1"].dtype == object and "n/a" in df["wai_sr_1"].tolist()
     assert df["client_id"].iloc[0] == "00000" and df["note"].isna().sum() == 5999
     assert df.attrs["warnings"][0].startswith("skipped 1 row(s) above the header (row 1: Export")
+
+
+def test_chunks_typed_differently_give_the_general_paths_table(tmp_path, monkeypatch):
+    # 6,000 rows read in chunks of 1,000: columns whose cells change type between chunks
+    rows = []
+    for i in range(6000):
+        late = i >= 4500
+        rows.append(
+            [
+                f"{i:05d}" if i < 3000 else f"A{i}",  # id: digits, then letters (text)
+                str(i % 16),  # int in every chunk
+                "" if i % 997 == 0 and late else str(1 + i % 5),  # int, then NaN late: float
+                "x" if i == 5500 else str(i % 3),  # numbers, then one text cell late: mixed
+                "" if i < 2500 else "note",  # empty (float NaN) chunks, then text
+                "9007199254740993" if i == 5999 else "1",  # a huge integer in the last chunk
+                "True" if i % 2 else "False",  # booleans
+                "",  # never filled
+                "2.5" if late else "3",  # ints, then decimals
+            ]
+        )
+    names = ["client_id", "session", "wai_sr_1", "code", "note", "big", "flag", "empty", "dose"]
+    p = tmp_path / "typed.csv"
+    p.write_text("\n".join([",".join(names)] + [",".join(r) for r in rows]) + "\n")
+    monkeypatch.setattr(io_module, "_READ_CHUNK_ROWS", 1000)
+    general, fast, used_fast = _read_both(monkeypatch, p)
+    assert used_fast
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    assert fast.attrs == general.attrs
+    assert fast["session"].dtype == np.int64 and fast["wai_sr_1"].dtype == np.float64
+    assert fast["dose"].dtype == np.float64 and fast.loc[6001, "dose"] == 2.5
+    assert fast.loc[5502, "code"] == "x" and fast.attrs["text_cells"]["code"] == 1
+    assert fast.loc[2, "client_id"] == "00000" and fast.loc[6001, "client_id"] == "A5999"
+    monkeypatch.setattr(io_module, "_READ_CHUNK_ROWS", 10**6)
+    one_chunk = read_table(p)  # one chunk: what one pandas.read_csv call types
+    pd.testing.assert_frame_equal(fast, one_chunk, check_exact=True)
 
 
 def test_fast_path_with_many_rows_starting_with_an_empty_field(tmp_path, monkeypatch):

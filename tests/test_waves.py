@@ -257,3 +257,31 @@ def test_a_prepared_wave_is_handed_over_and_checked(tmp_path):
     assert again.n_read == w.n_read and again.study is not w.study
     with pytest.raises(ReportError, match="not the prepared wave 2"):
         load_prepared(path, study, 2)
+
+
+def test_item_columns_are_float32_only_where_that_is_exact(tmp_path):
+    """Integer answers are kept as float32 (half the memory of the wave); an ORS mark such as
+    7.3 is not a float32, and that column stays float64. Scores and reliability are the same
+    as from the float64 cells."""
+    rng = np.random.default_rng(3)
+    df = _long(n_clients=40)
+    df[WAI] = rng.integers(1, 6, size=(len(df), len(WAI))).astype(float)
+    df.loc[3, "wai_sr_2"] = np.nan
+    for j in range(1, 5):
+        df[f"ors_{j}"] = np.round(rng.uniform(0, 10, len(df)), 1)
+    df["ors_3"] = np.round(df["ors_3"])  # whole marks only: exact in float32
+    df.to_csv(tmp_path / "w1.csv", index=False)
+    path = _study(tmp_path, "data: {1: w1.csv}\ninstruments: {alliance: wai-sr, outcome: ors}\n")
+    w = al.prepare_wave(al.load_study(path), 1)
+    s = w.scored
+    assert {str(s[c].dtype) for c in WAI} == {"float32"}
+    assert str(s["ors_3"].dtype) == "float32"
+    assert {str(s[c].dtype) for c in ("ors_1", "ors_2", "ors_4")} == {"float64"}
+    assert s["ors_1"].tolist() == df["ors_1"].tolist()  # the marks as read, not rounded
+    assert np.isnan(s.loc[3, "wai_sr_2"])
+    assert s[WAI].astype(float).equals(df[WAI].reset_index(drop=True))
+    ref = al.score(df.assign(client_id=df["client_id"].astype(str)), "wai-sr")
+    assert np.array_equal(s["wai_sr_total"], ref["wai_sr_total"], equal_nan=True)
+    assert str(s["wai_sr_total"].dtype) == "float64"
+    a32 = al.cronbach_alpha(s[WAI]).alpha
+    assert a32 == al.cronbach_alpha(df[WAI]).alpha
