@@ -1238,3 +1238,34 @@ def test_demo_event_analyses_match_the_previous_implementation(demo_study_yaml):
     rc, _ = c.clinical_change(w)
     pd.testing.assert_frame_equal(rc, old_rc)
     assert rc.attrs["treatment_status"] == old_rc.attrs["treatment_status"]
+
+
+def test_treatment_status_helpers_match_pandas():
+    """The large-data steps of treatment_status give pandas' own results: sorted client codes
+    (text ids, with non-ASCII, a trailing NUL and numbers that fall back to pandas), distinct
+    sessions per client (missing sessions not counted) and dates parsed once per value."""
+    from alliance_lib.change import _dates_by_value, _distinct_per_code, _sorted_codes
+
+    rng = np.random.default_rng(11)
+    words = np.array(["C-0a", "C-0A", "c-01", "Ärzt", "b", "ab", "a", "Z9", "é", "e\u0301"])
+    for ids in (
+        pd.Series(rng.choice(words, 500)),
+        pd.Series(rng.choice(words, 500), dtype="str"),
+        pd.Series(rng.choice(np.r_[words, ["x\x00"]], 500)),
+        pd.Series(rng.integers(0, 40, 500)),
+    ):
+        codes, uniq = _sorted_codes(ids)
+        ref_codes, ref_uniq = pd.factorize(ids, sort=True)
+        assert_array_equal(codes, ref_codes)
+        assert list(uniq) == list(ref_uniq)
+    codes = rng.integers(0, 30, 2000)
+    sess = rng.integers(0, 12, 2000).astype(float)
+    sess[rng.random(2000) < 0.1] = np.nan
+    for values in (sess, np.round(rng.random(2000) * 500, 0)):  # dense, then sparse keys
+        ref = pd.Series(values).groupby(codes).nunique().reindex(range(30)).to_numpy()
+        assert_array_equal(_distinct_per_code(codes, values, 30), ref)
+    raw = pd.Series(rng.choice(["2025-01-06", "06.01.2025", "", None, "2025-02-30", "x"], 300))
+    raw[7] = "2025-03-01 10:15"
+    got = _dates_by_value(raw)
+    expected = pd.to_datetime(raw, errors="coerce", format="mixed")
+    pd.testing.assert_series_equal(got, expected)
