@@ -1120,15 +1120,14 @@ def validate_alerts(
         if reference is not None:
             _check_same_fit(reference, post, shape=shape, therapist=therapist)
         ins, _ = _score_fold(post, post, labels, failures, ref=reference, **kw)
-        # both are in post's order (checked): no index of every client x session to match on
-        in_order = len(ins) == len(scores) and (
-            np.array_equal(ins["session"].to_numpy(), scores["session"].to_numpy())
+        # both are post's rows in its order: matched by position, not on an index of every
+        # client x session (checked, cheaply)
+        if not (
+            len(ins) == len(scores)
+            and np.array_equal(ins["session"].to_numpy(), scores["session"].to_numpy())
             and ins["client"].reset_index(drop=True).equals(scores["client"])
-        )
-        if not in_order:
-            ins = ins.set_index(["client", "session"]).reindex(
-                pd.MultiIndex.from_frame(scores[["client", "session"]])
-            )
+        ):
+            raise RuntimeError("validate_alerts: in-sample and held-out rows differ")
         scores["percentile_in_sample"] = ins["percentile"].to_numpy()
         for f in failures:
             scores[f"p_{f}_in_sample"] = ins[f"p_{f}"].to_numpy()
