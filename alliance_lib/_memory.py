@@ -49,10 +49,10 @@ def system_arrow_pool() -> Iterator[None]:
     this process and in the processes it starts (the report's kernel); both are put back after.
 
     pandas keeps text columns in Arrow arrays, and Arrow's default mimalloc pool keeps freed
-    pages for reuse: after the monitoring section at 100,000 clients it still held 300 MB that
+    pages for reuse: after the monitoring section at 100,000 clients it still held 300 MiB that
     :func:`release_memory` could not return, which every later step carried. With ``malloc``
-    those pages go back with ``malloc_trim`` (the section's peak fell from 2.50 to 2.39 GB and its
-    resident memory after it from 1.40 to 1.10 GB, at the same speed). A choice made by the user
+    those pages go back with ``malloc_trim`` (the section's peak fell from 2,500 to 2,393 MiB and its
+    resident memory after it from 1,396 to 1,097 MiB, at the same speed). A choice made by the user
     (the environment variable already set) is kept.
 
     References

@@ -487,7 +487,7 @@ def prepare_wave(study: Study, wave: int) -> WaveData:
     folder = study.instrument_folder
     insts = {role: get_instrument(i, folder=folder) for role, i in study.instruments.items()}
     item_insts = [inst for role, inst in insts.items() if role not in study.totals]
-    # items as float32 where exact while validate builds its float64 blocks (-456 MB at the
+    # items as float32 where exact while validate builds its float64 blocks (-650 MiB at its
     # peak at 100,000 clients; the cells and their messages are the same)
     df = intake.table = _compact_items(intake.table, item_insts)
     release_memory()
@@ -671,7 +671,7 @@ def _compact_items(table: pd.DataFrame, instruments: list) -> pd.DataFrame:
     For the read table, while validate builds its float64 item blocks, and for the scored rows
     of the prepared wave. The scores are computed in float64; analyses of items read them as
     float64 again (the reliability coefficients of :func:`~alliance_lib.reliability.reliability`
-    and their inputs are unchanged), so only the memory changes: half of the item cells (456 MB
+    and their inputs are unchanged), so only the memory changes: half of the item cells (454 MiB
     at 100,000 clients), and no copy when the wave is pickled for the report's kernel (a column
     of a shared 2-D block is not contiguous, and pickle copies such a block whole).
     """
