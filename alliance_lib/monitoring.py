@@ -1125,7 +1125,7 @@ def validate_alerts(
         if not (
             len(ins) == len(scores)
             and np.array_equal(ins["session"].to_numpy(), scores["session"].to_numpy())
-            and ins["client"].reset_index(drop=True).equals(scores["client"])
+            and ins["client"].equals(scores["client"])
         ):
             raise RuntimeError("validate_alerts: in-sample and held-out rows differ")
         scores["percentile_in_sample"] = ins["percentile"].to_numpy()

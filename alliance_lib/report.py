@@ -463,20 +463,19 @@ def run_report(
                 file=f"{study.slug}/index.html",
                 hint=f"choose another {_flag(out_flag)}",
             )
-        with system_arrow_pool():  # freed text columns go back to the system (both processes)
-            paths = [_run_wave(study, w, root, **options) for w in study.waves]
+        paths = [_run_wave(study, w, root, **options) for w in study.waves]
         from alliance_lib.exports import write_index
 
         write_index(root, study, study.waves)
         return paths
-    with system_arrow_pool():
-        return _run_wave(study, wave, root, **options)
+    return _run_wave(study, wave, root, **options)
 
 
 def _flag(out_flag: str) -> str:
     return out_flag if out_flag.startswith("-") else f"{out_flag}="
 
 
+@system_arrow_pool()  # freed text columns go back to the system (this process and the kernel)
 def _run_wave(
     study: Study,
     wave: int | None,

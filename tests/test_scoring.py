@@ -832,6 +832,21 @@ def test_validated_blocks_score_like_a_private_copy(ident, p_missing):
     scores = [c for c in shared.columns if c.startswith(inst.prefix + "_") and c not in df]
     assert len(scores) > 3
     pd.testing.assert_frame_equal(shared[scores], private[scores], check_exact=True)
+    # and both are the manual's total, by hand, on the rows with every item answered
+    x = df.loc[checked.clean.index, list(inst.columns)].to_numpy(copy=True)
+    x[:, [i - 1 for i in inst.reverse]] = (
+        inst.scale_min + inst.scale_max - x[:, [i - 1 for i in inst.reverse]]
+    )
+    x = x[:, [i - 1 for i in inst.scales["total"]]]
+    complete = ~np.isnan(x).any(axis=1)
+    by_hand = {"sum": x.sum(axis=1), "mean": x.mean(axis=1), "mean_x10": 10 * x.mean(axis=1)}
+    if p_missing < 0.01:  # (at 30% missing few rows have every item)
+        assert complete.sum() > 100
+    np.testing.assert_allclose(
+        shared[f"{inst.prefix}_total"].to_numpy()[complete],
+        by_hand[inst.metric][complete],
+        rtol=1e-12,
+    )
     # and the shared block is unchanged (reflection and zeroing happened outside it)
     block = checked.checked_items[inst.id]
     assert np.array_equal(block, df.loc[checked.clean.index, list(inst.columns)], equal_nan=True)

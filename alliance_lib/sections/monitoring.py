@@ -79,7 +79,7 @@ def _curves_figure(ref, intakes, sessions, name, cutoff=None):
 #: Most ended clients the alert accuracy and the alliance signals are estimated on: above it,
 #: the clients of a seeded random sample of whole therapists (or of clients, without therapists)
 #: reaching this many. Cross-validated refits on every client of a 1,000,000-client wave took
-#: over 10 GB, and on the 90,000 ended clients of a 100,000-client wave 1.3 GB and 25 s; an AUC
+#: over 10 GB, and on the 96,934 ended clients of a 100,000-client wave 1.3 GB and 25 s; an AUC
 #: from 50,000 clients has a standard error of about 0.004 (its bootstrap CI is reported).
 VALIDATION_MAX_CLIENTS = 50_000
 
@@ -237,7 +237,7 @@ def monitoring_section(
         **norms_kw,
     )
     # the section reports the tables; the per-session predictions (a row per client x session,
-    # 300 MB at 100,000 clients) are not kept while the alliance signals are validated
+    # 300 MiB at 100,000 clients) are not kept while the alliance signals are validated
     val = dataclasses.replace(val, scores=val.scores.iloc[:0])
     release_memory()
     alliance_table, alliance_numbers = _alliance_part(
